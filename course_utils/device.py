@@ -1,0 +1,78 @@
+"""Device choice (cuda, then mps, then cpu), seeding, and DataLoader settings that work in notebooks."""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import sys
+
+import numpy as np
+import torch
+
+
+def pick_device(prefer: str | None = None) -> torch.device:
+    """cuda if available, then Apple mps, then cpu; ``prefer`` or $COURSE_DEVICE overrides."""
+    wanted = prefer or os.environ.get("COURSE_DEVICE")
+    if wanted:
+        device = torch.device(wanted)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"COURSE_DEVICE={wanted} but torch sees no CUDA device; unset it to use the CPU.")
+        if device.type == "mps" and not _mps_available():
+            raise RuntimeError(f"COURSE_DEVICE={wanted} but MPS is not available; unset it to use the CPU.")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if _mps_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend and backend.is_available())
+
+
+def seed_everything(seed: int = 0, deterministic: bool = False) -> torch.Generator:
+    """Seed python, numpy and torch (all devices); return a torch.Generator seeded the same way."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    return generator
+
+
+def loader_kwargs(device: torch.device | str | None = None) -> dict:
+    """DataLoader settings safe inside Jupyter on Linux, macOS and Windows.
+
+    Worker processes cannot unpickle datasets defined in a notebook on macOS/Windows (spawn start
+    method), so data loads in the main process; pinned memory only helps when copying to CUDA.
+    """
+    device = torch.device(device) if device is not None else pick_device()
+    return {"num_workers": 0, "pin_memory": device.type == "cuda"}
+
+
+def environment_report() -> dict:
+    """Versions and hardware, for the set-up check in lesson 00."""
+    import torchvision
+
+    device = pick_device()
+    report = {
+        "python": platform.python_version(),
+        "platform": f"{platform.system()} {platform.machine()}",
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "device": str(device),
+        "cpu_threads": torch.get_num_threads(),
+        "cuda_build": torch.version.cuda or "none",
+    }
+    if device.type == "cuda":
+        report["gpu"] = torch.cuda.get_device_name(0)
+    report["executable"] = sys.executable
+    return report

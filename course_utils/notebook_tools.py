@@ -1,0 +1,128 @@
+"""Keep committed notebooks clean: outputs only in '# NBVAL_CHECK_OUTPUT' cells.
+
+Checked cells keep their outputs and an execution count, numbered 1, 2, 3, ... in order (nbval refuses
+to compare a cell whose reference has outputs but no count: "Unrun reference cell has outputs").
+Every other code cell has neither.
+
+    python -m course_utils.notebook_tools clean [PATH ...]     strip everything but checked outputs
+    python -m course_utils.notebook_tools check [PATH ...]     list notebooks that are not clean (exit 1)
+    python -m course_utils.notebook_tools refresh [PATH ...]   execute, then keep checked outputs only
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+
+from .paths import atomic_write_text
+
+CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
+VOLATILE_METADATA = ("widgets", "execution")
+
+
+def is_checked(cell) -> bool:
+    """True for a code cell whose output nbval compares."""
+    return cell.cell_type == "code" and CHECK_MARK in cell.source
+
+
+def notebook_paths(paths: list[str | Path]) -> list[Path]:
+    """Every .ipynb under the given files or folders, checkpoints and build outputs excluded."""
+    found = []
+    for path in map(Path, paths):
+        candidates = [path] if path.is_file() else sorted(path.rglob("*.ipynb"))
+        found += [p for p in candidates if ".ipynb_checkpoints" not in p.parts and "build" not in p.parts]
+    return found
+
+
+def clean_notebook(nb) -> bool:
+    """Strip unchecked outputs, execution counts and volatile metadata in place; True if anything changed."""
+    before = nbformat.writes(nb)
+    for key in VOLATILE_METADATA:
+        nb.metadata.pop(key, None)
+    checked = 0
+    for cell in nb.cells:
+        for key in VOLATILE_METADATA:
+            cell.metadata.pop(key, None)
+        if cell.cell_type != "code":
+            continue
+        if is_checked(cell):
+            checked += 1
+            cell.execution_count = checked
+        else:
+            cell.execution_count = None
+            cell.outputs = []
+        for output in cell.outputs:
+            if "execution_count" in output:
+                output["execution_count"] = cell.execution_count
+    return nbformat.writes(nb) != before
+
+
+def problems(nb) -> list[str]:
+    """Why a notebook is not clean (empty list when it is)."""
+    found = []
+    checked = 0
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        if is_checked(cell):
+            checked += 1
+            if cell.execution_count != checked:
+                found.append(f"cell {index}: checked cell should have execution count {checked}")
+            if not cell.outputs:
+                found.append(f"cell {index}: checked cell has no committed output to compare")
+        elif cell.execution_count is not None:
+            found.append(f"cell {index}: has an execution count")
+        if cell.outputs and not is_checked(cell):
+            found.append(f"cell {index}: has outputs but no {CHECK_MARK}")
+    if "widgets" in nb.metadata:
+        found.append("notebook metadata holds widget state")
+    return found
+
+
+def write_notebook(nb, path: Path) -> None:
+    """Write atomically, in nbformat's canonical layout."""
+    atomic_write_text(path, nbformat.writes(nb) + "\n")
+
+
+def refresh(path: Path, timeout: int = 600) -> float:
+    """Execute a notebook in its own folder, keep only checked outputs; return seconds taken."""
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    start = time.perf_counter()
+    NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    seconds = time.perf_counter() - start
+    clean_notebook(nb)
+    write_notebook(nb, path)
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m course_utils.notebook_tools", description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["clean", "check", "refresh"])
+    parser.add_argument("paths", nargs="*", default=["notebooks"])
+    args = parser.parse_args(argv)
+    status = 0
+    for path in notebook_paths(args.paths):
+        nb = nbformat.read(path, as_version=4)
+        if args.command == "clean":
+            if clean_notebook(nb):
+                write_notebook(nb, path)
+                print(f"cleaned {path}")
+        elif args.command == "check":
+            for problem in problems(nb):
+                print(f"{path}: {problem}")
+                status = 1
+        else:
+            print(f"refreshing {path} (COURSE_PROFILE={os.environ.get('COURSE_PROFILE', 'full')}) ...", flush=True)
+            print(f"  {refresh(path):.1f} s")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""Where the course keeps its data, caches and build outputs."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def project_root() -> Path:
+    """The course checkout (the folder holding course_utils/), or the current folder if installed elsewhere."""
+    candidate = PACKAGE_DIR.parent
+    if (candidate / "notebooks").is_dir() or (candidate / "pyproject.toml").is_file():
+        return candidate
+    return Path.cwd()
+
+
+def data_dir() -> Path:
+    """Datasets and provenance records: $COURSE_DATA_DIR, else data/ in the checkout."""
+    env = os.environ.get("COURSE_DATA_DIR")
+    path = Path(env).expanduser() if env else project_root() / "data"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def cache_dir() -> Path:
+    """Feature caches and sweep results in progress: $COURSE_CACHE_DIR, else data/cache."""
+    env = os.environ.get("COURSE_CACHE_DIR")
+    path = Path(env).expanduser() if env else data_dir() / "cache"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def atomic_write_bytes(path: Path, payload: bytes) -> None:
+    """Write a file so that readers see the old file or the whole new one, never half of it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Text version of atomic_write_bytes (UTF-8)."""
+    atomic_write_bytes(path, text.encode("utf-8"))

