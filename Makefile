@@ -11,7 +11,7 @@ PROFILE ?= quick
 PYTEST_ARGS ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 
-.PHONY: lab test setup venv weights data unit notebooks diary clean-notebooks refresh-notebooks bench handouts sweep clean
+.PHONY: lab test setup venv weights data unit notebooks diary clean-notebooks refresh-notebooks bench handouts sweep release-exercises grade clean
 
 lab: setup
 	@echo "Starting JupyterLab on notebooks/ (open the URL it prints; Ctrl-C stops it)"
@@ -60,6 +60,22 @@ clean-notebooks: venv
 # Execute every notebook (quick profile) and keep the outputs of checked cells only.
 refresh-notebooks: setup
 	COURSE_PROFILE=$(PROFILE) $(PY) -m course_utils.notebook_tools refresh notebooks
+
+# Lesson tools (see README): each runs after the set-up.
+bench: setup
+	$(PY) -m course_utils.bench $(ARGS)
+
+sweep: setup
+	COURSE_PROFILE=$(PROFILE) $(PY) -m course_utils.sweep $(ARGS)
+
+handouts: setup
+	COURSE_PROFILE=$(PROFILE) $(PY) -m course_utils.handouts --profile $(PROFILE) $(ARGS)
+
+release-exercises: venv
+	$(PY) -m course_utils.exercises release
+
+grade: venv
+	$(PY) -m course_utils.grade $(ARGS)
 
 clean:
 	rm -rf build .pytest_cache
