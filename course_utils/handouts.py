@@ -1,0 +1,317 @@
+"""Lecture handouts: execute every lesson, write self-contained HTML that reads offline, and an index.
+
+    python -m course_utils.handouts --profile quick|full [--out build/handouts] [--only NAME ...]
+
+Each lesson runs top to bottom with COURSE_PROFILE set to the profile; its page embeds every image and
+loads MathJax, require.js and the widget renderer from ``assets/`` beside it, never from a CDN, so the
+folder can be copied to a lecture-hall machine without internet. MathJax comes from the installed
+``jupyter-server-mathjax`` package; the widget renderer (``@jupyter-widgets/html-manager@1``) and
+``requirejs@2`` come from the npm registry once (``npm pack``) and are kept in ``data/cache/handout-assets``.
+Without npm the pages are still written; widgets then show a note instead of their saved state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import nbformat
+
+from .paths import atomic_write_text, cache_dir, project_root
+from .profiles import PROFILES
+
+LESSON_GLOB = "[0-9][0-9]_*.ipynb"
+NPM_PACKAGES = {  # npm spec -> (tarball name prefix, files taken from the package)
+    "@jupyter-widgets/html-manager@1": ("jupyter-widgets-html-manager-1.", "package/dist/"),
+    "requirejs@2": ("requirejs-2.", "package/require.js"),
+}
+MATHJAX_CONFIG = "TeX-AMS-MML_HTMLorMML-full,Safe,local/course"
+MATHJAX_LOCAL = """\
+MathJax.Hub.Config({
+  "HTML-CSS": {availableFonts: ["STIX-Web"], preferredFont: "STIX-Web", webFont: "STIX-Web", imageFont: null}
+});
+MathJax.Ajax.loadComplete("[MathJax]/config/local/course.js");
+"""
+NO_WIDGETS_JS = """\
+(function () {
+  function note() {
+    document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]').forEach(function (s) {
+      if (s.dataset.noted) { return; }
+      s.dataset.noted = "1";
+      var p = document.createElement("p");
+      p.className = "handout-widget-note";
+      p.textContent = "[interactive widget: open the notebook in JupyterLab to use it]";
+      s.parentNode.insertBefore(p, s);
+    });
+  }
+  if (document.readyState === "loading") { document.addEventListener("DOMContentLoaded", note); } else { note(); }
+}());
+"""
+
+
+@dataclass
+class Assets:
+    """Where a handout page loads its scripts from (paths relative to the page)."""
+
+    mathjax_url: str
+    require_js_url: str
+    widget_renderer_url: str
+    widgets: bool
+    note: str = ""
+
+
+@dataclass
+class LessonResult:
+    """One executed lesson: its page, how long it ran, and the error that stopped it, if any."""
+
+    name: str
+    title: str
+    seconds: float
+    html: Path
+    error: str = ""
+    images: int = 0
+    widgets: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def lesson_paths(notebooks_dir: Path, only: list[str] | None = None) -> list[Path]:
+    """Lesson notebooks (NN_name.ipynb) in order; ``only`` keeps those whose name or number matches."""
+    lessons = sorted(Path(notebooks_dir).glob(LESSON_GLOB))
+    if not lessons:
+        raise SystemExit(f"handouts: no lesson notebooks ({LESSON_GLOB}) in {notebooks_dir}; pass --notebooks DIR.")
+    if not only:
+        return lessons
+    chosen = []
+    for name in only:
+        stem = Path(name).stem
+        matches = [p for p in lessons if p.stem == stem or p.stem.startswith(stem + "_") or p.stem.split("_")[0] == stem]
+        if not matches:
+            available = ", ".join(p.stem for p in lessons)
+            raise SystemExit(f"handouts: no lesson called {name!r}; choose from: {available}")
+        chosen += [p for p in matches if p not in chosen]
+    return sorted(chosen)
+
+
+def npm_tarball(spec: str, cache: Path) -> Path | None:
+    """The npm package's .tgz from the cache, else fetched with ``npm pack``; None (and a message) if impossible."""
+    prefix, _ = NPM_PACKAGES[spec]
+    cache.mkdir(parents=True, exist_ok=True)
+    found = sorted(cache.glob(prefix + "*.tgz"))
+    if found:
+        return found[-1]
+    npm = shutil.which("npm")
+    if npm is None:
+        print(f"handouts: npm is not installed, so {spec} cannot be fetched; widgets will show a note instead. "
+              f"Install Node.js (npm), or put the file from `npm pack {spec}` into {cache}.", file=sys.stderr)
+        return None
+    try:
+        subprocess.run([npm, "pack", spec, "--silent"], cwd=cache, check=True, timeout=180,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    except (subprocess.SubprocessError, OSError) as err:
+        detail = getattr(err, "stderr", "") or str(err)
+        print(f"handouts: `npm pack {spec}` failed ({detail.strip().splitlines()[-1] if detail.strip() else err}); "
+              f"widgets will show a note instead. Online, run the command again; offline, copy the .tgz into {cache}.",
+              file=sys.stderr)
+        return None
+    found = sorted(cache.glob(prefix + "*.tgz"))
+    return found[-1] if found else None
+
+
+def _extract(tarball: Path, member_prefix: str, dest: Path) -> None:
+    """Copy the members under ``member_prefix`` (source maps left out) flat into dest."""
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(tarball) as archive:
+        for member in archive.getmembers():
+            if not member.isfile() or not member.name.startswith(member_prefix) or member.name.endswith(".map"):
+                continue
+            name = Path(member.name).name
+            if name in ("embed.js", "libembed-amd.js", "embed.js.LICENSE.txt"):
+                continue  # the AMD bundle is all a page needs
+            source = archive.extractfile(member)
+            (dest / name).write_bytes(source.read())
+
+
+def prepare_assets(out_dir: Path, npm_cache: Path | None = None) -> Assets:
+    """Copy MathJax, require.js and the widget renderer into ``out_dir/assets``; say what is missing."""
+    import jupyter_server_mathjax
+
+    assets = out_dir / "assets"
+    mathjax = assets / "mathjax"
+    if not (mathjax / "MathJax.js").is_file():
+        source = Path(jupyter_server_mathjax.__file__).parent / "static"
+        shutil.copytree(source, mathjax, dirs_exist_ok=True)
+    atomic_write_text(mathjax / "config" / "local" / "course.js", MATHJAX_LOCAL)
+    mathjax_url = f"assets/mathjax/MathJax.js?config={MATHJAX_CONFIG}"
+
+    npm_cache = npm_cache or cache_dir() / "handout-assets"
+    manager = npm_tarball("@jupyter-widgets/html-manager@1", npm_cache)
+    requirejs = npm_tarball("requirejs@2", npm_cache)
+    if manager and requirejs:
+        if not (assets / "widgets" / "embed-amd.js").is_file():
+            _extract(manager, NPM_PACKAGES["@jupyter-widgets/html-manager@1"][1], assets / "widgets")
+        if not (assets / "require.js").is_file():
+            _extract(requirejs, NPM_PACKAGES["requirejs@2"][1], assets)
+        return Assets(mathjax_url, "assets/require.js", "assets/widgets/embed-amd.js", widgets=True)
+    atomic_write_text(assets / "no-widgets.js", NO_WIDGETS_JS)
+    return Assets(mathjax_url, "assets/no-widgets.js", "assets/no-widgets.js", widgets=False,
+                  note="widget renderer unavailable (npm): widgets show a note instead of their saved state")
+
+
+def notebook_title(nb, fallback: str) -> str:
+    """The first Markdown heading of a notebook."""
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("#"):
+                    return line.lstrip("#").strip()
+    return fallback
+
+
+def execute_lesson(path: Path, profile: str, timeout: int = 600) -> tuple[object, float, str]:
+    """Run a lesson in its own folder with COURSE_PROFILE=profile; (notebook, seconds, error or '')."""
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    previous = os.environ.get("COURSE_PROFILE")
+    os.environ["COURSE_PROFILE"] = profile  # the kernel inherits the environment
+    error = ""
+    start = time.perf_counter()
+    try:
+        NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=True,
+                       resources={"metadata": {"path": str(path.parent)}}).execute()
+    except Exception as err:  # noqa: BLE001 (any failure is reported on the index, the page is still written)
+        lines = [line for line in str(err).splitlines() if line.strip()]
+        error = f"{type(err).__name__}: {lines[-1] if lines else err}"
+    finally:
+        seconds = time.perf_counter() - start
+        if previous is None:
+            os.environ.pop("COURSE_PROFILE", None)
+        else:
+            os.environ["COURSE_PROFILE"] = previous
+    return nb, seconds, error
+
+
+def render_html(nb, path: Path, assets: Assets) -> str:
+    """The lab-style HTML page of an executed notebook, images embedded, scripts from local assets."""
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(template_name="lab", embed_images=True)
+    exporter.mathjax_url = assets.mathjax_url
+    exporter.require_js_url = assets.require_js_url
+    exporter.widget_renderer_url = assets.widget_renderer_url
+    exporter.jupyter_widgets_base_url = ""
+    exporter.mermaid_js_url = ""
+    exporter.mermaid_layout_elk_js_url = ""
+    exporter.jquery_url = ""
+    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"path": str(path.parent), "name": path.stem}})
+    return body
+
+
+def count_outputs(nb) -> tuple[int, int]:
+    """(images, widget views) among a notebook's outputs."""
+    images = widgets = 0
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            images += any(key.startswith("image/") for key in data)
+            widgets += "application/vnd.jupyter.widget-view+json" in data
+    return images, widgets
+
+
+def write_index(out_dir: Path, results: list[LessonResult], profile: str, assets: Assets, command: str) -> Path:
+    """index.html: one row per lesson with its title, run time and status."""
+    rows = []
+    for r in results:
+        status = f'<span class="failed">failed: {html.escape(r.error)}</span>' if r.error else "ran without error"
+        rows.append(
+            f'<tr><td><a href="{html.escape(r.html.name)}">{html.escape(r.name)}</a></td>'
+            f"<td>{html.escape(r.title)}</td><td class=\"time\">{r.seconds:.1f} s</td>"
+            f"<td>{r.images}</td><td>{r.widgets}</td><td>{status}</td></tr>"
+        )
+    total = sum(r.seconds for r in results)
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    machine = f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}"
+    note = f"<p class=\"note\">{html.escape(assets.note)}</p>" if assets.note else ""
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Course handouts ({profile} profile)</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 60em; }}
+table {{ border-collapse: collapse; width: 100%; }} td, th {{ border-bottom: 1px solid #ccc; padding: .4em; text-align: left; }}
+td.time {{ text-align: right; white-space: nowrap; }} .failed {{ color: #b00; }} .note {{ color: #a60; }}
+</style></head><body>
+<h1>Transfer learning, hands-on: handouts</h1>
+<p>Each lesson executed top to bottom with <code>COURSE_PROFILE={profile}</code> on {html.escape(when)}
+({html.escape(machine)}). Pages are self-contained (images embedded; MathJax and widgets from <code>assets/</code>)
+and read offline.</p>
+{note}
+<table><thead><tr><th>lesson</th><th>title</th><th>run time</th><th>figures</th><th>widgets</th><th>status</th></tr></thead>
+<tbody>
+{chr(10).join(rows)}
+</tbody>
+<tfoot><tr><td colspan="2">total</td><td class="time">{total:.1f} s</td><td colspan="3"></td></tr></tfoot></table>
+<p>Made with <code>{html.escape(command)}</code>.</p>
+</body></html>
+"""
+    path = out_dir / "index.html"
+    atomic_write_text(path, page)
+    path.chmod(0o644)
+    summary = {"profile": profile, "when": when, "machine": machine, "command": command, "widgets_rendered": assets.widgets,
+               "lessons": [{"name": r.name, "seconds": round(r.seconds, 1), "error": r.error} for r in results]}
+    atomic_write_text(out_dir / "timings.json", json.dumps(summary, indent=2) + "\n")
+    return path
+
+
+def build_handouts(profile: str, out_dir: Path, only: list[str] | None = None, notebooks_dir: Path | None = None,
+                   npm_cache: Path | None = None, command: str = "") -> list[LessonResult]:
+    """Execute the chosen lessons and write their pages and the index into out_dir."""
+    if profile not in PROFILES:
+        raise SystemExit(f"handouts: profile {profile!r} is not one of {', '.join(PROFILES)}.")
+    notebooks_dir = Path(notebooks_dir or project_root() / "notebooks")
+    lessons = lesson_paths(notebooks_dir, only)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    assets = prepare_assets(out_dir, npm_cache)
+    results = []
+    for path in lessons:
+        print(f"handouts: running {path.name} ({profile}) ...", flush=True)
+        nb, seconds, error = execute_lesson(path, profile)
+        page = out_dir / f"{path.stem}.html"
+        atomic_write_text(page, render_html(nb, path, assets))
+        page.chmod(0o644)  # readable when the folder is served or copied for students
+        images, widgets = count_outputs(nb)
+        results.append(LessonResult(path.stem, notebook_title(nb, path.stem), seconds, page, error, images, widgets))
+        print(f"  {seconds:.1f} s" + (f"  FAILED: {error}" if error else "") + f"  -> {page}", flush=True)
+    index = write_index(out_dir, results, profile, assets, command or f"python -m course_utils.handouts --profile {profile}")
+    print(f"handouts: {index} ({sum(r.seconds for r in results):.0f} s in all)")
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m course_utils.handouts", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", choices=PROFILES, default=os.environ.get("COURSE_PROFILE", "quick"))
+    parser.add_argument("--out", type=Path, default=None, help="folder for the pages (default build/handouts)")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="lessons by name or number, e.g. 00_start_here or 03")
+    parser.add_argument("--notebooks", type=Path, default=None, help="folder holding the lessons (default notebooks/)")
+    args = parser.parse_args(argv)
+    out = args.out or project_root() / "build" / "handouts"
+    command = "python -m course_utils.handouts " + " ".join(argv if argv is not None else sys.argv[1:])
+    results = build_handouts(args.profile, out, args.only, args.notebooks, command=command)
+    failed = [r.name for r in results if r.error]
+    if failed:
+        print(f"handouts: {len(failed)} lesson(s) failed: {', '.join(failed)} (their pages show the error)", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""Handouts: an executed lesson becomes a page that reads offline (images embedded, no CDN scripts)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from course_utils import handouts
+
+ROOT = Path(__file__).resolve().parents[1]
+CDN_SCRIPT = re.compile(r"""<(script|link)[^>]+(src|href)=["']https?://|import\(["']https?://""", re.IGNORECASE)
+
+
+def tiny_lesson(folder: Path) -> Path:
+    """A lesson with math, a figure, a widget with interactive output, and a cell that prints the profile."""
+    folder.mkdir(parents=True, exist_ok=True)
+    nb = new_notebook(
+        cells=[
+            new_markdown_cell("# 42 · A tiny lesson\n\nEuler: $e^{i\\pi} + 1 = 0$"),
+            new_code_cell("import os\nprint('profile is', os.environ.get('COURSE_PROFILE'))"),
+            new_code_cell("import matplotlib.pyplot as plt\nplt.plot([0, 1, 4, 9])\nplt.show()"),
+            new_code_cell(
+                "import ipywidgets as w\n"
+                "slider = w.IntSlider(value=3, min=0, max=10, description='layer')\n"
+                "out = w.interactive_output(lambda layer: print(f'layer {layer} squared is {layer * layer}'), {'layer': slider})\n"
+                "display(w.VBox([slider, out]))"
+            ),
+        ],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+    )
+    path = folder / "42_tiny.ipynb"
+    nbformat.write(nb, path)
+    (folder / "43_broken.ipynb").write_text(nbformat.writes(new_notebook(cells=[new_code_cell("1 / 0")])))
+    return path
+
+
+def test_handout_pages_are_self_contained_and_indexed(tmp_path):
+    lessons = tmp_path / "notebooks"
+    tiny_lesson(lessons)
+    out = tmp_path / "handouts"
+    done = subprocess.run(
+        [sys.executable, "-m", "course_utils.handouts", "--profile", "quick", "--out", str(out), "--notebooks", str(lessons)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "COURSE_PROFILE": "full"},  # --profile wins over the environment
+    )
+    assert done.returncode == 1, done.stderr  # one lesson failed: the run says so ...
+    assert "43_broken" in done.stderr
+    page = (out / "42_tiny.html").read_text()  # ... and every page is still written
+    assert "profile is quick" in page
+    assert "data:image/png;base64," in page  # the figure is embedded, not a file beside the page
+    assert not CDN_SCRIPT.search(page), CDN_SCRIPT.search(page)
+    for script in re.findall(r'<script[^>]+src="([^"]+)"', page):  # every script it loads is in the folder
+        assert (out / script.split("?")[0]).is_file(), script
+    assert "application/vnd.jupyter.widget-state+json" in page  # saved widget state, shown without a kernel
+    assert "layer 3 squared is 9" in page
+    assert "ZeroDivisionError" in (out / "43_broken.html").read_text()
+    index = (out / "index.html").read_text()
+    assert 'href="42_tiny.html"' in index and "A tiny lesson" in index
+    timings = json.loads((out / "timings.json").read_text())
+    assert [lesson["name"] for lesson in timings["lessons"]] == ["42_tiny", "43_broken"]
+    for lesson in timings["lessons"]:
+        assert lesson["seconds"] > 0 and f"{lesson['seconds']:.1f} s" in index
+    assert "ZeroDivisionError" in timings["lessons"][1]["error"] and "failed" in index
+
+
+def test_only_picks_lessons_by_name_or_number(tmp_path):
+    lessons = tmp_path / "notebooks"
+    tiny_lesson(lessons)
+    assert [p.name for p in handouts.lesson_paths(lessons, ["43"])] == ["43_broken.ipynb"]
+    assert [p.name for p in handouts.lesson_paths(lessons, ["42_tiny", "43_broken.ipynb"])] == ["42_tiny.ipynb", "43_broken.ipynb"]
+    with pytest.raises(SystemExit) as err:
+        handouts.lesson_paths(lessons, ["no_such_lesson"])
+    assert "42_tiny" in str(err.value) and "43_broken" in str(err.value)
+
+
+def test_without_npm_pages_still_load_no_cdn(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))  # no npm on PATH, empty package cache
+    assets = handouts.prepare_assets(tmp_path / "out", npm_cache=tmp_path / "cache")
+    assert not assets.widgets
+    assert "npm" in capsys.readouterr().err
+    for url in (assets.mathjax_url, assets.require_js_url, assets.widget_renderer_url):
+        assert not url.startswith("http") and (tmp_path / "out" / url.split("?")[0]).is_file(), url
