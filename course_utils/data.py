@@ -98,10 +98,13 @@ def install_fashion_mnist_from_gz(source_dir: Path, raw_dir: Path | None = None)
     return raw_dir
 
 
-@lru_cache(maxsize=2)
 def load_fashion_mnist(train: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """All images (uint8, N x 28 x 28) and labels (int64) of one split; fetch first if missing."""
-    raw_dir = fashion_mnist_raw_dir()
+    """All images (uint8, N x 28 x 28) and labels (int64) of one split (read once, then kept in memory)."""
+    return _load_fashion_mnist(fashion_mnist_raw_dir(), train)
+
+
+@lru_cache(maxsize=4)
+def _load_fashion_mnist(raw_dir: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
     problems = check_fashion_mnist(raw_dir, full_hash=False)
     if problems:
         raise DataError(

