@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -21,83 +18,20 @@ from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from .backbones import IMAGENET_MEAN, IMAGENET_STD
+from .fashion_files import (  # noqa: F401 (re-exported: lessons and scripts import them from here)
+    DEBIAN_FASHION_DIR, FASHION_FILES, DataError, check_fashion_mnist, fashion_mnist_raw_dir,
+    install_fashion_mnist_from_gz,
+)
 from .paths import data_dir
 
 FASHION_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 )
-# sha256 of the uncompressed idx files (identical in torchvision's download and Debian's package).
-FASHION_FILES = {
-    "train-images-idx3-ubyte": ("c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888", 2051, 60000),
-    "train-labels-idx1-ubyte": ("bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9", 2049, 60000),
-    "t10k-images-idx3-ubyte": ("5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b", 2051, 10000),
-    "t10k-labels-idx1-ubyte": ("0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34", 2049, 10000),
-}
-DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 PETS_CLASSES = ("misty", "neither", "tigger")  # ImageFolder's (alphabetical) order, for every source
 PETS_STAND_IN = {"tigger": "Shirt", "misty": "Pullover"}  # neither: the other eight classes
 
 
-class DataError(RuntimeError):
-    """A dataset is missing or malformed; the message says what to do."""
-
-
 # ----------------------------------------------------------------------------------- Fashion-MNIST
-def fashion_mnist_raw_dir() -> Path:
-    """Where the uncompressed Fashion-MNIST files live (torchvision's layout: data/FashionMNIST/raw)."""
-    return data_dir() / "FashionMNIST" / "raw"
-
-
-def check_fashion_mnist(raw_dir: Path | None = None, full_hash: bool = True) -> list[str]:
-    """Problems with the Fashion-MNIST files (empty list: all four present, right size, right hash)."""
-    raw_dir = raw_dir or fashion_mnist_raw_dir()
-    problems = []
-    for name, (sha, magic, count) in FASHION_FILES.items():
-        path = raw_dir / name
-        if not path.is_file():
-            problems.append(f"{path} is missing")
-            continue
-        with open(path, "rb") as handle:
-            header = np.frombuffer(handle.read(8), dtype=">i4")
-        expected_size = 8 + count if magic == 2049 else 16 + count * 28 * 28
-        if len(header) < 2 or header[0] != magic or header[1] != count or path.stat().st_size != expected_size:
-            problems.append(f"{path} is not a complete idx file ({path.stat().st_size} bytes)")
-        elif full_hash and _sha256(path) != sha:
-            problems.append(f"{path} has the wrong sha256")
-    return problems
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def install_fashion_mnist_from_gz(source_dir: Path, raw_dir: Path | None = None) -> Path:
-    """Decompress the four .gz files of ``source_dir`` (e.g. Debian's package) into raw_dir, atomically, checked."""
-    raw_dir = raw_dir or fashion_mnist_raw_dir()
-    raw_dir.mkdir(parents=True, exist_ok=True)
-    for name, (sha, _, _) in FASHION_FILES.items():
-        src = Path(source_dir) / f"{name}.gz"
-        if not src.is_file():
-            raise DataError(f"{src} is missing")
-        tmp = raw_dir / f".{name}.part"
-        try:
-            with gzip.open(src, "rb") as fin, open(tmp, "wb") as fout:
-                while chunk := fin.read(1 << 20):
-                    fout.write(chunk)
-        except (OSError, EOFError) as exc:
-            tmp.unlink(missing_ok=True)
-            raise DataError(f"{src} could not be decompressed: {exc}") from exc
-        if _sha256(tmp) != sha:
-            tmp.unlink()
-            raise DataError(f"{src} does not hold the real Fashion-MNIST {name} (wrong sha256)")
-        os.replace(tmp, raw_dir / name)
-    return raw_dir
-
-
 def load_fashion_mnist(train: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """All images (uint8, N x 28 x 28) and labels (int64) of one split (read once, then kept in memory)."""
     return _load_fashion_mnist(fashion_mnist_raw_dir(), train)

@@ -20,8 +20,6 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from .paths import atomic_write_text, data_dir
 
 CHUNK = 1 << 20
@@ -90,7 +88,12 @@ def spec_for(backbone: str) -> WeightsSpec:
 
 def hub_checkpoint_dir() -> Path:
     """torch.hub's checkpoint folder ($TORCH_HOME/hub/checkpoints), where torchvision looks first."""
-    return Path(torch.hub.get_dir()) / "checkpoints"
+    if "torch" in sys.modules:  # honours torch.hub.set_dir() too
+        return Path(sys.modules["torch"].hub.get_dir()) / "checkpoints"
+    # torch.hub.get_dir()'s rule, without importing torch (keeps `make setup` quick when all is there)
+    cache = os.environ.get("XDG_CACHE_HOME", os.path.join("~", ".cache"))
+    torch_home = os.environ.get("TORCH_HOME", os.path.join(cache, "torch"))
+    return Path(os.path.expanduser(torch_home)) / "hub" / "checkpoints"
 
 
 def file_sha256(path: Path) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from course_utils.data import (  # noqa: E402
+from course_utils.fashion_files import (  # noqa: E402
     DEBIAN_FASHION_DIR, DataError, check_fashion_mnist, fashion_mnist_raw_dir, install_fashion_mnist_from_gz,
 )
 from course_utils.weights import offline_requested, record_provenance  # noqa: E402
