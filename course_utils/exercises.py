@@ -1,0 +1,246 @@
+"""Graded exercises: one source notebook each, released as a student copy.
+
+A source notebook (notebooks/exercises/source/NAME.ipynb) holds the solution between
+``### BEGIN SOLUTION`` / ``### END SOLUTION`` and hidden tests between ``### BEGIN HIDDEN TESTS`` /
+``### END HIDDEN TESTS`` (nbgrader's markers). Graded test cells carry cell metadata
+``{"grade": {"id": "ex1_shapes", "points": 2}}``; the notebook carries ``{"exercise": {"name": NAME}}``.
+
+    python -m course_utils.exercises release          write the student copies (notebooks/exercises/NAME.ipynb)
+    python -m course_utils.exercises check            exit 1 if a committed student copy is stale
+    python -m course_utils.exercises list             exercises, graded cells and points
+
+A student copy has each solution region replaced by ``raise NotImplementedError(<hint>)`` at the same
+indentation, hidden tests removed, and all outputs cleared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+from .notebook_tools import clean_notebook, write_notebook
+from .paths import project_root
+
+BEGIN_SOLUTION = "### BEGIN SOLUTION"
+END_SOLUTION = "### END SOLUTION"
+BEGIN_HIDDEN = "### BEGIN HIDDEN TESTS"
+END_HIDDEN = "### END HIDDEN TESTS"
+MARKERS = (BEGIN_SOLUTION, END_SOLUTION, BEGIN_HIDDEN, END_HIDDEN)
+DEFAULT_HINT = "write your solution here (replace this line)"
+_BEGIN_SOLUTION_RE = re.compile(r"^(?P<indent>\s*)### BEGIN SOLUTION(?:\s*\(hint:\s*(?P<hint>.*)\))?\s*$")
+
+
+class ExerciseError(ValueError):
+    """A source notebook is malformed (unbalanced markers, missing metadata); the message says where."""
+
+
+@dataclass
+class GradedCell:
+    """One graded test cell of a source notebook: its id, points, and the test as released and as graded."""
+
+    grade_id: str
+    points: float
+    index: int  # position among all cells of the source notebook
+    released_source: str  # what students see (hidden tests removed)
+    full_source: str  # visible and hidden tests (what --hidden grades with)
+
+
+def exercises_dir() -> Path:
+    """notebooks/exercises: the student copies."""
+    return project_root() / "notebooks" / "exercises"
+
+
+def source_dir() -> Path:
+    """notebooks/exercises/source: the source notebooks with solutions and hidden tests."""
+    return exercises_dir() / "source"
+
+
+def source_paths(folder: Path | None = None) -> list[Path]:
+    """Every source notebook, sorted by name."""
+    return sorted((folder or source_dir()).glob("*.ipynb"))
+
+
+def source_path(name: str, folder: Path | None = None) -> Path:
+    """The source notebook of exercise ``name`` (with or without .ipynb); a clear error if there is none."""
+    folder = folder or source_dir()
+    path = folder / (name if name.endswith(".ipynb") else f"{name}.ipynb")
+    if not path.is_file():
+        known = ", ".join(p.stem for p in source_paths(folder)) or "none"
+        raise ExerciseError(f"no exercise {name!r}: {path} does not exist. Known exercises: {known}")
+    return path
+
+
+def exercise_name(nb) -> str | None:
+    """The exercise a notebook belongs to (notebook metadata exercise.name), or None."""
+    meta = nb.metadata.get("exercise")
+    return meta.get("name") if isinstance(meta, dict) else None
+
+
+def grade_meta(cell) -> dict | None:
+    """The cell's {"id", "points"} if it is a graded test cell, else None."""
+    meta = cell.get("metadata", {}).get("grade")
+    if isinstance(meta, dict) and isinstance(meta.get("id"), str):
+        return meta
+    return None
+
+
+def _regions(source: str, begin: str, end: str, where: str) -> list[tuple[int, int]]:
+    """(first, last) line numbers of each begin..end region, markers included; errors on unbalanced markers."""
+    lines = source.split("\n")
+    regions, start = [], None
+    for number, line in enumerate(lines):
+        stripped = line.strip()
+        if stripped.startswith(begin):
+            if start is not None:
+                raise ExerciseError(f"{where}: '{begin}' at line {number + 1} before the previous one was closed")
+            start = number
+        elif stripped.startswith(end):
+            if start is None:
+                raise ExerciseError(f"{where}: '{end}' at line {number + 1} without a '{begin}' before it")
+            regions.append((start, number))
+            start = None
+    if start is not None:
+        raise ExerciseError(f"{where}: '{begin}' at line {start + 1} is never closed with '{end}'")
+    return regions
+
+
+def strip_solutions(source: str, where: str = "cell") -> str:
+    """Replace each solution region by ``raise NotImplementedError(hint)`` at the marker's indentation."""
+    lines = source.split("\n")
+    out, last = [], 0
+    for first, end in _regions(source, BEGIN_SOLUTION, END_SOLUTION, where):
+        match = _BEGIN_SOLUTION_RE.match(lines[first])
+        if not match:
+            raise ExerciseError(f"{where}: line {first + 1} must read '{BEGIN_SOLUTION}' or '{BEGIN_SOLUTION} (hint: ...)'")
+        indent, hint = match.group("indent"), (match.group("hint") or DEFAULT_HINT).strip()
+        out += lines[last:first]
+        out += [f"{indent}# YOUR CODE HERE", f"{indent}raise NotImplementedError({hint!r})"]
+        last = end + 1
+    out += lines[last:]
+    return "\n".join(out)
+
+
+def strip_hidden(source: str, where: str = "cell") -> str:
+    """Remove each hidden-test region, markers included."""
+    lines = source.split("\n")
+    keep = [True] * len(lines)
+    for first, end in _regions(source, BEGIN_HIDDEN, END_HIDDEN, where):
+        keep[first : end + 1] = [False] * (end + 1 - first)
+    return "\n".join(line for line, kept in zip(lines, keep) if kept).rstrip("\n")
+
+
+def normalized(source: str) -> str:
+    """Source with trailing spaces and blank lines at the ends removed (what 'edited' is judged on)."""
+    return "\n".join(line.rstrip() for line in source.strip("\n").split("\n"))
+
+
+def source_hash(source: str) -> str:
+    """sha256 (first 16 hex digits) of the normalized source."""
+    return hashlib.sha256(normalized(source).encode("utf-8")).hexdigest()[:16]
+
+
+def graded_cells(nb, where: str = "notebook") -> list[GradedCell]:
+    """The graded test cells of a source notebook, in order; errors on duplicate ids or bad points."""
+    found, seen = [], set()
+    for index, cell in enumerate(nb.cells):
+        meta = grade_meta(cell)
+        if meta is None:
+            continue
+        if cell.cell_type != "code":
+            raise ExerciseError(f"{where}: cell {index} has grade metadata but is not a code cell")
+        grade_id, points = meta["id"], meta.get("points", 1)
+        if grade_id in seen:
+            raise ExerciseError(f"{where}: grade id {grade_id!r} is used by two cells")
+        if not isinstance(points, (int, float)) or points <= 0:
+            raise ExerciseError(f"{where}: cell {grade_id!r} needs positive points, has {points!r}")
+        seen.add(grade_id)
+        if _regions(cell.source, BEGIN_SOLUTION, END_SOLUTION, f"{where} cell {index}"):
+            raise ExerciseError(f"{where}: test cell {grade_id!r} must not contain a solution region")
+        released = strip_hidden(cell.source, f"{where} cell {index}")
+        found.append(GradedCell(grade_id, float(points), index, released, cell.source))
+    return found
+
+
+def student_copy(source_nb, where: str = "notebook"):
+    """A new notebook: solutions replaced by NotImplementedError, hidden tests removed, outputs cleared."""
+    if not exercise_name(source_nb):
+        raise ExerciseError(f"{where}: notebook metadata needs {{'exercise': {{'name': ...}}}}")
+    if not graded_cells(source_nb, where):
+        raise ExerciseError(f"{where}: no graded test cells (cell metadata 'grade': {{'id': ..., 'points': ...}})")
+    nb = copy.deepcopy(source_nb)
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        cell.source = strip_hidden(strip_solutions(cell.source, f"{where} cell {index}"), f"{where} cell {index}")
+        cell.outputs = []
+        cell.execution_count = None
+    clean_notebook(nb)
+    return nb
+
+
+def student_path(source: Path, out_dir: Path | None = None) -> Path:
+    """Where the student copy of ``source`` goes."""
+    return (out_dir or exercises_dir()) / source.name
+
+
+def release(sources: list[Path] | None = None, out_dir: Path | None = None) -> list[Path]:
+    """Write the student copy of every source notebook; return the paths written."""
+    written = []
+    for path in sources if sources is not None else source_paths():
+        nb = nbformat.read(path, as_version=4)
+        target = student_path(path, out_dir)
+        write_notebook(student_copy(nb, str(path)), target)
+        written.append(target)
+    return written
+
+
+def stale_copies(sources: list[Path] | None = None, out_dir: Path | None = None) -> list[str]:
+    """Problems with the committed student copies (missing or different from what release writes)."""
+    problems = []
+    for path in sources if sources is not None else source_paths():
+        target = student_path(path, out_dir)
+        expected = nbformat.writes(student_copy(nbformat.read(path, as_version=4), str(path))) + "\n"
+        if not target.is_file():
+            problems.append(f"{target} is missing")
+        elif target.read_text(encoding="utf-8") != expected:
+            problems.append(f"{target} differs from its source {path}")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m course_utils.exercises", description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["release", "check", "list"])
+    parser.add_argument("--out", type=Path, default=None, help="folder for the student copies (default notebooks/exercises)")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "release":
+            for path in release(out_dir=args.out):
+                print(f"wrote {path}")
+            return 0
+        if args.command == "check":
+            problems = stale_copies(out_dir=args.out)
+            for problem in problems:
+                print(problem)
+            if problems:
+                print("Run `python -m course_utils.exercises release` (make release-exercises) and commit the copies.")
+            return 1 if problems else 0
+        for path in source_paths():
+            cells = graded_cells(nbformat.read(path, as_version=4), str(path))
+            print(f"{path.stem}: {len(cells)} graded cells, {sum(c.points for c in cells):g} points")
+            for cell in cells:
+                print(f"  {cell.grade_id:<28} {cell.points:g}")
+        return 0
+    except ExerciseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
