@@ -1,0 +1,90 @@
+"""Looking inside a backbone: activations stage by stage, and nearest neighbours in feature space."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+from .backbones import family_of, stages
+
+
+def _stage_outputs(model: nn.Module) -> "OrderedDict[str, nn.Module]":
+    """For each stage but the head, the module whose output is the stage's output."""
+    out: OrderedDict[str, nn.Module] = OrderedDict()
+    for name, module in stages(model).items():
+        if name == "head":
+            continue
+        out[name] = module[-1] if isinstance(module, nn.ModuleList) else module
+    if family_of(model) == "resnet":
+        out["stem"] = model.relu  # conv1 -> bn1 -> relu
+    return out
+
+
+@torch.no_grad()
+def activations_by_stage(model: nn.Module, image: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
+    """Stage name -> activation maps (channels x H x W) of one normalized image (3 x H x W), early to late."""
+    captured: OrderedDict[str, torch.Tensor] = OrderedDict()
+    handles = []
+    for name, module in _stage_outputs(model).items():
+        def hook(_module, _inputs, output, name=name):
+            if name not in captured:  # the first call: resnet runs model.relu once, in its stem
+                captured[name] = output[0].detach().cpu()
+        handles.append(module.register_forward_hook(hook))
+    try:
+        model.eval()(image.unsqueeze(0).to(next(model.parameters()).device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return captured
+
+
+def cosine_neighbours(queries: torch.Tensor, references: torch.Tensor, k: int = 5) -> torch.Tensor:
+    """Indices (len(queries) x k) of the k most cosine-similar references for each query."""
+    q = nn.functional.normalize(queries.float(), dim=1)
+    r = nn.functional.normalize(references.float(), dim=1)
+    return (q @ r.T).topk(k, dim=1).indices
+
+
+def one_nn_accuracy(train_features: torch.Tensor, train_labels: torch.Tensor, test_features: torch.Tensor,
+                    test_labels: torch.Tensor) -> float:
+    """Accuracy of labelling each test example with the label of its nearest (cosine) training example."""
+    nearest = cosine_neighbours(test_features, train_features, k=1)[:, 0]
+    return (train_labels[nearest] == test_labels).float().mean().item()
+
+
+# scikit-image photos that ship with the package (no download): scenes, textures, objects.
+SKIMAGE_PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "brick", "grass", "gravel", "camera", "coins", "horse",
+                  "moon", "page", "immunohistochemistry", "hubble_deep_field", "colorwheel", "retina")
+
+
+def skimage_photo(name: str):
+    """A photo bundled with scikit-image as an RGB PIL image (grey and black-and-white ones converted)."""
+    import numpy as np
+    from PIL import Image
+    from skimage import data as skdata
+
+    if name not in SKIMAGE_PHOTOS:
+        raise ValueError(f"unknown photo {name!r}; choose from {', '.join(SKIMAGE_PHOTOS)}")
+    array = np.asarray(getattr(skdata, name)())
+    if array.dtype == bool:
+        array = array.astype(np.uint8) * 255
+    return Image.fromarray(array.astype(np.uint8)).convert("RGB")
+
+
+def photo_crops(photos: dict, views: int, size: int = 96, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """``views`` random crops (15-50% of the area, random flip) of each photo: (images, photo index, photo names)."""
+    from torchvision import transforms as T
+
+    from .backbones import IMAGENET_MEAN, IMAGENET_STD
+
+    torch.manual_seed(seed)
+    crop = T.Compose([T.RandomResizedCrop(size, scale=(0.15, 0.5)), T.RandomHorizontalFlip(), T.ToTensor(),
+                      T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    images, labels = [], []
+    for index, photo in enumerate(photos.values()):
+        for _ in range(views):
+            images.append(crop(photo))
+            labels.append(index)
+    return torch.stack(images), torch.tensor(labels), list(photos)
