@@ -205,7 +205,7 @@ def parse_junit(path: Path) -> dict[int, tuple[str, str]]:
         outcome, message = "pass", ""
         for child in case:
             if child.tag in ("failure", "error"):
-                outcome, message = "fail", clean_message((child.text or "") + "\n" + (child.get("message") or ""))
+                outcome, message = "fail", clean_message(child.text or child.get("message") or "")
                 break
             if child.tag == "skipped":
                 outcome, message = "skipped", clean_message(child.get("message") or child.text or "skipped")
@@ -295,7 +295,7 @@ def grade_submission(student: str, path: Path, exercise: str, tests: list[Graded
             outcome, message = "fail", f"not run: {message}"
         points = t.points if outcome == "pass" else 0
         rows.append(Row(student, label, exercise, t.grade_id, outcome, points, t.points, prepared.notes.get(t.grade_id, ""), message))
-    dead = [m for _, m in result.cells.values() if "Kernel died" in m or "Kernel dead" in m]
+    dead = [m for _, m in result.cells.values() if "kernel died" in m.lower() or "kernel had died" in m.lower()]
     note = "the kernel died during the run" if dead else ""
     return rows + [_total(student, label, exercise, rows, possible, note, result.seconds)]
 

@@ -1,0 +1,146 @@
+"""Exercises: the committed student copies are what `release` writes, leak nothing, and fail only where they should."""
+
+from __future__ import annotations
+
+import ast
+import re
+
+import nbformat
+import pytest
+
+from course_utils import exercises
+from course_utils.exercises import (
+    BEGIN_HIDDEN, BEGIN_SOLUTION, END_HIDDEN, END_SOLUTION, MARKERS, ExerciseError, graded_cells, source_paths,
+    strip_hidden, strip_solutions, student_copy, student_path,
+)
+from course_utils.grade import run_nbval
+from course_utils.notebook_tools import problems
+
+SOURCES = source_paths()
+IDS = [p.stem for p in SOURCES]
+
+
+def test_there_are_at_least_four_exercises_each_with_several_graded_cells():
+    assert len(SOURCES) >= 4, [p.name for p in SOURCES]
+    for path in SOURCES:
+        nb = nbformat.read(path, as_version=4)
+        assert exercises.exercise_name(nb) == path.stem
+        assert len(graded_cells(nb, path.name)) >= 3, path.name
+
+
+def test_strip_solutions_keeps_indentation_and_puts_the_hint_in_the_error():
+    source = "def f(x):\n    y = 1\n    ### BEGIN SOLUTION (hint: double it)\n    return 2 * x\n    ### END SOLUTION\n"
+    out = strip_solutions(source)
+    assert "return 2 * x" not in out and BEGIN_SOLUTION not in out
+    namespace = {}
+    exec(out, namespace)
+    with pytest.raises(NotImplementedError, match="double it"):
+        namespace["f"](3)
+    assert "    raise NotImplementedError('double it')" in out.split("\n")
+
+
+def test_strip_hidden_removes_the_region_and_its_markers():
+    source = f"assert 1\n{BEGIN_HIDDEN}\nassert secret\n{END_HIDDEN}\nprint('ok')"
+    assert strip_hidden(source) == "assert 1\nprint('ok')"
+
+
+@pytest.mark.parametrize("source", [
+    f"{BEGIN_SOLUTION}\nx = 1\n",
+    f"x = 1\n{END_SOLUTION}\n",
+    f"{BEGIN_SOLUTION}\n{BEGIN_SOLUTION}\n{END_SOLUTION}\n",
+])
+def test_unbalanced_solution_markers_are_an_error_that_names_the_line(source):
+    with pytest.raises(ExerciseError, match="line"):
+        strip_solutions(source, "demo cell")
+
+
+def test_a_source_without_graded_cells_cannot_be_released():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
+    nb.metadata["exercise"] = {"name": "demo"}
+    with pytest.raises(ExerciseError, match="no graded test cells"):
+        student_copy(nb)
+
+
+def test_committed_student_copies_equal_what_release_writes(tmp_path):
+    written = exercises.release(out_dir=tmp_path)
+    assert [p.name for p in written] == [p.name for p in SOURCES]
+    for path in written:
+        committed = student_path(path, None)
+        assert committed.read_text(encoding="utf-8") == path.read_text(encoding="utf-8"), (
+            f"{committed} is stale: run `make release-exercises` and commit it")
+    assert exercises.stale_copies() == []
+
+
+def test_check_command_reports_a_stale_copy(tmp_path, capsys):
+    exercises.release(out_dir=tmp_path)
+    target = tmp_path / SOURCES[0].name
+    nb = nbformat.read(target, as_version=4)
+    nb.cells[0].source += "\nedited"
+    nbformat.write(nb, target)
+    assert exercises.main(["check", "--out", str(tmp_path)]) == 1
+    assert SOURCES[0].name in capsys.readouterr().out
+
+
+def _region_lines(source: str, begin: str, end: str) -> list[str]:
+    inside, lines = False, []
+    for line in source.split("\n"):
+        if line.strip().startswith(begin):
+            inside = True
+        elif line.strip().startswith(end):
+            inside = False
+        elif inside and line.strip():
+            lines.append(line.strip())
+    return lines
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=IDS)
+def test_no_solution_or_hidden_test_leaks_into_the_student_copy(path):
+    source_nb = nbformat.read(path, as_version=4)
+    copy_text = student_path(path).read_text(encoding="utf-8")
+    copy_nb = nbformat.reads(copy_text, as_version=4)
+    copy_lines = {line.strip() for cell in copy_nb.cells for line in cell.source.split("\n")}
+    for marker in MARKERS:
+        assert marker not in copy_text
+    secret, public = [], set()
+    for cell in source_nb.cells:
+        secret += _region_lines(cell.source, BEGIN_SOLUTION, END_SOLUTION)
+        secret += _region_lines(cell.source, BEGIN_HIDDEN, END_HIDDEN)
+        public |= {line.strip() for line in strip_hidden(strip_solutions(cell.source)).split("\n")}
+    assert secret, f"{path.name} has no solution or hidden-test lines"
+    # a line that appears only inside a solution or hidden region must not appear in the copy
+    leaked = [line for line in secret if line not in public and line in copy_lines]
+    assert leaked == []
+    stubs = sum(cell.source.count("raise NotImplementedError(") for cell in copy_nb.cells if cell.cell_type == "code")
+    assert stubs == sum(cell.source.count(BEGIN_SOLUTION) for cell in source_nb.cells)
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=IDS)
+def test_sources_and_copies_are_committed_clean_and_parse(path):
+    for nb_path in (path, student_path(path)):
+        nb = nbformat.read(nb_path, as_version=4)
+        assert problems(nb) == [], nb_path
+        assert all(not cell.get("outputs") for cell in nb.cells if cell.cell_type == "code"), nb_path
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                ast.parse(cell.source)  # no IPython magics in exercises: every cell is plain Python
+
+
+def _failing_cells(path, tmp_path):
+    nb = nbformat.read(path, as_version=4)
+    code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
+    result = run_nbval(nb, tmp_path, timeout=300)
+    assert result.status == "ok", result.detail
+    assert sorted(result.cells) == list(range(len(code_cells))), "nbval did not run every code cell"
+    return code_cells, result.cells
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=IDS)
+def test_student_copy_fails_exactly_its_graded_cells_with_not_implemented(path, tmp_path):
+    """Run top to bottom under nbval, a student copy fails in every graded test cell, each failure is the
+    NotImplementedError of a solution stub, and every other cell (set-up, data, the stubs' definitions) passes."""
+    code_cells, results = _failing_cells(student_path(path), tmp_path)
+    graded = {number for number, cell in enumerate(code_cells) if "grade" in cell.metadata}
+    failed = {number for number, (outcome, _) in results.items() if outcome != "pass"}
+    assert failed == graded, {n: results[n][1] for n in failed ^ graded}
+    for number in graded:
+        assert re.match(r"NotImplementedError\b", results[number][1]), results[number][1]
