@@ -11,9 +11,7 @@ import re
 import shutil
 from pathlib import Path
 
-import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from course_utils.labserver import alive, group_alive, start_lab, stop_lab
 
@@ -41,8 +39,12 @@ ALL_RUN = """() => {
   const stopped = prompts.every(t => t !== '[*]:') && document.querySelector('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]') !== null;
   return status === 'idle' && (numbered || stopped);
 }"""
-OUTPUT_SIGNATURE = """cell => [...cell.querySelectorAll('.widget-output')].map(
-  o => o.innerText + [...o.querySelectorAll('img')].map(i => i.src).join('|')).join('#')"""
+OUTPUT_SIGNATURE = """cell => {
+  const area = cell.querySelector('.jp-Cell-outputArea') || cell;
+  const copy = area.cloneNode(true);  // what the kernel drew, without the controls themselves
+  copy.querySelectorAll('.widget-slider, .widget-dropdown, .widget-readout, select, input').forEach(e => e.remove());
+  return copy.textContent.trim() + ' | ' + [...area.querySelectorAll('img')].map(i => i.src).join(' ');
+}"""
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +53,6 @@ def lab(tmp_path_factory):
     base = tmp_path_factory.mktemp("lab")
     root = base / "notebooks"
     shutil.copytree(ROOT / "notebooks", root, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-    write_toy_explorer(root / "toy_explorer.ipynb")
     server = start_lab(root, base / "home", profile="quick")
     try:
         yield server
@@ -88,23 +89,6 @@ def page(browser, request):
         context.close()
 
 
-def write_toy_explorer(path: Path) -> None:
-    """A small widget notebook: an IntSlider driving an interactive output (proves the widget-moving code)."""
-    nb = new_notebook(
-        cells=[
-            new_markdown_cell("# Toy explorer"),
-            new_code_cell(
-                "import ipywidgets as w\n"
-                "slider = w.IntSlider(value=3, min=0, max=10, description='layer')\n"
-                "out = w.interactive_output(lambda layer: print(f'layer {layer} squared is {layer * layer}'), {'layer': slider})\n"
-                "display(w.VBox([slider, out]))"
-            ),
-        ],
-        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}},
-    )
-    nbformat.write(nb, path)
-
-
 def run_all(page, lab, name: str) -> None:
     """Open a notebook in JupyterLab, Run > Run All Cells, wait until the kernel is idle and every cell ran."""
     page.goto(lab.notebook_url(name))
@@ -129,28 +113,30 @@ def check_cells(page, name: str) -> None:
     assert not reprs, f"{name}: widgets show as plain text ({reprs}): the widget manager is not working"
 
 
-def widget_cell(page, has_widgets: str = ".widget-slider"):
-    """The first code cell whose output holds a slider or dropdown widget and an Output widget."""
-    cells = page.locator(".jp-Notebook .jp-CodeCell").filter(has=page.locator(has_widgets)).filter(
-        has=page.locator(".widget-output"))
+def widget_cell(page):
+    """The first code cell whose output holds a slider widget (the explorer)."""
+    cells = page.locator(".jp-Notebook .jp-CodeCell").filter(has=page.locator(".jupyter-widgets .widget-slider"))
     cells.first.wait_for(state="visible", timeout=30_000)
     return cells.first
 
 
-def move_slider(page, cell) -> str:
-    """Press ArrowRight on the cell's first slider; return the Output widgets' signature once it changed."""
-    before = cell.evaluate(OUTPUT_SIGNATURE)
-    assert before.strip(), "the explorer's output is empty before the widget moves"
-    handle = cell.locator(".noUi-handle[role='slider']").first
-    value_before = handle.get_attribute("aria-valuenow")
-    handle.focus()
-    page.keyboard.press("ArrowRight")
-    page.wait_for_function(f"cell => ({OUTPUT_SIGNATURE})(cell) !== {before!r} && ({OUTPUT_SIGNATURE})(cell).trim() !== ''",
+def wait_for_new_output(page, cell, before: str) -> str:
+    """Wait until the kernel redrew the cell's widget output (and is idle again); return the new signature."""
+    page.wait_for_function(f"cell => {{ const now = ({OUTPUT_SIGNATURE})(cell); return now !== {before!r}; }}",
                            arg=cell.element_handle(), timeout=60_000, polling=200)
     page.wait_for_function(KERNEL_IDLE, polling=200)
-    assert handle.get_attribute("aria-valuenow") != value_before, "the slider did not move"
-    after = cell.evaluate(OUTPUT_SIGNATURE)
-    assert after != before
+    return cell.evaluate(OUTPUT_SIGNATURE)
+
+
+def move_slider(page, cell) -> str:
+    """Press ArrowRight on the cell's first slider; return the output's signature once the kernel redrew it."""
+    before = cell.evaluate(OUTPUT_SIGNATURE)
+    handle = cell.locator(".noUi-handle[role='slider']").first
+    value_before = float(handle.get_attribute("aria-valuenow"))
+    handle.focus()
+    page.keyboard.press("ArrowRight")
+    after = wait_for_new_output(page, cell, before)
+    assert float(handle.get_attribute("aria-valuenow")) == value_before + 1, "the slider did not move"
     return after
 
 
@@ -163,12 +149,25 @@ def test_start_here_runs_in_jupyterlab(lab, page):
     assert "top-1 class is a cat: True" in page.locator(".jp-Notebook").inner_text()
 
 
-def test_toy_explorer_widget_answers_when_moved(lab, page):
-    run_all(page, lab, "toy_explorer.ipynb")
-    check_cells(page, "toy_explorer")
+def test_analogy_runs_and_its_explorer_answers(lab, page):
+    run_all(page, lab, "01_the_analogy.ipynb")
+    page.screenshot(path=str(SHOTS / "01_the_analogy.png"))
+    check_cells(page, "01_the_analogy")
+    assert page.locator(".jp-OutputArea .jp-RenderedImage img").count() >= 1, "01_the_analogy: no figure rendered"
     cell = widget_cell(page)
-    assert "layer 3 squared is 9" in cell.inner_text()
-    cell.screenshot(path=str(SHOTS / "toy_explorer_before.png"))
-    after = move_slider(page, cell)
-    assert "layer 4 squared is 16" in after
-    cell.screenshot(path=str(SHOTS / "toy_explorer_after.png"))
+    for control in (".widget-dropdown select", ".widget-slider", "img.widget-image"):
+        assert cell.locator(control).count() == 1, f"the explorer has no {control}: {cell.inner_html()[-3000:]}"
+    caption = re.compile(r"(\w+): channel (\d+) of")
+    layer, channel = caption.search(cell.evaluate(OUTPUT_SIGNATURE)).groups()
+    cell.screenshot(path=str(SHOTS / "01_explorer_before.png"))
+
+    after = move_slider(page, cell)  # the channel slider: the kernel draws the next channel
+    assert caption.search(after).groups() == (layer, str(int(channel) + 1)), after[:300]
+
+    select = cell.locator(".widget-dropdown select")
+    other = next(o for o in select.locator("option").all_inner_texts() if o != layer)
+    before = after
+    select.select_option(label=other)  # the layer dropdown: the kernel draws that layer's channel
+    after = wait_for_new_output(page, cell, before)
+    assert caption.search(after).group(1) == other, after[:300]
+    cell.screenshot(path=str(SHOTS / "01_explorer_after.png"))
