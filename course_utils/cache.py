@@ -232,25 +232,26 @@ def write_feature_cache(folder: Path, model: nn.Module, dataset: Dataset, parts:
 
 
 def _why_rebuilt(name_dir: Path, parts: dict[str, str]) -> str:
-    """Compare with the newest complete cache of the same name: which parts changed."""
+    """Compare with the most similar complete cache of the same name: which parts changed."""
     previous = []
     for folder in name_dir.iterdir() if name_dir.is_dir() else []:
         manifest = folder / "manifest.json"
         if folder.is_dir() and not folder.name.startswith(".") and manifest.is_file():
             try:
-                previous.append((manifest.stat().st_mtime, json.loads(manifest.read_text())))
+                old = json.loads(manifest.read_text()).get("parts", {})
             except (OSError, ValueError):
                 continue
+            changed = [k for k in PARTS if old.get(k) != parts[k]]
+            previous.append((len(changed), -manifest.stat().st_mtime, changed))
     if not previous:
         return "built: no cache yet"
-    old = max(previous, key=lambda item: item[0])[1].get("parts", {})
-    changed = [k for k in PARTS if old.get(k) != parts[k]]
+    changed = min(previous)[2]
     return "rebuilt: " + ", ".join(changed) + " changed" if changed else "built: no cache yet"
 
 
 def cache_features(model: nn.Module, dataset: Dataset, name: str, root: str | Path | None = None, batch_size: int = 128,
                    device: torch.device | str = "cpu", feature_fn: Callable | None = None, transform_id: str | None = None,
-                   data_id: str | None = None, keep_old: int = 2, verify: bool = True, progress: bool = True,
+                   data_id: str | None = None, keep_old: int = 3, verify: bool = True, progress: bool = True,
                    verbose: bool = True) -> CacheResult:
     """Features of ``dataset`` through the frozen body, from the cache when it is valid, else computed once and saved.
 

@@ -83,6 +83,12 @@ def test_batchnorm_statistics_are_part_of_the_weights_fingerprint():
     assert cache.weights_digest(model) != before
 
 
+def test_the_reason_names_only_what_differs_from_the_closest_cache(tmp_path):
+    make(tmp_path)
+    make(tmp_path, data=TensorImages(images().images, images().targets, ["a", "b", "c"], size=20))
+    assert make(tmp_path, model=tiny_body(seed=1)).reason == "rebuilt: weights changed"
+
+
 def test_library_versions_are_part_of_the_fingerprint(tmp_path, monkeypatch):
     first = make(tmp_path)
     monkeypatch.setattr(cache, "library_versions", lambda: "torch=9.9 torchvision=9.9")
@@ -163,9 +169,9 @@ def test_random_augmentation_is_refused_with_a_clear_message(tmp_path):
 
 
 def test_old_caches_are_pruned(tmp_path):
-    for seed in range(5):
+    for seed in range(6):
         make(tmp_path, model=tiny_body(seed))
-    assert len(list((tmp_path / "demo").iterdir())) == 3  # the current one and keep_old=2 others
+    assert len(list((tmp_path / "demo").iterdir())) == 4  # the current one and keep_old=3 others
 
 
 def test_peak_memory_does_not_grow_with_the_number_of_images(tmp_path):
