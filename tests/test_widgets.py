@@ -1,0 +1,99 @@
+"""Widget logic in plain Python: the activation explorer and the photo upload box."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data as skdata
+
+from course_utils import widgets
+from course_utils.explore import activations_by_stage, cosine_neighbours, one_nn_accuracy
+
+
+@pytest.fixture
+def acts():
+    generator = torch.Generator().manual_seed(0)
+    return {"early": torch.rand(4, 16, 16, generator=generator), "late": torch.rand(32, 2, 2, generator=generator)}
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    return Image.open(io.BytesIO(data)).size
+
+
+def test_channel_image_is_the_channel_scaled_to_unit_range(acts):
+    img = widgets.channel_image(acts, "late", 7)
+    raw = acts["late"][7].numpy()
+    assert img.min() == 0 and img.max() == 1
+    np.testing.assert_allclose(img, (raw - raw.min()) / (raw.max() - raw.min()), rtol=1e-6)
+    assert widgets.channel_image({"flat": torch.ones(1, 3, 3)}, "flat", 0).tolist() == [[0.0] * 3] * 3
+
+
+def test_channel_image_errors_name_the_choices(acts):
+    with pytest.raises(KeyError, match="early, late"):
+        widgets.channel_image(acts, "middle", 0)
+    with pytest.raises(IndexError, match="4 channels"):
+        widgets.channel_image(acts, "early", 4)
+
+
+def test_explorer_follows_layer_and_channel_choices(acts):
+    box = widgets.activation_explorer(acts, size=64)
+    assert box.channel.max == 3 and box.caption.value.startswith("early: channel 0 of 4")
+    first = box.picture.value
+    box.channel.value = 2
+    assert box.picture.value != first and png_size(box.picture.value) == (64, 64)
+    box.layer.value = "late"
+    assert box.channel.max == 31 and "late: channel 2 of 32, 2x2" in box.caption.value
+    box.channel.value = 31
+    box.layer.value = "early"  # channel 31 does not exist there: clamped
+    assert box.channel.value == 3 and box.caption.value.startswith("early: channel 3 of 4")
+    assert box.picture.value == widgets.to_png(widgets.channel_image(acts, "early", 3), 64)
+
+
+def test_activations_by_stage_on_a_real_backbone():
+    from course_utils.backbones import load_backbone
+
+    model = load_backbone("resnet18", pretrained=False)
+    acts = activations_by_stage(model, torch.rand(3, 64, 64))
+    assert list(acts) == ["stem", "layer1", "layer2", "layer3", "layer4"]
+    assert tuple(acts["stem"].shape) == (64, 32, 32) and tuple(acts["layer4"].shape) == (512, 2, 2)
+    assert not model._forward_hooks and not model.relu._forward_hooks  # hooks removed
+
+
+def test_nearest_neighbours_and_one_nn_accuracy():
+    refs = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    queries = torch.tensor([[2.0, 0.1], [0.1, 3.0]])
+    assert cosine_neighbours(queries, refs, k=1)[:, 0].tolist() == [0, 1]
+    assert one_nn_accuracy(refs, torch.tensor([0, 1, 2]), queries, torch.tensor([0, 2])) == 0.5
+
+
+def _jpeg() -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(skdata.chelsea()).resize((40, 30)).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def test_save_uploads_keeps_photos_and_skips_the_rest(tmp_path):
+    photo = _jpeg()
+    files = [widgets.uploaded_file("cat.jpg", photo), widgets.uploaded_file(".DS_Store", b"\0\0\0\1Bud1"),
+             widgets.uploaded_file("half.jpg", photo[: len(photo) // 3]), widgets.uploaded_file("../../evil.jpg", photo)]
+    report = widgets.save_uploads(files, tmp_path / "tigger")
+    assert [p.name for p in report["saved"]] == ["cat.jpg", "evil.jpg"]
+    assert all(p.parent == tmp_path / "tigger" for p in report["saved"])
+    assert [name for name, _ in report["skipped"]] == [".DS_Store", "half.jpg"]
+    assert (tmp_path / "tigger" / "cat.jpg").read_bytes() == photo
+    again = widgets.save_uploads([widgets.uploaded_file("cat.jpg", photo)], tmp_path / "tigger")
+    assert [p.name for p in again["saved"]] == ["cat_1.jpg"]  # never overwrites
+    assert sorted(p.name for p in (tmp_path / "tigger").iterdir()) == ["cat.jpg", "cat_1.jpg", "evil.jpg"]
+
+
+def test_upload_widget_save_button_writes_into_the_chosen_class(tmp_path):
+    box = widgets.photo_upload_widget(tmp_path)
+    box.label.value = "misty"
+    box.upload.value = (widgets.uploaded_file("m.jpg", _jpeg(), "image/jpeg"),)
+    box.save_button.click()
+    assert [p.name for p in (tmp_path / "misty").iterdir()] == ["m.jpg"]
+    assert "misty: saved 1 photo(s)" in box.status.value and box.upload.value == ()
