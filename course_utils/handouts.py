@@ -242,6 +242,8 @@ def write_index(out_dir: Path, results: list[LessonResult], profile: str, assets
     total = sum(r.seconds for r in results)
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     machine = f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}"
+    if hasattr(os, "getloadavg"):
+        machine += f", load average {os.getloadavg()[1]:.1f} over the last 5 min"  # a busy machine runs slower
     note = f"<p class=\"note\">{html.escape(assets.note)}</p>" if assets.note else ""
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Course handouts ({profile} profile)</title>

@@ -62,8 +62,12 @@ def _die_with_parent() -> None:
 
 
 def lab_command(root: Path, port: int, token: str) -> list[str]:
-    """`jupyter lab --notebook-dir=ROOT` from this environment, as `make lab` runs it, plus test-only flags."""
-    command = [sys.executable, "-m", "jupyter", "lab", f"--notebook-dir={root}", "--no-browser",
+    """`jupyter lab --notebook-dir=ROOT` as `make lab` runs it, plus test-only flags.
+
+    Started as ``python -m jupyterlab`` with this interpreter: the same application from the same environment,
+    even where the venv's script shebangs point elsewhere (a venv that was copied or moved).
+    """
+    command = [sys.executable, "-m", "jupyterlab", f"--notebook-dir={root}", "--no-browser",
                "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
                f"--IdentityProvider.token={token}"]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
