@@ -86,11 +86,15 @@ def page(browser, request):
     finally:
         SHOTS.mkdir(parents=True, exist_ok=True)
         (SHOTS / f"{request.node.name}.console.txt").write_text("\n".join(console) + "\n")
-        context.close()
+        try:
+            page.screenshot(path=str(SHOTS / f"{request.node.name}.last.png"))  # where it ended, pass or fail
+        finally:
+            context.close()
 
 
 def run_all(page, lab, name: str) -> None:
     """Open a notebook in JupyterLab, Run > Run All Cells, wait until the kernel is idle and every cell ran."""
+    assert (lab.root / name).is_file(), f"notebooks/{name} is missing: the browser test opens it"
     page.goto(lab.notebook_url(name))
     page.wait_for_function(KERNEL_IDLE, timeout=90_000, polling=250)  # notebook shown, kernel started
     page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
@@ -129,14 +133,15 @@ def wait_for_new_output(page, cell, before: str) -> str:
 
 
 def move_slider(page, cell) -> str:
-    """Press ArrowRight on the cell's first slider; return the output's signature once the kernel redrew it."""
+    """Move the cell's first slider one step (keyboard); return the output's signature once the kernel redrew it."""
     before = cell.evaluate(OUTPUT_SIGNATURE)
     handle = cell.locator(".noUi-handle[role='slider']").first
     value_before = float(handle.get_attribute("aria-valuenow"))
+    step = -1 if value_before >= float(handle.get_attribute("aria-valuemax")) else 1
     handle.focus()
-    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight" if step > 0 else "ArrowLeft")
     after = wait_for_new_output(page, cell, before)
-    assert float(handle.get_attribute("aria-valuenow")) == value_before + 1, "the slider did not move"
+    assert float(handle.get_attribute("aria-valuenow")) == value_before + step, "the slider did not move"
     return after
 
 
@@ -146,7 +151,9 @@ def test_start_here_runs_in_jupyterlab(lab, page):
     page.screenshot(path=str(SHOTS / "00_start_here.png"))
     check_cells(page, "00_start_here")
     assert page.locator(".jp-OutputArea .jp-RenderedImage img").count() >= 1, "00_start_here: no figure rendered"
-    assert "top-1 class is a cat: True" in page.locator(".jp-Notebook").inner_text()
+    text = page.locator(".jp-Notebook").inner_text()
+    assert "top-1 class is a cat: True" in text
+    assert "profile: quick" in text  # the kernel got COURSE_PROFILE from the server's environment
 
 
 def test_analogy_runs_and_its_explorer_answers(lab, page):
@@ -161,8 +168,9 @@ def test_analogy_runs_and_its_explorer_answers(lab, page):
     layer, channel = caption.search(cell.evaluate(OUTPUT_SIGNATURE)).groups()
     cell.screenshot(path=str(SHOTS / "01_explorer_before.png"))
 
-    after = move_slider(page, cell)  # the channel slider: the kernel draws the next channel
-    assert caption.search(after).groups() == (layer, str(int(channel) + 1)), after[:300]
+    after = move_slider(page, cell)  # the channel slider: the kernel draws the neighbouring channel
+    new_layer, new_channel = caption.search(after).groups()
+    assert new_layer == layer and abs(int(new_channel) - int(channel)) == 1, after[:300]
 
     select = cell.locator(".widget-dropdown select")
     other = next(o for o in select.locator("option").all_inner_texts() if o != layer)
