@@ -73,7 +73,7 @@ class SweepConfig:
 
 
 PROFILES = {
-    "quick": SweepConfig(sizes=(10, 100), epochs={10: 4, 100: 2}, n_test=30, head_steps=150),
+    "quick": SweepConfig(sizes=(10, 30), epochs={10: 2, 30: 1}, n_test=20, head_steps=150),
     "full": SweepConfig(sizes=(10, 30, 100, 300, 1000), epochs={10: 30, 30: 20, 100: 10, 300: 6, 1000: 4}),
 }
 
