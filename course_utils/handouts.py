@@ -36,6 +36,7 @@ NPM_PACKAGES = {  # npm spec -> (tarball name prefix, files taken from the packa
     "@jupyter-widgets/html-manager@1": ("jupyter-widgets-html-manager-1.", "package/dist/"),
     "requirejs@2": ("requirejs-2.", "package/require.js"),
 }
+WIDGETS_DIR = "@jupyter-widgets/html-manager/dist"
 MATHJAX_CONFIG = "TeX-AMS-MML_HTMLorMML-full,Safe,local/course"
 MATHJAX_LOCAL = """\
 MathJax.Hub.Config({
@@ -143,7 +144,7 @@ def _extract(tarball: Path, member_prefix: str, dest: Path) -> None:
 
 
 def prepare_assets(out_dir: Path, npm_cache: Path | None = None) -> Assets:
-    """Copy MathJax, require.js and the widget renderer into ``out_dir/assets``; say what is missing."""
+    """Copy MathJax and require.js into ``out_dir/assets`` and the widget renderer beside them; say what is missing."""
     import jupyter_server_mathjax
 
     assets = out_dir / "assets"
@@ -158,11 +159,13 @@ def prepare_assets(out_dir: Path, npm_cache: Path | None = None) -> Assets:
     manager = npm_tarball("@jupyter-widgets/html-manager@1", npm_cache)
     requirejs = npm_tarball("requirejs@2", npm_cache)
     if manager and requirejs:
-        if not (assets / "widgets" / "embed-amd.js").is_file():
-            _extract(manager, NPM_PACKAGES["@jupyter-widgets/html-manager@1"][1], assets / "widgets")
+        # The renderer loads its icon fonts from @jupyter-widgets/html-manager/dist/ beside the page: keep that path.
+        widgets = out_dir / WIDGETS_DIR
+        if not (widgets / "embed-amd.js").is_file():
+            _extract(manager, NPM_PACKAGES["@jupyter-widgets/html-manager@1"][1], widgets)
         if not (assets / "require.js").is_file():
             _extract(requirejs, NPM_PACKAGES["requirejs@2"][1], assets)
-        return Assets(mathjax_url, "assets/require.js", "assets/widgets/embed-amd.js", widgets=True)
+        return Assets(mathjax_url, "assets/require.js", f"{WIDGETS_DIR}/embed-amd.js", widgets=True)
     atomic_write_text(assets / "no-widgets.js", NO_WIDGETS_JS)
     return Assets(mathjax_url, "assets/no-widgets.js", "assets/no-widgets.js", widgets=False,
                   note="widget renderer unavailable (npm): widgets show a note instead of their saved state")
@@ -202,10 +205,42 @@ def execute_lesson(path: Path, profile: str, timeout: int = 600) -> tuple[object
     return nb, seconds, error
 
 
+def _parent_exists(state, path: list) -> bool:
+    """True when every step but the last of a buffer path leads somewhere in a widget's state."""
+    node = state
+    for key in path[:-1]:
+        if isinstance(node, dict) and key in node:
+            node = node[key]
+        elif isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
+            node = node[key]
+        else:
+            return False
+    last = path[-1] if path else None
+    return isinstance(node, dict) or (isinstance(node, list) and isinstance(last, int) and 0 <= last < len(node))
+
+
+def drop_stale_widget_buffers(nb) -> int:
+    """Remove saved binary buffers whose place in the widget state is gone; return how many.
+
+    nbclient keeps the buffers of an earlier value (e.g. a FileUpload's files) after the value was reset;
+    the HTML widget renderer then stops with "Cannot set properties of undefined" and draws no widget at all.
+    """
+    state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    dropped = 0
+    for model in state.values():
+        buffers = model.get("buffers")
+        if buffers:
+            kept = [b for b in buffers if _parent_exists(model.get("state", {}), list(b.get("path", [])))]
+            dropped += len(buffers) - len(kept)
+            model["buffers"] = kept
+    return dropped
+
+
 def render_html(nb, path: Path, assets: Assets) -> str:
     """The lab-style HTML page of an executed notebook, images embedded, scripts from local assets."""
     from nbconvert import HTMLExporter
 
+    drop_stale_widget_buffers(nb)
     exporter = HTMLExporter(template_name="lab", embed_images=True)
     exporter.mathjax_url = assets.mathjax_url
     exporter.require_js_url = assets.require_js_url

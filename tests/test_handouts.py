@@ -58,7 +58,9 @@ def test_handout_pages_are_self_contained_and_indexed(tmp_path):
     assert "profile is quick" in page
     assert "data:image/png;base64," in page  # the figure is embedded, not a file beside the page
     assert not CDN_SCRIPT.search(page), CDN_SCRIPT.search(page)
-    for script in re.findall(r'<script[^>]+src="([^"]+)"', page):  # every script it loads is in the folder
+    scripts = re.findall(r'<script[^>]+src="([^"]+)"', page) + re.findall(r"widgetRendererSrc = '([^']+)'", page)
+    assert len(scripts) >= 3  # MathJax, require.js, the widget renderer
+    for script in scripts:  # every script it loads is in the folder
         assert (out / script.split("?")[0]).is_file(), script
     assert "application/vnd.jupyter.widget-state+json" in page  # saved widget state, shown without a kernel
     assert "layer 3 squared is 9" in page
@@ -89,3 +91,17 @@ def test_without_npm_pages_still_load_no_cdn(tmp_path, monkeypatch, capsys):
     assert "npm" in capsys.readouterr().err
     for url in (assets.mathjax_url, assets.require_js_url, assets.widget_renderer_url):
         assert not url.startswith("http") and (tmp_path / "out" / url.split("?")[0]).is_file(), url
+
+
+def test_stale_widget_buffers_are_dropped_and_live_ones_kept():
+    upload = {"model_name": "FileUploadModel", "state": {"value": [{"name": "a.png"}]},
+              "buffers": [{"path": ["value", 0, "content"], "data": "AA==", "encoding": "base64"},
+                          {"path": ["value", 1, "content"], "data": "AA==", "encoding": "base64"}]}
+    image = {"model_name": "ImageModel", "state": {"format": "png"},
+             "buffers": [{"path": ["value"], "data": "AA==", "encoding": "base64"}]}
+    nb = new_notebook(metadata={"widgets": {"application/vnd.jupyter.widget-state+json": {
+        "version_major": 2, "version_minor": 0, "state": {"u": upload, "i": image}}}})
+    assert handouts.drop_stale_widget_buffers(nb) == 1  # value[1] is gone: the upload was reset to one file
+    state = nb.metadata.widgets["application/vnd.jupyter.widget-state+json"]["state"]
+    assert [b["path"] for b in state["u"]["buffers"]] == [["value", 0, "content"]]
+    assert [b["path"] for b in state["i"]["buffers"]] == [["value"]]
