@@ -38,7 +38,7 @@ from .paths import atomic_write_text, project_root
 
 DEFAULT_TIMEOUT = 600
 MESSAGE_LIMIT = 600
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_ANSI = re.compile(r"(\x1b|#x1B)\[[0-9;]*[A-Za-z]")  # junit XML writes ESC as the text '#x1B'
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Failed|Interrupt|Exit|Warning)\b")
 REPORT_FIELDS = ["student", "submission", "exercise", "test", "status", "points", "points_possible", "note", "message"]
 
@@ -225,18 +225,20 @@ def run_nbval(nb, workdir: Path, timeout: float, profile: str = "quick") -> RunR
         f"--junitxml={junit}", "-q", "--color=no", str(notebook),
     ]
     env = dict(os.environ, COURSE_PROFILE=profile, MPLBACKEND="Agg", PYTHONDONTWRITEBYTECODE="1")
+    log = workdir / "pytest.log"  # a file, not a pipe: a process the notebook leaves behind cannot block us
     start = time.perf_counter()
-    process = subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               start_new_session=True)
-    try:
-        output, _ = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _kill_tree(process)
-        process.communicate()
-        return RunResult({}, "timeout", f"did not finish within {timeout:g} s (an endless loop?); stopped",
-                         time.perf_counter() - start)
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_tree(process)
+            process.wait()
+            return RunResult({}, "timeout", f"did not finish within {timeout:g} s (an endless loop?); stopped",
+                             time.perf_counter() - start)
     seconds = time.perf_counter() - start
-    tail = _ANSI.sub("", output.decode("utf-8", "replace"))[-MESSAGE_LIMIT:]
+    tail = _ANSI.sub("", log.read_text(encoding="utf-8", errors="replace"))[-MESSAGE_LIMIT:]
     if not junit.is_file():
         return RunResult({}, "crashed", f"nbval stopped before reporting (exit {process.returncode}): {tail.strip()}", seconds)
     try:
