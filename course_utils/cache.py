@@ -195,12 +195,16 @@ def write_feature_cache(folder: Path, model: nn.Module, dataset: Dataset, parts:
         n = len(dataset)
         if n == 0:
             raise CacheError("the dataset is empty: nothing to cache")
-        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, **loader_kwargs(device))
+        if isinstance(dataset, torch.utils.data.TensorDataset):  # tensors in memory: slice whole batches, no per-item collate
+            loader = (tuple(t[i : i + batch_size] for t in dataset.tensors) for i in range(0, n, batch_size))
+        else:
+            loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, **loader_kwargs(device))
         feats_path, labels_path = tmp / "features.npy", tmp / "labels.npy"
         written = 0
         with open(feats_path, "wb") as fout, open(labels_path, "wb") as lout:
             _write_npy_header(lout, (n,), np.int64)
-            for images, targets in tqdm(loader, desc="caching features", disable=not progress, leave=False):
+            for images, targets in tqdm(loader, desc="caching features", total=-(-n // batch_size), disable=not progress,
+                                        leave=False):
                 feats = feature_fn(model, images.to(device)).float().cpu().numpy()
                 if written == 0:
                     dim = feats.shape[1]
