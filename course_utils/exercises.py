@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
 import re
 import sys
 from dataclasses import dataclass
@@ -139,11 +138,6 @@ def strip_hidden(source: str, where: str = "cell") -> str:
 def normalized(source: str) -> str:
     """Source with trailing spaces and blank lines at the ends removed (what 'edited' is judged on)."""
     return "\n".join(line.rstrip() for line in source.strip("\n").split("\n"))
-
-
-def source_hash(source: str) -> str:
-    """sha256 (first 16 hex digits) of the normalized source."""
-    return hashlib.sha256(normalized(source).encode("utf-8")).hexdigest()[:16]
 
 
 def graded_cells(nb, where: str = "notebook") -> list[GradedCell]:

@@ -161,10 +161,10 @@ def test_an_endless_loop_is_stopped_and_the_next_submission_is_graded(tmp_path):
     _cell(looping, "import torch").source += "\nwhile True:\n    pass"
     _write(folder, "a_loop.ipynb", looping)
     (folder / "b_empty.ipynb").write_text("", encoding="utf-8")
-    rows = grade.grade_folder(folder, EXERCISE, timeout=20, log=lambda *_: None)
+    rows = grade.grade_folder(folder, EXERCISE, timeout=10, log=lambda *_: None)
     loop = [r for r in rows if r.student == "a_loop"]
     assert {r.status for r in loop if r.test != "TOTAL"} == {"timeout"}
-    assert "20 s" in loop[0].message and loop[-1].points == 0
+    assert "10 s" in loop[0].message and loop[-1].points == 0
     assert {r.status for r in rows if r.student == "b_empty" and r.test != "TOTAL"} == {"invalid-notebook"}
 
 
