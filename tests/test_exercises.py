@@ -144,3 +144,49 @@ def test_student_copy_fails_exactly_its_graded_cells_with_not_implemented(path, 
     assert failed == graded, {n: results[n][1] for n in failed ^ graded}
     for number in graded:
         assert re.match(r"NotImplementedError\b", results[number][1]), results[number][1]
+
+
+# ------------------------------------------------------------------ checks: what a failing student reads
+def _small_net():
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.LazyLinear(2))
+
+
+def test_batchnorm_drift_in_a_frozen_body_is_named_with_where_to_look():
+    import torch
+
+    from course_utils import checks
+
+    net = _small_net()
+    net(torch.randn(2, 3, 6, 6))  # materialise the lazy layer
+    for p in net[:2].parameters():
+        p.requires_grad = False
+    before = checks.snapshot(net)
+    net.train()(torch.randn(4, 3, 6, 6))  # train mode: BatchNorm statistics move although its weights are frozen
+    with pytest.raises(checks.CheckFailed, match=r"(?s)BatchNorm running statistics changed.*1\.running_mean.*Where to look: my_loop"):
+        checks.expect_unchanged(before, net, set(), "after training", "my_loop")
+    before = checks.snapshot(net)
+    net.eval()(torch.randn(4, 3, 6, 6))
+    checks.expect_unchanged(before, net, set(), "after eval", "my_loop")  # eval mode: nothing moves
+
+
+def test_optimizer_and_trainable_checks_say_which_parameters_are_wrong():
+    import torch
+
+    from course_utils import checks
+
+    net = _small_net()
+    net(torch.randn(2, 3, 6, 6))
+    for p in net[:2].parameters():
+        p.requires_grad = False
+    with pytest.raises(checks.CheckFailed, match=r"in the optimizer but frozen: 0\.weight"):
+        checks.expect_optimizer_matches(torch.optim.SGD(net.parameters(), lr=0.1), net, "make_optimizer")
+    checks.expect_optimizer_matches(torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.1), net, "x")
+    with pytest.raises(checks.CheckFailed, match=r"should be trainable but have requires_grad=False: 0\.bias"):
+        checks.expect_trainable_exactly(net, {"0.bias", "3.weight", "3.bias"}, "freeze")
+    checks.expect_trainable_exactly(net, {"3.weight", "3.bias"}, "freeze")
+    with pytest.raises(checks.CheckFailed, match=r"0\.420, below the floor of 0\.60"):
+        checks.expect_accuracy(0.42, 0.6, "accuracy", "train")
