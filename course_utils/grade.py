@@ -93,12 +93,18 @@ def find_submissions(folder: Path) -> list[tuple[str, Path]]:
 def prepare(raw: bytes, exercise: str, tests: list[GradedCell], hidden: bool) -> Prepared:
     """The notebook to run: the submission with the instructor's test cells put back, outputs cleared."""
     try:
-        nb = nbformat.reads(raw.decode("utf-8"), as_version=4)
+        text = raw.decode("utf-8")
+        json.loads(text)
     except UnicodeDecodeError as exc:
         raise SubmissionProblem("invalid-notebook", f"not UTF-8 text ({exc.reason}); ask the student to save it again from Jupyter")
-    except Exception as exc:  # json errors, nbformat's own, anything a broken file raises
+    except json.JSONDecodeError as exc:
+        raise SubmissionProblem("invalid-notebook", f"not a valid notebook: not valid JSON ({exc.msg} at line {exc.lineno}, "
+                                f"column {exc.colno}; a cut-off upload or a file edited by hand?)")
+    try:
+        nb = nbformat.reads(text, as_version=4)
+    except Exception as exc:  # nbformat's own errors, or anything a malformed notebook raises
         first = str(exc).strip().split("\n")[0][:200]
-        raise SubmissionProblem("invalid-notebook", f"not a valid notebook (JSON could not be read: {first})")
+        raise SubmissionProblem("invalid-notebook", f"not a valid notebook: valid JSON, but not a notebook Jupyter can open ({first})")
     if not isinstance(getattr(nb, "cells", None), list):
         raise SubmissionProblem("invalid-notebook", "not a valid notebook (no list of cells)")
     named = exercise_name(nb)

@@ -119,7 +119,7 @@ def test_hidden_tests_catch_a_solution_that_only_fits_the_visible_tests(graded):
 def test_invalid_json_is_a_row_with_a_reason(graded):
     carol = graded["by"]["carol"]
     assert {r["status"] for t, r in carol.items() if t != "TOTAL"} == {"invalid-notebook"}
-    assert "not a valid notebook" in carol["ex1_head_shape"]["message"]
+    assert "not valid JSON" in carol["ex1_head_shape"]["message"]
     assert _total(graded, "carol") == 0
 
 
@@ -187,3 +187,16 @@ def test_nothing_to_grade_exits_non_zero(tmp_path, capsys):
     (tmp_path / "x.ipynb").write_text("{}", encoding="utf-8")
     assert grade.main([str(tmp_path), "--exercise", "no_such_exercise"]) == 2
     assert "Known exercises" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("raw, reason", [
+    (b"", "not valid JSON"),
+    (b'{"cells": [', "not valid JSON"),
+    (b"\xff\xfe\x00", "not UTF-8"),
+    (b"{}", "not a notebook Jupyter can open"),
+    (b"[]", "not a notebook Jupyter can open"),
+])
+def test_a_broken_file_is_an_invalid_notebook_with_the_reason(raw, reason):
+    with pytest.raises(grade.SubmissionProblem, match=reason) as caught:
+        grade.prepare(raw, EXERCISE, TESTS, hidden=False)
+    assert caught.value.status == "invalid-notebook"
