@@ -17,6 +17,7 @@ import html
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -29,7 +30,7 @@ from pathlib import Path
 import nbformat
 
 from .paths import atomic_write_text, cache_dir, project_root
-from .profiles import PROFILES
+from .profiles import PROFILES, pick
 
 LESSON_GLOB = "[0-9][0-9]_*.ipynb"
 NPM_PACKAGES = {  # npm spec -> (tarball name prefix, files taken from the package)
@@ -182,7 +183,10 @@ def notebook_title(nb, fallback: str) -> str:
 
 
 def execute_lesson(path: Path, profile: str, timeout: int = 600) -> tuple[object, float, str]:
-    """Run a lesson in its own folder with COURSE_PROFILE=profile; (notebook, seconds, error or '')."""
+    """Run a lesson in its own folder with COURSE_PROFILE=profile; (notebook, seconds, error or '').
+
+    ``timeout`` is per cell, in seconds. On failure the notebook keeps what ran and opens with a note.
+    """
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
@@ -194,8 +198,12 @@ def execute_lesson(path: Path, profile: str, timeout: int = 600) -> tuple[object
         NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=True,
                        resources={"metadata": {"path": str(path.parent)}}).execute()
     except Exception as err:  # noqa: BLE001 (any failure is reported on the index, the page is still written)
-        lines = [line for line in str(err).splitlines() if line.strip()]
-        error = f"{type(err).__name__}: {lines[-1] if lines else err}"
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))  # tracebacks arrive coloured
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        names = [line for line in lines if re.match(r"[A-Za-z_.]+(Error|Exception|Interrupt|Exit)\b", line)]
+        error = f"{type(err).__name__}: {names[-1] if names else lines[0] if lines else ''}".rstrip(": ")
+        nb.cells.insert(0, nbformat.v4.new_markdown_cell(
+            f"**This handout is incomplete: the lesson stopped ({error}).** Cells below the failing one did not run."))
     finally:
         seconds = time.perf_counter() - start
         if previous is None:
@@ -310,7 +318,7 @@ and read offline.</p>
 
 
 def build_handouts(profile: str, out_dir: Path, only: list[str] | None = None, notebooks_dir: Path | None = None,
-                   npm_cache: Path | None = None, command: str = "") -> list[LessonResult]:
+                   npm_cache: Path | None = None, command: str = "", cell_timeout: int | None = None) -> list[LessonResult]:
     """Execute the chosen lessons and write their pages and the index into out_dir."""
     if profile not in PROFILES:
         raise SystemExit(f"handouts: profile {profile!r} is not one of {', '.join(PROFILES)}.")
@@ -322,7 +330,7 @@ def build_handouts(profile: str, out_dir: Path, only: list[str] | None = None, n
     results = []
     for path in lessons:
         print(f"handouts: running {path.name} ({profile}) ...", flush=True)
-        nb, seconds, error = execute_lesson(path, profile)
+        nb, seconds, error = execute_lesson(path, profile, cell_timeout or pick(quick=600, full=1800, profile=profile))
         page = out_dir / f"{path.stem}.html"
         atomic_write_text(page, render_html(nb, path, assets))
         page.chmod(0o644)  # readable when the folder is served or copied for students
@@ -340,10 +348,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="folder for the pages (default build/handouts)")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="lessons by name or number, e.g. 00_start_here or 03")
     parser.add_argument("--notebooks", type=Path, default=None, help="folder holding the lessons (default notebooks/)")
+    parser.add_argument("--cell-timeout", type=int, default=None, metavar="S",
+                        help="seconds one cell may run (default 600 quick, 1800 full)")
     args = parser.parse_args(argv)
     out = args.out or project_root() / "build" / "handouts"
     command = "python -m course_utils.handouts " + " ".join(argv if argv is not None else sys.argv[1:])
-    results = build_handouts(args.profile, out, args.only, args.notebooks, command=command)
+    results = build_handouts(args.profile, out, args.only, args.notebooks, command=command, cell_timeout=args.cell_timeout)
     failed = [r.name for r in results if r.error]
     if failed:
         print(f"handouts: {len(failed)} lesson(s) failed: {', '.join(failed)} (their pages show the error)", file=sys.stderr)

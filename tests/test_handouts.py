@@ -64,14 +64,15 @@ def test_handout_pages_are_self_contained_and_indexed(tmp_path):
         assert (out / script.split("?")[0]).is_file(), script
     assert "application/vnd.jupyter.widget-state+json" in page  # saved widget state, shown without a kernel
     assert "layer 3 squared is 9" in page
-    assert "ZeroDivisionError" in (out / "43_broken.html").read_text()
+    broken = (out / "43_broken.html").read_text()
+    assert "ZeroDivisionError" in broken and "This handout is incomplete" in broken
     index = (out / "index.html").read_text()
     assert 'href="42_tiny.html"' in index and "A tiny lesson" in index
     timings = json.loads((out / "timings.json").read_text())
     assert [lesson["name"] for lesson in timings["lessons"]] == ["42_tiny", "43_broken"]
     for lesson in timings["lessons"]:
         assert lesson["seconds"] > 0 and f"{lesson['seconds']:.1f} s" in index
-    assert "ZeroDivisionError" in timings["lessons"][1]["error"] and "failed" in index
+    assert "ZeroDivisionError: division by zero" in timings["lessons"][1]["error"] and "failed" in index
 
 
 def test_only_picks_lessons_by_name_or_number(tmp_path):
