@@ -201,3 +201,20 @@ def test_peak_memory_does_not_grow_with_the_number_of_images(tmp_path):
     growth = {int(n): float(mb) for n, mb in (line.split() for line in out.stdout.split("\n") if line.strip())}
     large_features_mb = 40_000 * 1024 * 4 / 2**20
     assert growth[40_000] < growth[5_000] + 0.2 * large_features_mb, growth
+
+
+def test_bench_writes_its_figures_and_the_command(tmp_path):
+    """A tiny run of `python -m course_utils.bench` (sizes only; no timing is judged here)."""
+    out = tmp_path / "bench.json"
+    args = ["--n", "20", "--size", "32", "--epochs", "2", "--batch-size", "8", "--memory-n", "40", "--threads", "1",
+            "--out", str(out)]
+    run = subprocess.run([sys.executable, "-m", "course_utils.bench", *args], cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["command"] == "python -m course_utils.bench " + " ".join(args)
+    assert report["speed"]["images"] == 20 and report["speed"]["heads_max_abs_difference"] < 1e-3
+    for kind in ("wall", "cpu"):
+        figures = report["speed"][kind]
+        assert figures["b_total_s"] == pytest.approx(figures["b_extract_s"] + figures["b_head_epochs_s"], abs=2e-3)
+        assert figures["speedup_total"] > 0 and figures["extraction_vs_bare_forward"] > 0
+    assert set(report["memory"]) == {"size_px", "4", "40"} and report["goals"]["judged_on"] == "cpu time"
