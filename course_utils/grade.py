@@ -219,15 +219,21 @@ def parse_junit(path: Path) -> dict[int, tuple[str, str]]:
     return results
 
 
-def run_nbval(nb, workdir: Path, timeout: float, profile: str = "quick") -> RunResult:
-    """Run ``nb`` under pytest --nbval-lax in ``workdir``, in its own process, killed after ``timeout`` s."""
+def run_nbval(nb, workdir: Path, timeout: float, profile: str = "quick", cell_timeout: float | None = None) -> RunResult:
+    """Run ``nb`` under pytest --nbval-lax in ``workdir``, in its own process, killed after ``timeout`` s.
+
+    nbval interrupts a single cell after ``cell_timeout`` s (default: half of ``timeout``) and goes on with
+    the next cells, so an endless loop late in a notebook still leaves the earlier results; the process
+    limit is the backstop for everything else.
+    """
+    cell_timeout = max(1, int(cell_timeout if cell_timeout is not None else timeout / 2))
     notebook = workdir / "submission.ipynb"
     nbformat.write(nb, notebook)
     (workdir / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")  # no repo addopts, conftest or rootdir
     junit = workdir / "junit.xml"
     command = [
         sys.executable, "-m", "pytest", "-c", str(workdir / "pytest.ini"), "--rootdir", str(workdir), "-o", "addopts=",
-        "-p", "no:cacheprovider", "-p", "course_utils.nbval_guard", "--nbval-lax", "--nbval-current-env", f"--nbval-cell-timeout={max(1, int(timeout))}",
+        "-p", "no:cacheprovider", "-p", "course_utils.nbval_guard", "--nbval-lax", "--nbval-current-env", f"--nbval-cell-timeout={cell_timeout}",
         f"--junitxml={junit}", "-q", "--color=no", str(notebook),
     ]
     env = dict(os.environ, COURSE_PROFILE=profile, MPLBACKEND="Agg", PYTHONDONTWRITEBYTECODE="1")
@@ -256,7 +262,8 @@ def run_nbval(nb, workdir: Path, timeout: float, profile: str = "quick") -> RunR
 
 # ------------------------------------------------------------------------------------------ grading
 def grade_submission(student: str, path: Path, exercise: str, tests: list[GradedCell], hidden: bool = False,
-                     timeout: float = DEFAULT_TIMEOUT, profile: str = "quick", label: str | None = None) -> list[Row]:
+                     timeout: float = DEFAULT_TIMEOUT, profile: str = "quick", label: str | None = None,
+                     cell_timeout: float | None = None) -> list[Row]:
     """Rows for one submission: one per test cell, then a TOTAL row. Never raises for a bad submission."""
     label = label or path.name
     possible = sum(t.points for t in tests)
@@ -286,7 +293,7 @@ def grade_submission(student: str, path: Path, exercise: str, tests: list[Graded
 
     try:
         with tempfile.TemporaryDirectory(prefix="grade-") as tmp:
-            result = run_nbval(prepared.nb, Path(tmp), timeout, profile)
+            result = run_nbval(prepared.nb, Path(tmp), timeout, profile, cell_timeout)
     except Exception as exc:  # a notebook nbformat cannot write back, a full disk: report it, grade the rest
         result = RunResult({}, "crashed", f"could not run the notebook: {type(exc).__name__}: {exc}")
     if result.status != "ok":
@@ -304,7 +311,9 @@ def grade_submission(student: str, path: Path, exercise: str, tests: list[Graded
         points = t.points if outcome == "pass" else 0
         rows.append(Row(student, label, exercise, t.grade_id, outcome, points, t.points, prepared.notes.get(t.grade_id, ""), message))
     dead = [m for _, m in result.cells.values() if "kernel died" in m.lower() or "kernel had died" in m.lower()]
-    note = "the kernel died during the run" if dead else ""
+    stopped = [m for _, m in result.cells.values() if m.startswith("Timeout of")]
+    note = "; ".join((["the kernel died during the run"] if dead else [])
+                     + ([f"a cell was stopped: {stopped[0]}"] if stopped else []))
     return rows + [_total(student, label, exercise, rows, possible, note, result.seconds)]
 
 
@@ -320,7 +329,7 @@ def _total(student: str, label: str, exercise: str, rows: list[Row], possible: f
 
 
 def grade_folder(folder: Path, exercise: str, hidden: bool = False, timeout: float = DEFAULT_TIMEOUT,
-                 profile: str = "quick", sources: Path | None = None, log=print) -> list[Row]:
+                 profile: str = "quick", sources: Path | None = None, log=print, cell_timeout: float | None = None) -> list[Row]:
     """Grade every submission in ``folder``, one after the other; raises ExerciseError if nothing can be graded."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -336,7 +345,7 @@ def grade_folder(folder: Path, exercise: str, hidden: bool = False, timeout: flo
     for number, (student, path) in enumerate(submissions, 1):
         label = str(path.relative_to(folder))
         log(f"[{number}/{len(submissions)}] {student}: {label} ...")
-        student_rows = grade_submission(student, path, exercise, tests, hidden, timeout, profile, label)
+        student_rows = grade_submission(student, path, exercise, tests, hidden, timeout, profile, label, cell_timeout)
         total = student_rows[-1]
         log(f"    {total.points:g}/{total.points_possible:g}" + (f"  ({total.note})" if total.note else ""))
         rows += student_rows
@@ -390,13 +399,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--exercise", required=True, help="exercise name, e.g. ex1_freeze_and_head")
     parser.add_argument("--hidden", action="store_true", help="also run the hidden tests of the source notebook")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per submission (default %(default)s)")
+    parser.add_argument("--cell-timeout", type=float, default=None,
+                        help="seconds one cell may run before nbval interrupts it and goes on (default: half of --timeout)")
     parser.add_argument("--profile", default="quick", choices=["quick", "full"], help="COURSE_PROFILE for the runs")
     parser.add_argument("--sources", type=Path, default=None, help="folder of source notebooks (default notebooks/exercises/source)")
     parser.add_argument("-o", "--output", type=Path, default=None,
                         help="report path without extension; writes .csv and .md (default build/grades/EXERCISE)")
     args = parser.parse_args(argv)
     try:
-        rows = grade_folder(args.submissions, args.exercise, args.hidden, args.timeout, args.profile, args.sources)
+        rows = grade_folder(args.submissions, args.exercise, args.hidden, args.timeout, args.profile, args.sources,
+                            cell_timeout=args.cell_timeout)
     except (ExerciseError, OSError, nbformat.ValidationError, json.JSONDecodeError) as exc:
         print(f"error: could not grade: {exc}", file=sys.stderr)
         return 2
