@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -232,13 +233,14 @@ def run_sweep(config: SweepConfig, out: str | Path, note: str = "", command: str
     """Run every (size, scenario) point not yet in ``out``; save after each one; return the record."""
     out = Path(out)
     record = load_results(out)
-    record["meta"] = {
-        **record.get("meta", {}),
-        "config": {**asdict(config), "epochs": {str(k): v for k, v in config.epochs.items()}},
-        "command": command or record.get("meta", {}).get("command", ""),
-        "machine": machine_description(note),
-    }
-    record["meta"].setdefault("started", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    meta = record.setdefault("meta", {})
+    meta["config"] = {**asdict(config), "epochs": {str(k): v for k, v in config.epochs.items()}}
+    # The first run's command and machine are kept; a resume on another machine is recorded beside them.
+    meta.setdefault("command", command)
+    meta.setdefault("machine", machine_description(note))
+    meta.setdefault("started", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    if record["points"] and machine_description(note) != meta["machine"]:
+        meta.setdefault("resumed_on", []).append(machine_description(note))
     done = {point_key(p) for p in record["points"]}
     test = _tensors(fashion_mnist_splits(1, 0, config.n_test, size=config.image_size, seed=config.seed)["test"])
     test_features: dict = {}
@@ -322,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown scenario(s) {unknown}; choose from {', '.join(SCENARIOS)}")
         config = SweepConfig(**{**asdict(config), "scenarios": wanted})
     out = Path(args.out) if args.out else cache_dir() / f"sweep_{profile}.json"
-    command = "python -m course_utils.sweep " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m course_utils.sweep " + shlex.join(argv if argv is not None else sys.argv[1:])
     if not args.profile:
         command = f"COURSE_PROFILE={profile} " + command
     print(f"sweep ({profile}): sizes {config.sizes}, scenarios {config.scenarios}, {config.image_size} px -> {out}")
