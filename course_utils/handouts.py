@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tarfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -84,7 +84,7 @@ class LessonResult:
     error: str = ""
     images: int = 0
     widgets: int = 0
-    extra: dict = field(default_factory=dict)
+    slowest: tuple[int, float] = (0, 0.0)
 
 
 def lesson_paths(notebooks_dir: Path, only: list[str] | None = None) -> list[Path]:
@@ -261,6 +261,21 @@ def render_html(nb, path: Path, assets: Assets) -> str:
     return body
 
 
+def slowest_cell(nb) -> tuple[int, float]:
+    """(number among the code cells, counting from 1, and seconds) of the cell that ran longest; (0, 0.0) if none."""
+    best = (0, 0.0)
+    code_cells = [c for c in nb.cells if c.cell_type == "code"]
+    for number, cell in enumerate(code_cells, start=1):
+        timing = cell.metadata.get("execution", {})
+        start, end = timing.get("iopub.execute_input"), timing.get("shell.execute_reply")
+        if start and end:
+            seconds = (datetime.fromisoformat(end.replace("Z", "+00:00"))
+                       - datetime.fromisoformat(start.replace("Z", "+00:00"))).total_seconds()
+            if seconds > best[1]:
+                best = (number, seconds)
+    return best
+
+
 def count_outputs(nb) -> tuple[int, int]:
     """(images, widget views) among a notebook's outputs."""
     images = widgets = 0
@@ -280,6 +295,7 @@ def write_index(out_dir: Path, results: list[LessonResult], profile: str, assets
         rows.append(
             f'<tr><td><a href="{html.escape(r.html.name)}">{html.escape(r.name)}</a></td>'
             f"<td>{html.escape(r.title)}</td><td class=\"time\">{r.seconds:.1f} s</td>"
+            f"<td class=\"time\">{f'code cell {r.slowest[0]}: {r.slowest[1]:.1f} s' if r.slowest[0] else ''}</td>"
             f"<td>{r.images}</td><td>{r.widgets}</td><td>{status}</td></tr>"
         )
     total = sum(r.seconds for r in results)
@@ -300,11 +316,11 @@ td.time {{ text-align: right; white-space: nowrap; }} .failed {{ color: #b00; }}
 ({html.escape(machine)}). Pages are self-contained (images embedded; MathJax and widgets from <code>assets/</code>)
 and read offline.</p>
 {note}
-<table><thead><tr><th>lesson</th><th>title</th><th>run time</th><th>figures</th><th>widgets</th><th>status</th></tr></thead>
+<table><thead><tr><th>lesson</th><th>title</th><th>run time</th><th>slowest cell</th><th>figures</th><th>widgets</th><th>status</th></tr></thead>
 <tbody>
 {chr(10).join(rows)}
 </tbody>
-<tfoot><tr><td colspan="2">total</td><td class="time">{total:.1f} s</td><td colspan="3"></td></tr></tfoot></table>
+<tfoot><tr><td colspan="2">total</td><td class="time">{total:.1f} s</td><td colspan="4"></td></tr></tfoot></table>
 <p>Made with <code>{html.escape(command)}</code>.</p>
 </body></html>
 """
@@ -312,7 +328,9 @@ and read offline.</p>
     atomic_write_text(path, page)
     path.chmod(0o644)
     summary = {"profile": profile, "when": when, "machine": machine, "command": command, "widgets_rendered": assets.widgets,
-               "lessons": [{"name": r.name, "seconds": round(r.seconds, 1), "error": r.error} for r in results]}
+               "lessons": [{"name": r.name, "seconds": round(r.seconds, 1), "error": r.error,
+                            "slowest_code_cell": r.slowest[0], "slowest_seconds": round(r.slowest[1], 1)}
+                           for r in results]}
     atomic_write_text(out_dir / "timings.json", json.dumps(summary, indent=2) + "\n")
     return path
 
@@ -335,7 +353,8 @@ def build_handouts(profile: str, out_dir: Path, only: list[str] | None = None, n
         atomic_write_text(page, render_html(nb, path, assets))
         page.chmod(0o644)  # readable when the folder is served or copied for students
         images, widgets = count_outputs(nb)
-        results.append(LessonResult(path.stem, notebook_title(nb, path.stem), seconds, page, error, images, widgets))
+        results.append(LessonResult(path.stem, notebook_title(nb, path.stem), seconds, page, error, images, widgets,
+                                    slowest_cell(nb)))
         print(f"  {seconds:.1f} s" + (f"  FAILED: {error}" if error else "") + f"  -> {page}", flush=True)
     index = write_index(out_dir, results, profile, assets, command or f"python -m course_utils.handouts --profile {profile}")
     print(f"handouts: {index} ({sum(r.seconds for r in results):.0f} s in all)")

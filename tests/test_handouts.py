@@ -72,6 +72,9 @@ def test_handout_pages_are_self_contained_and_indexed(tmp_path):
     assert [lesson["name"] for lesson in timings["lessons"]] == ["42_tiny", "43_broken"]
     for lesson in timings["lessons"]:
         assert lesson["seconds"] > 0 and f"{lesson['seconds']:.1f} s" in index
+    tiny = timings["lessons"][0]  # the slowest of its 3 code cells, timed by the kernel's own messages
+    assert 1 <= tiny["slowest_code_cell"] <= 3 and 0 < tiny["slowest_seconds"] <= tiny["seconds"]
+    assert f"code cell {tiny['slowest_code_cell']}: {tiny['slowest_seconds']:.1f} s" in index
     assert "ZeroDivisionError: division by zero" in timings["lessons"][1]["error"] and "failed" in index
 
 
