@@ -3,8 +3,8 @@
     python -m course_utils.handouts --profile quick|full [--out build/handouts] [--only NAME ...]
 
 Each lesson runs top to bottom with COURSE_PROFILE set to the profile; its page embeds every image and
-loads MathJax, require.js and the widget renderer from ``assets/`` beside it, never from a CDN, so the
-folder can be copied to a lecture-hall machine without internet. MathJax comes from the installed
+loads MathJax and require.js from ``assets/`` and the widget renderer from ``@jupyter-widgets/`` beside it,
+never from a CDN, so the folder can be copied to a lecture-hall machine without internet. MathJax comes from the installed
 ``jupyter-server-mathjax`` package; the widget renderer (``@jupyter-widgets/html-manager@1``) and
 ``requirejs@2`` come from the npm registry once (``npm pack``) and are kept in ``data/cache/handout-assets``.
 Without npm the pages are still written; widgets then show a note instead of their saved state.
