@@ -31,11 +31,10 @@ from tqdm.auto import tqdm
 
 from .backbones import body_features
 from .device import loader_kwargs
-from .paths import atomic_write_text, cache_dir
+from .paths import atomic_write_text, cache_dir, file_sha256
 
 CACHE_FORMAT = 1
 PARTS = ("weights", "transform", "data", "versions")
-_CHUNK = 1 << 20
 
 
 class CacheError(RuntimeError):
@@ -148,14 +147,6 @@ class CacheResult:
         return torch.from_numpy(np.array(self.features)), torch.from_numpy(np.array(self.labels))
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def check_cache_folder(folder: Path, fingerprint: str | None = None, verify: bool = True) -> str:
     """Why a cache folder cannot be used ('' when it can): no manifest, wrong fingerprint, wrong size or checksum."""
     manifest_path = folder / "manifest.json"
@@ -172,7 +163,7 @@ def check_cache_folder(folder: Path, fingerprint: str | None = None, verify: boo
         path = folder / f"{key}.npy"
         if not path.is_file() or path.stat().st_size != entry.get("bytes"):
             return f"corrupt ({key}.npy is missing or has the wrong size)"
-        if verify and _file_sha256(path) != entry.get("sha256"):
+        if verify and file_sha256(path) != entry.get("sha256"):
             return f"corrupt ({key}.npy checksum differs)"
     return ""
 
@@ -223,8 +214,8 @@ def write_feature_cache(folder: Path, model: nn.Module, dataset: Dataset, parts:
             "parts": parts,
             "shape": [n, int(dim)],
             "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "features": {"bytes": feats_path.stat().st_size, "sha256": _file_sha256(feats_path)},
-            "labels": {"bytes": labels_path.stat().st_size, "sha256": _file_sha256(labels_path)},
+            "features": {"bytes": feats_path.stat().st_size, "sha256": file_sha256(feats_path)},
+            "labels": {"bytes": labels_path.stat().st_size, "sha256": file_sha256(labels_path)},
         }
         atomic_write_text(tmp / "manifest.json", json.dumps(manifest, indent=1))  # last: marks the folder complete
         if folder.exists():

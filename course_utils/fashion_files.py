@@ -6,13 +6,12 @@ Kept apart from course_utils.data so that `make setup` can check the data in wel
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 from pathlib import Path
 
 import numpy as np
 
-from .paths import data_dir
+from .paths import data_dir, file_sha256
 
 # sha256 of the uncompressed idx files (identical in torchvision's download and Debian's package).
 FASHION_FILES = {
@@ -47,17 +46,9 @@ def check_fashion_mnist(raw_dir: Path | None = None, full_hash: bool = True) -> 
         expected_size = 8 + count if magic == 2049 else 16 + count * 28 * 28
         if len(header) < 2 or header[0] != magic or header[1] != count or path.stat().st_size != expected_size:
             problems.append(f"{path} is not a complete idx file ({path.stat().st_size} bytes)")
-        elif full_hash and _sha256(path) != sha:
+        elif full_hash and file_sha256(path) != sha:
             problems.append(f"{path} has the wrong sha256")
     return problems
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def install_fashion_mnist_from_gz(source_dir: Path, raw_dir: Path | None = None) -> Path:
@@ -76,7 +67,7 @@ def install_fashion_mnist_from_gz(source_dir: Path, raw_dir: Path | None = None)
         except (OSError, EOFError) as exc:
             tmp.unlink(missing_ok=True)
             raise DataError(f"{src} could not be decompressed: {exc}") from exc
-        if _sha256(tmp) != sha:
+        if file_sha256(tmp) != sha:
             tmp.unlink()
             raise DataError(f"{src} does not hold the real Fashion-MNIST {name} (wrong sha256)")
         os.replace(tmp, raw_dir / name)

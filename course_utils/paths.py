@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -52,3 +53,12 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
 def atomic_write_text(path: Path, text: str) -> None:
     """Text version of atomic_write_bytes (UTF-8)."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def file_sha256(path: Path, chunk_size: int = 1 << 20) -> str:
+    """sha256 hex digest of a file, read in chunks (large checkpoints and datasets never sit in memory)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(chunk_size), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

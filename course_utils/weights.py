@@ -6,7 +6,6 @@ every file this module uses or finds is checked here, and every file it places i
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -20,7 +19,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .paths import atomic_write_text, data_dir
+from .paths import atomic_write_text, data_dir, file_sha256  # noqa: F401 (file_sha256 is public here too)
 
 CHUNK = 1 << 20
 
@@ -94,15 +93,6 @@ def hub_checkpoint_dir() -> Path:
     cache = os.environ.get("XDG_CACHE_HOME", os.path.join("~", ".cache"))
     torch_home = os.environ.get("TORCH_HOME", os.path.join(cache, "torch"))
     return Path(os.path.expanduser(torch_home)) / "hub" / "checkpoints"
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 hex digest of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def verified_cached(spec: WeightsSpec, directory: Path | None = None, log=print) -> Path | None:
