@@ -174,6 +174,7 @@ def test_old_caches_are_pruned(tmp_path):
     assert len(list((tmp_path / "demo").iterdir())) == 4  # the current one and keep_old=3 others
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="resetting peak RSS needs Linux's /proc/self/clear_refs")
 def test_peak_memory_does_not_grow_with_the_number_of_images(tmp_path):
     """Cache 5,000 then 40,000 images (20 MB vs 160 MB of features) in a fresh process; compare peak RSS growth."""
     script = textwrap.dedent(f"""
