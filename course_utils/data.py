@@ -157,6 +157,22 @@ def load_rgb(path: str | Path) -> Image.Image:
         return img.convert("RGB")
 
 
+def image_problem(path: Path) -> str:
+    """Why ``path`` is not a usable photo ('' when it is): a hidden/system file, not an image, or unreadable."""
+    if path.name.startswith("."):
+        return "not an image file (hidden or system file)"
+    if path.suffix.lower() not in IMG_EXTENSIONS:
+        return "not an image file"
+    try:
+        with Image.open(path) as img:
+            img.verify()  # structure
+        with Image.open(path) as img:
+            img.load()  # every pixel decodes (a truncated file fails here)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        return f"cannot be read as an image ({type(exc).__name__})"
+    return ""
+
+
 @dataclass
 class FolderScan:
     """What scan_image_folder found: classes, usable files per class, and skipped files with reasons."""
@@ -208,19 +224,13 @@ def scan_image_folder(root: str | Path, min_classes: int = 2) -> FolderScan:
         for path in sorted(class_dir.rglob("*")):
             if path.is_dir():
                 continue
-            if path.name.startswith(".") or path.suffix.lower() not in IMG_EXTENSIONS:
-                scan.skipped.append((path, "not an image file"))
+            problem = image_problem(path)
+            if problem:
+                scan.skipped.append((path, problem))
                 continue
-            try:
-                with Image.open(path) as img:
-                    img.verify()
-                with Image.open(path) as img:
-                    img.load()
-                    if min(img.size) < 32:
-                        scan.small.append(path)
-            except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-                scan.skipped.append((path, f"cannot be read as an image ({type(exc).__name__})"))
-                continue
+            with Image.open(path) as img:
+                if min(img.size) < 32:
+                    scan.small.append(path)
             good.append(path)
         scan.files[class_dir.name] = good
     empty = [name for name, files in scan.files.items() if not files]

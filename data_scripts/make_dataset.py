@@ -20,14 +20,11 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from course_utils.data import my_pets_dir  # noqa: E402
+from course_utils.data import image_problem, my_pets_dir  # noqa: E402
 
 DEFAULT_CLASSES = ("tigger", "misty", "neither")
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
 class DatasetError(RuntimeError):
@@ -47,22 +44,6 @@ class Report:
         lines += [f"  {name:<10} {len(files):>5}" for name, files in self.copied.items()]
         lines += [f"  skipped {path.relative_to(source)}: {reason}" for path, reason in self.skipped]
         return "\n".join(lines)
-
-
-def image_problem(path: Path) -> str:
-    """Why ``path`` is not a usable photo ('' when it is)."""
-    if path.name.startswith("."):
-        return "hidden or system file"
-    if path.suffix.lower() not in IMAGE_SUFFIXES:
-        return "not an image file (by its extension)"
-    try:
-        with Image.open(path) as img:
-            img.verify()
-        with Image.open(path) as img:
-            img.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        return f"cannot be read as an image ({type(exc).__name__})"
-    return ""
 
 
 def find_class_folders(source: Path, classes: tuple[str, ...]) -> dict[str, Path]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -14,6 +13,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from course_utils.labserver import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
@@ -36,12 +37,6 @@ def test_second_setup_installs_nothing_and_is_quick():
     assert "ready" in result.stdout  # weights and data were found and checked, not fetched again
     assert STAMP.stat().st_mtime == stamp_before
     assert seconds < 30, f"second set-up took {seconds:.1f} s"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @needs_made_venv
