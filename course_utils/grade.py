@@ -22,7 +22,6 @@ import io
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,7 @@ import nbformat
 
 from .exercises import ExerciseError, GradedCell, exercise_name, grade_meta, graded_cells, normalized, source_path
 from .paths import atomic_write_text, project_root
+from .processes import kill_tree
 
 DEFAULT_TIMEOUT = 600
 MESSAGE_LIMIT = 600
@@ -162,28 +162,6 @@ class RunResult:
     seconds: float = 0.0
 
 
-def _kill_tree(process: subprocess.Popen) -> None:
-    """Kill the process, its process group and every descendant (the kernel runs in a session of its own)."""
-    try:
-        import psutil
-
-        try:
-            children = psutil.Process(process.pid).children(recursive=True)
-        except psutil.Error:
-            children = []
-        for child in children:
-            try:
-                child.kill()
-            except psutil.Error:
-                pass
-    except ImportError:  # psutil comes with ipykernel; without it the process group still goes
-        pass
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError, AttributeError):
-        process.kill()
-
-
 def clean_message(text: str) -> str:
     """The exception line(s) at the end of an nbval failure, without colours, at most MESSAGE_LIMIT characters."""
     text = _ANSI.sub("", text or "")
@@ -245,7 +223,7 @@ def run_nbval(nb, workdir: Path, timeout: float, profile: str = "quick", cell_ti
         try:
             process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            _kill_tree(process)
+            kill_tree(process)
             process.wait()
             return RunResult({}, "timeout", f"did not finish within {timeout:g} s (an endless loop?); stopped",
                              time.perf_counter() - start)

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from .processes import alive, descendants, group_alive  # noqa: F401 (tests import them from here too)
+
 QUIET_SETTINGS = {  # user settings that keep pop-ups and virtual scrolling out of an automated session
     "@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
     "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none"},
@@ -118,64 +120,6 @@ def start_lab(root: Path, home: Path, profile: str = "quick", timeout: float = 9
     tail = log.read_text(errors="replace")[-3000:]
     raise RuntimeError(f"JupyterLab did not answer on {server.url} within {timeout:.0f} s "
                        f"(exit code {process.returncode}). Its log ends with:\n{tail}")
-
-
-def _children() -> dict[int, list[int]]:
-    """Parent pid -> child pids, from /proc (Linux) or `ps` (elsewhere)."""
-    tree: dict[int, list[int]] = {}
-    proc = Path("/proc")
-    if proc.is_dir():
-        for entry in proc.iterdir():
-            if entry.name.isdigit():
-                try:
-                    stat = (entry / "stat").read_text()
-                except OSError:
-                    continue
-                ppid = int(stat.rsplit(")", 1)[1].split()[1])
-                tree.setdefault(ppid, []).append(int(entry.name))
-        return tree
-    out = subprocess.run(["ps", "-A", "-o", "pid=,ppid="], capture_output=True, text=True, check=False).stdout
-    for line in out.splitlines():
-        pid, ppid = map(int, line.split())
-        tree.setdefault(ppid, []).append(pid)
-    return tree
-
-
-def descendants(pid: int) -> set[int]:
-    """Every process below ``pid`` (children, their children, ...)."""
-    tree, found, todo = _children(), set(), [pid]
-    while todo:
-        for child in tree.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
-def alive(pid: int) -> bool:
-    """True while a process exists and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")
-    try:
-        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return not stat.parent.parent.is_dir()  # no /proc: trust kill(0)
-
-
-def group_alive(pgid: int) -> bool:
-    """True while any process of the process group exists."""
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
 
 
 def stop_lab(server: LabServer, grace: float = 10.0) -> set[int]:
