@@ -54,23 +54,10 @@ def one_nn_accuracy(train_features: torch.Tensor, train_labels: torch.Tensor, te
     return (train_labels[nearest] == test_labels).float().mean().item()
 
 
-# scikit-image photos that ship with the package (no download): scenes, textures, objects.
+# scikit-image photos that ship with the package (no download): scenes, textures, objects; lesson 01 loads
+# each with course_utils.photos.bundled_photo for its neighbour test.
 SKIMAGE_PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "brick", "grass", "gravel", "camera", "coins", "horse",
                   "moon", "page", "immunohistochemistry", "hubble_deep_field", "colorwheel", "retina")
-
-
-def skimage_photo(name: str):
-    """A photo bundled with scikit-image as an RGB PIL image (grey and black-and-white ones converted)."""
-    import numpy as np
-    from PIL import Image
-    from skimage import data as skdata
-
-    if name not in SKIMAGE_PHOTOS:
-        raise ValueError(f"unknown photo {name!r}; choose from {', '.join(SKIMAGE_PHOTOS)}")
-    array = np.asarray(getattr(skdata, name)())
-    if array.dtype == bool:
-        array = array.astype(np.uint8) * 255
-    return Image.fromarray(array.astype(np.uint8)).convert("RGB")
 
 
 def photo_crops(photos: dict, views: int, size: int = 96, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, list[str]]:

@@ -12,19 +12,23 @@ PHOTO_NAMES = ("chelsea", "coffee", "astronaut", "rocket", "china", "flower")
 
 
 def bundled_photo(name: str) -> Image.Image:
-    """One bundled photo as an RGB PIL image (chelsea is a cat; china and flower come from scikit-learn)."""
+    """One bundled photo as an RGB PIL image: scikit-image's (chelsea is a cat; grey and black-and-white ones
+    converted) or scikit-learn's china and flower."""
     if name in ("china", "flower"):
         from sklearn.datasets import load_sample_images
 
         images = load_sample_images()
         by_name = {fname.rsplit("/", 1)[-1].split(".")[0]: img for fname, img in zip(images.filenames, images.images)}
         array = by_name[name]
-    elif name in ("chelsea", "coffee", "astronaut", "rocket"):
+    else:
         from skimage import data as skdata
 
-        array = getattr(skdata, name)()
-    else:
-        raise ValueError(f"unknown photo {name!r}; choose from {', '.join(PHOTO_NAMES)}")
+        loader = getattr(skdata, name, None)
+        if name.startswith("_") or not callable(loader):
+            raise ValueError(f"unknown photo {name!r}; choose from {', '.join(PHOTO_NAMES)} or another scikit-image photo")
+        array = np.asarray(loader())
+        if array.dtype == bool:
+            array = array.astype(np.uint8) * 255
     return Image.fromarray(np.asarray(array, dtype=np.uint8)).convert("RGB")
 
 
