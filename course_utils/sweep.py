@@ -23,7 +23,7 @@ import platform
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -31,9 +31,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from .backbones import body_features, freeze_all, load_backbone, replace_head, unfreeze_from
+from .backbones import freeze_all, load_backbone, replace_head, unfreeze_from
 from .data import fashion_mnist_splits, to_backbone_input
 from .device import seed_everything
+from .features import extract_features
 from .paths import atomic_write_text, cache_dir
 from .profiles import course_profile
 from .training import evaluate, fit
@@ -140,13 +141,6 @@ def _loader(data: TensorDataset, batch_size: int, shuffle: bool, seed: int) -> D
     return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=generator if shuffle else None)
 
 
-@torch.no_grad()
-def _features(model: nn.Module, data: TensorDataset, batch_size: int = 256) -> torch.Tensor:
-    model.eval()
-    images = data.tensors[0]
-    return torch.cat([body_features(model, images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
-
-
 def train_linear_head(feats: torch.Tensor, labels: torch.Tensor, num_classes: int, steps: int, lr: float,
                       seed: int = 0) -> nn.Linear:
     """A Linear(feature_dim, num_classes) fitted by full-batch Adam on fixed features (Scenario A's head)."""
@@ -194,13 +188,13 @@ def run_point(scenario: str, n_per_class: int, config: SweepConfig, test: Tensor
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     if scenario == "A":
         start = time.perf_counter()
-        feats = _features(model, train)
+        feats, _ = extract_features(model, train, batch_size=256, progress=False)
         head = train_linear_head(feats, train.tensors[1], 10, config.head_steps, config.lr_head, config.seed)
         seconds = time.perf_counter() - start
         if test_features is not None and "A" in test_features:
             test_feats = test_features["A"]
         else:
-            test_feats = _features(model, test)
+            test_feats, _ = extract_features(model, test, batch_size=256, progress=False)
             if test_features is not None:
                 test_features["A"] = test_feats
         with torch.no_grad():

@@ -12,7 +12,6 @@ installing Debian's package would help (the Makefile does that, then runs this a
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import tempfile
 from pathlib import Path
