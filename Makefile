@@ -1,10 +1,12 @@
 # Everything a fresh machine needs, then the thing you asked for. Each target is idempotent.
 #   make lab            set up, then JupyterLab on notebooks/ (ARGS="--port 8890" passes arguments through)
 #   make test           set up, then every test: unit tests and every notebook through nbval (quick profile)
+# Every tool is the `course` command (course --help); the targets below only add the set-up before it.
 
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+COURSE := $(VENV)/bin/course
 STAMP := $(VENV)/.course-installed
 ARGS ?=
 PROFILE ?= quick
@@ -14,8 +16,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 .PHONY: lab test setup venv weights data unit notebooks diary clean-notebooks refresh-notebooks bench handouts sweep release-exercises grade clean
 
 lab: setup
-	@echo "Starting JupyterLab on notebooks/ (open the URL it prints; Ctrl-C stops it)"
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(ARGS)
+	$(COURSE) lab $(ARGS)
 
 test: setup
 	COURSE_PROFILE=$(PROFILE) $(PY) -m pytest $(PYTEST_ARGS)
@@ -37,45 +38,45 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 weights: venv
-	@$(PY) data_scripts/fetch_weights.py --backbone mobilenet_v2
+	@$(COURSE) fetch weights --backbone mobilenet_v2
 
 # Fashion-MNIST: present and checked -> download -> Debian's dataset-fashion-mnist (installed here if needed).
 data: venv
-	@$(PY) data_scripts/fetch_data.py fashion-mnist; rc=$$?; \
+	@$(COURSE) fetch data; rc=$$?; \
 	if [ $$rc -eq 3 ] && command -v apt-get >/dev/null 2>&1; then \
 	  echo "Installing Debian's dataset-fashion-mnist (offline source of Fashion-MNIST)"; \
 	  $(SUDO) apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || \
 	    { $(SUDO) apt-get update -q >/dev/null 2>&1 && $(SUDO) apt-get install -y -q dataset-fashion-mnist >/dev/null; } && \
-	  $(PY) data_scripts/fetch_data.py fashion-mnist; \
+	  $(COURSE) fetch data; \
 	else exit $$rc; fi
 
 diary: venv
-	$(PY) -m course_utils.diary DIARY.template.md -o DIARY.md
+	$(COURSE) diary DIARY.template.md -o DIARY.md
 	@echo "wrote DIARY.md"
 
 # Outputs only in '# NBVAL_CHECK_OUTPUT' cells, no execution counts.
 clean-notebooks: venv
-	$(PY) -m course_utils.notebook_tools clean notebooks
+	$(COURSE) notebooks clean notebooks
 
 # Execute every notebook (quick profile) and keep the outputs of checked cells only.
 refresh-notebooks: setup
-	COURSE_PROFILE=$(PROFILE) $(PY) -m course_utils.notebook_tools refresh notebooks
+	COURSE_PROFILE=$(PROFILE) $(COURSE) notebooks refresh notebooks
 
-# Lesson tools (see README): each runs after the set-up.
+# Lesson and instructor tools (see README): each runs after the set-up.
 bench: setup
-	$(PY) -m course_utils.bench $(ARGS)
+	$(COURSE) bench $(ARGS)
 
 sweep: setup
-	COURSE_PROFILE=$(PROFILE) $(PY) -m course_utils.sweep $(ARGS)
+	COURSE_PROFILE=$(PROFILE) $(COURSE) sweep $(ARGS)
 
 handouts: setup
-	COURSE_PROFILE=$(PROFILE) $(PY) -m course_utils.handouts --profile $(PROFILE) $(ARGS)
+	$(COURSE) handouts --profile $(PROFILE) $(ARGS)
 
 release-exercises: venv
-	$(PY) -m course_utils.exercises release
+	$(COURSE) release
 
 grade: venv
-	$(PY) -m course_utils.grade $(ARGS)
+	$(COURSE) grade $(ARGS)
 
 clean:
 	rm -rf build .pytest_cache

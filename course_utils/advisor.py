@@ -2,7 +2,7 @@
 
 The rule is plain and uses measured numbers only where they exist:
 
-* The sweep (course_utils.sweep) measured, on Fashion-MNIST, from which size fine-tuning (B or C) beats a
+* The sweep (course_utils.experiments.sweep) measured, on Fashion-MNIST, from which size fine-tuning (B or C) beats a
   head on frozen features (A): the crossover.
 * Fashion-MNIST is far from ImageNet (grayscale product scans). For data closer to ImageNet the frozen
   features fit better, so the crossover moves to larger sizes: the threshold is multiplied by a factor
@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from .sweep import SCENARIO_LABELS, accuracy_table, crossover
+from .measurements import SCENARIO_LABELS, accuracy_table, crossover
 
 SIMILARITY = {
     "similar": "similar to ImageNet photos (animals, objects, scenes in colour)",
@@ -56,7 +56,9 @@ def recommend(n_per_class: int, similarity: str, points: list[dict]) -> Recommen
         raise ValueError(f"images per class must be a whole number of at least 1, got {n_per_class!r}")
     table = accuracy_table(points)
     if "A" not in table or not ({"B", "C"} & set(table)):
-        raise ValueError("the sweep results need scenario A and at least one of B, C; run python -m course_utils.sweep")
+        raise ValueError(
+            "the sweep results need scenario A and at least one of B, C; run python -m course_utils.experiments.sweep"
+        )
     sizes = sorted(table["A"])
     near = nearest_size(sizes, n_per_class)
     measured = {s: table[s][near] for s in table if near in table[s]}
@@ -68,24 +70,36 @@ def recommend(n_per_class: int, similarity: str, points: list[dict]) -> Recommen
         if measured_crossover is None:
             why = "in the sweep, fine-tuning never beat frozen features at any measured size"
         else:
-            why = (f"below the threshold of {threshold:.0f} per class (measured crossover {measured_crossover}"
-                   f"{'' if similarity == 'different' else f' x {CROSSOVER_FACTOR[similarity]} for data closer to ImageNet'})")
-        return Recommendation("A", f"{why}; A measured {measured.get('A', float('nan')):.3f} {where}",
-                              threshold, near, measured)
+            why = (
+                f"below the threshold of {threshold:.0f} per class (measured crossover {measured_crossover}"
+                + (
+                    ""
+                    if similarity == "different"
+                    else f" x {CROSSOVER_FACTOR[similarity]} for data closer to ImageNet"
+                )
+                + ")"
+            )
+        return Recommendation(
+            "A", f"{why}; A measured {measured.get('A', float('nan')):.3f} {where}", threshold, near, measured
+        )
     transfer = {s: measured[s] for s in ("B", "C") if s in measured}
     choice = max(transfer, key=transfer.get)
     if "scratch" in measured and measured["scratch"] > max(measured[s] for s in measured if s != "scratch"):
         choice = "scratch"
-    why = (f"at or above the threshold of {threshold:.0f} per class (measured crossover {measured_crossover}); "
-           f"{choice} measured {measured[choice]:.3f} {where}, A {measured['A']:.3f}")
+    why = (
+        f"at or above the threshold of {threshold:.0f} per class (measured crossover {measured_crossover}); "
+        f"{choice} measured {measured[choice]:.3f} {where}, A {measured['A']:.3f}"
+    )
     return Recommendation(choice, why, threshold, near, measured)
 
 
 def format_recommendation(rec: Recommendation) -> str:
     """The advice as a few lines of HTML."""
     rows = "".join(f"<li>{SCENARIO_LABELS[s]}: {acc:.3f}</li>" for s, acc in sorted(rec.measured.items()))
-    return (f"<b>Recommended: {rec.label}</b><br>{rec.reason}.<br>"
-            f"Measured test accuracy at {rec.nearest_size} per class:<ul>{rows}</ul>")
+    return (
+        f"<b>Recommended: {rec.label}</b><br>{rec.reason}.<br>"
+        f"Measured test accuracy at {rec.nearest_size} per class:<ul>{rows}</ul>"
+    )
 
 
 def advisor_widget(points: list[dict], n_per_class: int = 50, similarity: str = "different"):
@@ -93,11 +107,16 @@ def advisor_widget(points: list[dict], n_per_class: int = 50, similarity: str = 
     ``box.result`` the current Recommendation (None with an error shown when the input is not usable)."""
     import ipywidgets as widgets
 
-    n_box = widgets.BoundedIntText(value=n_per_class, min=1, max=10_000_000, description="images / class",
-                                   style={"description_width": "initial"})
-    sim_box = widgets.Dropdown(options=[(text, key) for key, text in SIMILARITY.items()], value=similarity,
-                               description="similar to ImageNet?", style={"description_width": "initial"},
-                               layout=widgets.Layout(width="560px"))
+    n_box = widgets.BoundedIntText(
+        value=n_per_class, min=1, max=10_000_000, description="images / class", style={"description_width": "initial"}
+    )
+    sim_box = widgets.Dropdown(
+        options=[(text, key) for key, text in SIMILARITY.items()],
+        value=similarity,
+        description="similar to ImageNet?",
+        style={"description_width": "initial"},
+        layout=widgets.Layout(width="560px"),
+    )
     html = widgets.HTML()
     box = widgets.VBox([n_box, sim_box, html])
     box.n, box.similarity, box.html, box.result = n_box, sim_box, html, None

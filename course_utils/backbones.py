@@ -11,8 +11,6 @@ from torchvision import models
 from .weights import WeightsError, ensure_weights, spec_for
 
 BACKBONES = ("mobilenet_v2", "resnet18")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # mobilenet_v2.features indices grouped by output resolution / width (torchvision's layout).
 _MOBILENET_STAGES = OrderedDict(
@@ -60,7 +58,7 @@ def load_backbone(name: str = "mobilenet_v2", pretrained: bool = True, fetch: bo
         path = verified_cached(spec)
         if path is None:
             raise WeightsError(
-                f"{spec.filename} is not in the hub cache; run `python data_scripts/fetch_weights.py --backbone {name}`."
+                f"{spec.filename} is not in the hub cache; run `course fetch weights --backbone {name}`."
             )
     state = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
@@ -69,7 +67,10 @@ def load_backbone(name: str = "mobilenet_v2", pretrained: bool = True, fetch: bo
 
 def imagenet_categories(name: str = "mobilenet_v2") -> list[str]:
     """The 1000 ImageNet class names in the order of the pretrained head."""
-    weights = {"mobilenet_v2": models.MobileNet_V2_Weights.IMAGENET1K_V1, "resnet18": models.ResNet18_Weights.IMAGENET1K_V1}
+    weights = {
+        "mobilenet_v2": models.MobileNet_V2_Weights.IMAGENET1K_V1,
+        "resnet18": models.ResNet18_Weights.IMAGENET1K_V1,
+    }
     return list(weights[name].meta["categories"])
 
 
@@ -97,7 +98,7 @@ def replace_head(model: nn.Module, num_classes: int, dropout: float | None = Non
     return new_head
 
 
-def stages(model: nn.Module) -> "OrderedDict[str, nn.Module]":
+def stages(model: nn.Module) -> OrderedDict[str, nn.Module]:
     """The model's stages in forward order, early (edges) to late (parts), ending with 'head'."""
     out: OrderedDict[str, nn.Module] = OrderedDict()
     if family_of(model) == "mobilenet_v2":
@@ -125,12 +126,12 @@ def freeze_all(model: nn.Module) -> nn.Module:
 
 
 def unfreeze_from(model: nn.Module, stage: str) -> list[str]:
-    """Make ``stage`` and every later stage (the head too) trainable; earlier ones frozen. Returns the trainable stages."""
+    """Make ``stage`` and every later stage (the head too) trainable, earlier ones frozen; return the trainable ones."""
     names = stage_names(model)
     if stage not in names:
         raise ValueError(f"unknown stage {stage!r} for {family_of(model)}; stages: {', '.join(names)}")
     start = names.index(stage)
-    for index, (name, module) in enumerate(stages(model).items()):
+    for index, module in enumerate(stages(model).values()):
         for param in module.parameters():
             param.requires_grad = index >= start
     return names[start:]
@@ -151,12 +152,16 @@ def parameter_report(model: nn.Module) -> list[dict]:
     return rows
 
 
-def format_parameter_report(model: nn.Module) -> str:
-    """parameter_report as an aligned text table."""
+def format_parameter_rows(rows: list[dict]) -> str:
+    """Rows of parameter_report as an aligned text table."""
     lines = [f"{'stage':<10} {'total':>12} {'trainable':>12}"]
-    for row in parameter_report(model):
-        lines.append(f"{row['stage']:<10} {row['total']:>12,} {row['trainable']:>12,}")
+    lines += [f"{row['stage']:<10} {row['total']:>12,} {row['trainable']:>12,}" for row in rows]
     return "\n".join(lines)
+
+
+def format_parameter_report(model: nn.Module) -> str:
+    """The model's parameter_report as an aligned text table."""
+    return format_parameter_rows(parameter_report(model))
 
 
 def optimizer_parameter_problems(optimizer: torch.optim.Optimizer, model: nn.Module) -> list[str]:
@@ -166,7 +171,8 @@ def optimizer_parameter_problems(optimizer: torch.optim.Optimizer, model: nn.Mod
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
     problems = [f"trainable but not in the optimizer (never updated): {names[i]}" for i in trainable - in_optimizer]
     problems += [
-        f"in the optimizer but frozen: {names.get(i, '<not a parameter of this model>')}" for i in in_optimizer - trainable
+        f"in the optimizer but frozen: {names.get(i, '<not a parameter of this model>')}"
+        for i in in_optimizer - trainable
     ]
     return sorted(problems)
 

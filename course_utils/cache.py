@@ -19,9 +19,9 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from .backbones import body_features
 from .device import loader_kwargs
 from .paths import atomic_write_text, cache_dir, file_sha256
+from .preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 CACHE_FORMAT = 1
 PARTS = ("weights", "transform", "data", "versions")
@@ -62,9 +63,10 @@ def describe_transform(dataset: Dataset) -> str:
     if isinstance(dataset, Subset):
         return describe_transform(dataset.dataset)
     if hasattr(dataset, "size") and hasattr(dataset, "augment"):  # TensorImages
-        from .backbones import IMAGENET_MEAN, IMAGENET_STD
-
-        return f"TensorImages(size={dataset.size}, gray->3 channels, bilinear, mean={IMAGENET_MEAN}, std={IMAGENET_STD}, augment={dataset.augment!r})"
+        return (
+            f"TensorImages(size={dataset.size}, gray->3 channels, bilinear, mean={IMAGENET_MEAN}, std={IMAGENET_STD}, "
+            f"augment={dataset.augment!r})"
+        )
     if getattr(dataset, "transform", None) is not None:
         return " ".join(repr(dataset.transform).split())
     if isinstance(dataset, torch.utils.data.TensorDataset):
@@ -110,10 +112,14 @@ def library_versions() -> str:
     """torch, torchvision and numpy versions: features can change between releases."""
     import torchvision
 
-    return f"torch={torch.__version__} torchvision={torchvision.__version__} numpy={np.__version__} format={CACHE_FORMAT}"
+    return (
+        f"torch={torch.__version__} torchvision={torchvision.__version__} numpy={np.__version__} format={CACHE_FORMAT}"
+    )
 
 
-def fingerprint_parts(model: nn.Module, dataset: Dataset, transform_id: str | None = None, data_id: str | None = None) -> dict[str, str]:
+def fingerprint_parts(
+    model: nn.Module, dataset: Dataset, transform_id: str | None = None, data_id: str | None = None
+) -> dict[str, str]:
     """The four things a cache depends on, each as a sha256: weights, transform, data, versions."""
     sha = lambda text: hashlib.sha256(text.encode()).hexdigest()  # noqa: E731
     return {
@@ -169,13 +175,22 @@ def check_cache_folder(folder: Path, fingerprint: str | None = None, verify: boo
 
 
 def _write_npy_header(handle, shape: tuple[int, ...], dtype: np.dtype) -> None:
-    np.lib.format.write_array_header_1_0(handle, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
-                                                  "fortran_order": False, "shape": shape})
+    np.lib.format.write_array_header_1_0(
+        handle, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape}
+    )
 
 
 @torch.no_grad()
-def write_feature_cache(folder: Path, model: nn.Module, dataset: Dataset, parts: dict[str, str], batch_size: int = 128,
-                        device: torch.device | str = "cpu", feature_fn: Callable | None = None, progress: bool = True) -> None:
+def write_feature_cache(
+    folder: Path,
+    model: nn.Module,
+    dataset: Dataset,
+    parts: dict[str, str],
+    batch_size: int = 128,
+    device: torch.device | str = "cpu",
+    feature_fn: Callable | None = None,
+    progress: bool = True,
+) -> None:
     """Run the body once over ``dataset`` (eval, no grad, in order) and write features chunk by chunk, atomically."""
     feature_fn = feature_fn or body_features
     folder = Path(folder)
@@ -186,7 +201,9 @@ def write_feature_cache(folder: Path, model: nn.Module, dataset: Dataset, parts:
         n = len(dataset)
         if n == 0:
             raise CacheError("the dataset is empty: nothing to cache")
-        if isinstance(dataset, torch.utils.data.TensorDataset):  # tensors in memory: slice whole batches, no per-item collate
+        if isinstance(
+            dataset, torch.utils.data.TensorDataset
+        ):  # tensors in memory: slice whole batches, no per-item collate
             loader = (tuple(t[i : i + batch_size] for t in dataset.tensors) for i in range(0, n, batch_size))
         else:
             loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, **loader_kwargs(device))
@@ -194,8 +211,9 @@ def write_feature_cache(folder: Path, model: nn.Module, dataset: Dataset, parts:
         written = 0
         with open(feats_path, "wb") as fout, open(labels_path, "wb") as lout:
             _write_npy_header(lout, (n,), np.int64)
-            for images, targets in tqdm(loader, desc="caching features", total=-(-n // batch_size), disable=not progress,
-                                        leave=False):
+            for images, targets in tqdm(
+                loader, desc="caching features", total=-(-n // batch_size), disable=not progress, leave=False
+            ):
                 feats = feature_fn(model, images.to(device)).float().cpu().numpy()
                 if written == 0:
                     dim = feats.shape[1]
@@ -244,10 +262,21 @@ def _why_rebuilt(name_dir: Path, parts: dict[str, str]) -> str:
     return "rebuilt: " + ", ".join(changed) + " changed" if changed else "built: no cache yet"
 
 
-def cache_features(model: nn.Module, dataset: Dataset, name: str, root: str | Path | None = None, batch_size: int = 128,
-                   device: torch.device | str = "cpu", feature_fn: Callable | None = None, transform_id: str | None = None,
-                   data_id: str | None = None, keep_old: int = 3, verify: bool = True, progress: bool = True,
-                   verbose: bool = True) -> CacheResult:
+def cache_features(
+    model: nn.Module,
+    dataset: Dataset,
+    name: str,
+    root: str | Path | None = None,
+    batch_size: int = 128,
+    device: torch.device | str = "cpu",
+    feature_fn: Callable | None = None,
+    transform_id: str | None = None,
+    data_id: str | None = None,
+    keep_old: int = 3,
+    verify: bool = True,
+    progress: bool = True,
+    verbose: bool = True,
+) -> CacheResult:
     """Features of ``dataset`` through the frozen body, from the cache when it is valid, else computed once and saved.
 
     Refuses datasets with random augmentation (a cache holds one fixed view of each image).
@@ -277,7 +306,9 @@ def cache_features(model: nn.Module, dataset: Dataset, name: str, root: str | Pa
     labels = np.load(folder / "labels.npy", mmap_mode="r")
     seconds = time.perf_counter() - start
     if verbose:
-        print(f"feature cache '{name}': {reason} ({features.shape[0]} x {features.shape[1]}, {seconds:.2f} s) -> {folder}")
+        print(
+            f"feature cache '{name}': {reason} ({features.shape[0]} x {features.shape[1]}, {seconds:.2f} s) -> {folder}"
+        )
     return CacheResult(features, labels, folder, fp, built, reason, seconds)
 
 

@@ -7,7 +7,7 @@ into its report.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import nn
@@ -40,7 +40,9 @@ def expect_type(value, kind: type | tuple[type, ...], what: str, where: str) -> 
 def expect_shape(tensor: torch.Tensor, shape: tuple[int, ...], what: str, where: str) -> None:
     """``tensor`` has exactly ``shape``."""
     expect_type(tensor, torch.Tensor, what, where)
-    check(tuple(tensor.shape) == tuple(shape), f"{what} has shape {tuple(tensor.shape)}, expected {tuple(shape)}.", where)
+    check(
+        tuple(tensor.shape) == tuple(shape), f"{what} has shape {tuple(tensor.shape)}, expected {tuple(shape)}.", where
+    )
 
 
 def head_parameter_names(model: nn.Module) -> set[str]:
@@ -64,7 +66,9 @@ def expect_trainable_exactly(model: nn.Module, expected: set[str], where: str) -
         check(False, f"{count:,} parameters should be frozen but have requires_grad=True: {_listed(extra)}.", where)
     if missing:
         count = sum(params[n].numel() for n in missing)
-        check(False, f"{count:,} parameters should be trainable but have requires_grad=False: {_listed(missing)}.", where)
+        check(
+            False, f"{count:,} parameters should be trainable but have requires_grad=False: {_listed(missing)}.", where
+        )
 
 
 def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -97,7 +101,11 @@ def expect_unchanged(before: dict[str, torch.Tensor], model: nn.Module, keep: se
 def expect_changed(before: dict[str, torch.Tensor], model: nn.Module, names: set[str], what: str, where: str) -> None:
     """Every parameter in ``names`` changed since ``before`` (training really updated it)."""
     still = {n for n in names if f"param:{n}" not in changed(before, model)}
-    check(not still, f"{what}: {len(still)} parameter tensors did not change during training, e.g. {_listed(still)}.", where)
+    check(
+        not still,
+        f"{what}: {len(still)} parameter tensors did not change during training, e.g. {_listed(still)}.",
+        where,
+    )
 
 
 def expect_optimizer_matches(optimizer, model: nn.Module, where: str) -> None:
@@ -114,8 +122,11 @@ def expect_optimizer_matches(optimizer, model: nn.Module, where: str) -> None:
 
 def expect_accuracy(accuracy: float, floor: float, what: str, where: str) -> None:
     """``accuracy`` is a number in [0, 1] above ``floor``."""
-    check(isinstance(accuracy, (int, float)) and 0.0 <= accuracy <= 1.0,
-          f"{what} should be a fraction between 0 and 1, got {accuracy!r}.", where)
+    check(
+        isinstance(accuracy, (int, float)) and 0.0 <= accuracy <= 1.0,
+        f"{what} should be a fraction between 0 and 1, got {accuracy!r}.",
+        where,
+    )
     check(accuracy > floor, f"{what} is {accuracy:.3f}, below the floor of {floor:.2f}.", where)
 
 

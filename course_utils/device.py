@@ -58,6 +58,45 @@ def loader_kwargs(device: torch.device | str | None = None) -> dict:
     return {"num_workers": 0, "pin_memory": device.type == "cuda"}
 
 
+def machine_record(note: str = "") -> dict:
+    """Where a measurement ran (OS, CPU, torch threads, load, versions, device): one record for every tool."""
+    import torchvision
+
+    device = pick_device()
+    record = {
+        "platform": f"{platform.system()} {platform.release()} {platform.machine()}",
+        "processor": platform.processor() or "unknown",
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "device": str(device),
+        "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else "none",
+    }
+    if note:
+        record["note"] = note
+    return record
+
+
+def describe_machine(record: dict) -> str:
+    """A machine record in one line a person reads, e.g. 'Linux x86_64, 2 CPU cores, 1 torch thread, cpu, load 0.8'."""
+    parts = [
+        record.get("platform", "?"),
+        f"{record.get('cpu_count', '?')} CPU cores",
+        f"{record.get('torch_threads', '?')} torch thread(s)",
+        str(record.get("device", "?")),
+    ]
+    if record.get("gpu") not in (None, "none"):
+        parts.append(record["gpu"])
+    if record.get("load_average"):
+        parts.append(f"load average {record['load_average'][0]:.1f}")
+    if record.get("note"):
+        parts.append(record["note"])
+    return ", ".join(parts)
+
+
 def environment_report() -> dict:
     """Versions and hardware, for the set-up check in lesson 00."""
     import torchvision

@@ -8,9 +8,10 @@ import torch
 from torch import nn
 
 from .backbones import family_of, stages
+from .preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 
-def _stage_outputs(model: nn.Module) -> "OrderedDict[str, nn.Module]":
+def _stage_outputs(model: nn.Module) -> OrderedDict[str, nn.Module]:
     """For each stage but the head, the module whose output is the stage's output."""
     out: OrderedDict[str, nn.Module] = OrderedDict()
     for name, module in stages(model).items():
@@ -23,14 +24,16 @@ def _stage_outputs(model: nn.Module) -> "OrderedDict[str, nn.Module]":
 
 
 @torch.no_grad()
-def activations_by_stage(model: nn.Module, image: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
+def activations_by_stage(model: nn.Module, image: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
     """Stage name -> activation maps (channels x H x W) of one normalized image (3 x H x W), early to late."""
     captured: OrderedDict[str, torch.Tensor] = OrderedDict()
     handles = []
     for name, module in _stage_outputs(model).items():
+
         def hook(_module, _inputs, output, name=name):
             if name not in captured:  # the first call: resnet runs model.relu once, in its stem
                 captured[name] = output[0].detach().cpu()
+
         handles.append(module.register_forward_hook(hook))
     try:
         model.eval()(image.unsqueeze(0).to(next(model.parameters()).device))
@@ -47,8 +50,9 @@ def cosine_neighbours(queries: torch.Tensor, references: torch.Tensor, k: int = 
     return (q @ r.T).topk(k, dim=1).indices
 
 
-def one_nn_accuracy(train_features: torch.Tensor, train_labels: torch.Tensor, test_features: torch.Tensor,
-                    test_labels: torch.Tensor) -> float:
+def one_nn_accuracy(
+    train_features: torch.Tensor, train_labels: torch.Tensor, test_features: torch.Tensor, test_labels: torch.Tensor
+) -> float:
     """Accuracy of labelling each test example with the label of its nearest (cosine) training example."""
     nearest = cosine_neighbours(test_features, train_features, k=1)[:, 0]
     return (train_labels[nearest] == test_labels).float().mean().item()
@@ -56,19 +60,41 @@ def one_nn_accuracy(train_features: torch.Tensor, train_labels: torch.Tensor, te
 
 # scikit-image photos that ship with the package (no download): scenes, textures, objects; lesson 01 loads
 # each with course_utils.photos.bundled_photo for its neighbour test.
-SKIMAGE_PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "brick", "grass", "gravel", "camera", "coins", "horse",
-                  "moon", "page", "immunohistochemistry", "hubble_deep_field", "colorwheel", "retina")
+SKIMAGE_PHOTOS = (
+    "chelsea",
+    "coffee",
+    "astronaut",
+    "rocket",
+    "brick",
+    "grass",
+    "gravel",
+    "camera",
+    "coins",
+    "horse",
+    "moon",
+    "page",
+    "immunohistochemistry",
+    "hubble_deep_field",
+    "colorwheel",
+    "retina",
+)
 
 
-def photo_crops(photos: dict, views: int, size: int = 96, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+def photo_crops(
+    photos: dict, views: int, size: int = 96, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """``views`` random crops (15-50% of the area, random flip) of each photo: (images, photo index, photo names)."""
     from torchvision import transforms as T
 
-    from .backbones import IMAGENET_MEAN, IMAGENET_STD
-
     torch.manual_seed(seed)
-    crop = T.Compose([T.RandomResizedCrop(size, scale=(0.15, 0.5)), T.RandomHorizontalFlip(), T.ToTensor(),
-                      T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    crop = T.Compose(
+        [
+            T.RandomResizedCrop(size, scale=(0.15, 0.5)),
+            T.RandomHorizontalFlip(),
+            T.ToTensor(),
+            T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
     images, labels = [], []
     for index, photo in enumerate(photos.values()):
         for _ in range(views):

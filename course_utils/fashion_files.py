@@ -6,12 +6,12 @@ Kept apart from course_utils.data so that `make setup` can check the data in wel
 from __future__ import annotations
 
 import gzip
-import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 
-from .paths import data_dir, file_sha256
+from .paths import DataError, atomic_writer, data_dir, file_sha256
 
 # sha256 of the uncompressed idx files (identical in torchvision's download and Debian's package).
 FASHION_FILES = {
@@ -21,10 +21,6 @@ FASHION_FILES = {
     "t10k-labels-idx1-ubyte": ("0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34", 2049, 10000),
 }
 DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
-
-
-class DataError(RuntimeError):
-    """A dataset is missing or malformed; the message says what to do."""
 
 
 def fashion_mnist_raw_dir() -> Path:
@@ -59,18 +55,14 @@ def install_fashion_mnist_from_gz(source_dir: Path, raw_dir: Path | None = None)
         src = Path(source_dir) / f"{name}.gz"
         if not src.is_file():
             raise DataError(f"{src} is missing")
-        tmp = raw_dir / f".{name}.part"
+
+        def right_hash(tmp: Path, name: str = name, sha: str = sha, src: Path = src) -> None:
+            if file_sha256(tmp) != sha:
+                raise DataError(f"{src} does not hold the real Fashion-MNIST {name} (wrong sha256)")
+
         try:
-            with gzip.open(src, "rb") as fin, open(tmp, "wb") as fout:
-                while chunk := fin.read(1 << 20):
-                    fout.write(chunk)
+            with atomic_writer(raw_dir / name, check=right_hash) as fout, gzip.open(src, "rb") as fin:
+                shutil.copyfileobj(fin, fout, 1 << 20)
         except (OSError, EOFError) as exc:
-            tmp.unlink(missing_ok=True)
             raise DataError(f"{src} could not be decompressed: {exc}") from exc
-        if file_sha256(tmp) != sha:
-            tmp.unlink()
-            raise DataError(f"{src} does not hold the real Fashion-MNIST {name} (wrong sha256)")
-        os.replace(tmp, raw_dir / name)
     return raw_dir
-
-

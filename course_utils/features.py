@@ -12,8 +12,9 @@ from .device import loader_kwargs
 
 
 @torch.no_grad()
-def extract_features(model: nn.Module, dataset: Dataset, batch_size: int = 128, device: torch.device | str = "cpu",
-                     progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def extract_features(
+    model: nn.Module, dataset: Dataset, batch_size: int = 128, device: torch.device | str = "cpu", progress: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(features N x feature_dim float32 on the CPU, labels N int64): eval mode, no grad, one pass, in order."""
     model.eval().to(device)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, **loader_kwargs(device))

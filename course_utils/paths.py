@@ -5,9 +5,16 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+class DataError(RuntimeError):
+    """A dataset or photo folder is missing or malformed; the message says what to do."""
 
 
 def project_root() -> Path:
@@ -34,20 +41,34 @@ def cache_dir() -> Path:
     return path
 
 
-def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write a file so that readers see the old file or the whole new one, never half of it."""
+@contextmanager
+def atomic_writer(path: Path, check=None) -> Iterator[BinaryIO]:
+    """``with atomic_writer(path) as out: out.write(...)``: readers see the old file or the whole new one.
+
+    The bytes go to a temporary file with a unique name beside ``path`` (two writers never collide), are
+    flushed to disk, optionally checked with ``check(temp_path)`` (raise to refuse them), then renamed into
+    place. On any error the temporary file is removed and ``path`` is left as it was.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        if check is not None:
+            check(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: Path, payload: bytes) -> None:
+    """Write a file so that readers see the old file or the whole new one, never half of it."""
+    with atomic_writer(path) as handle:
+        handle.write(payload)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from sklearn.metrics import confusion_matrix
 
-from .backbones import IMAGENET_MEAN, IMAGENET_STD
+from .preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 
 def plot_learning_curves(histories: Mapping[str, object], metric: str = "acc", ax=None):
@@ -17,7 +18,7 @@ def plot_learning_curves(histories: Mapping[str, object], metric: str = "acc", a
     for name, history in histories.items():
         record = history.as_dict() if hasattr(history, "as_dict") else dict(history)
         epochs = np.arange(1, len(record[f"train_{metric}"]) + 1)
-        line, = ax.plot(epochs, record[f"train_{metric}"], "--", label=f"{name} train")
+        (line,) = ax.plot(epochs, record[f"train_{metric}"], "--", label=f"{name} train")
         if record.get(f"val_{metric}"):
             ax.plot(epochs, record[f"val_{metric}"], "-", color=line.get_color(), label=f"{name} val")
     ax.set_xlabel("epoch")
@@ -27,17 +28,9 @@ def plot_learning_curves(histories: Mapping[str, object], metric: str = "acc", a
     return ax
 
 
-def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], num_classes: int) -> np.ndarray:
-    """Counts: row = true class, column = predicted class."""
-    matrix = np.zeros((num_classes, num_classes), dtype=int)
-    for t, p in zip(np.asarray(y_true), np.asarray(y_pred)):
-        matrix[int(t), int(p)] += 1
-    return matrix
-
-
 def plot_confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], class_names: Sequence[str], ax=None):
     """The confusion matrix as a heat map with counts written in the cells."""
-    matrix = confusion_matrix(y_true, y_pred, len(class_names))
+    matrix = confusion_matrix(np.asarray(y_true), np.asarray(y_pred), labels=list(range(len(class_names))))
     ax = ax or plt.subplots(figsize=(1.2 * len(class_names) + 2, 1.2 * len(class_names) + 1))[1]
     ax.imshow(matrix, cmap="Blues")
     ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
@@ -56,8 +49,14 @@ def to_displayable(image: torch.Tensor) -> np.ndarray:
     return (image.detach().cpu() * std + mean).clamp(0, 1).permute(1, 2, 0).numpy()
 
 
-def show_image_grid(images: Sequence[torch.Tensor], true_labels: Sequence[int], pred_labels: Sequence[int] | None,
-                    class_names: Sequence[str], ncols: int = 6, title: str = ""):
+def show_image_grid(
+    images: Sequence[torch.Tensor],
+    true_labels: Sequence[int],
+    pred_labels: Sequence[int] | None,
+    class_names: Sequence[str],
+    ncols: int = 6,
+    title: str = "",
+):
     """Images with 'true / predicted' captions; wrong predictions in red."""
     n = len(images)
     if n == 0:

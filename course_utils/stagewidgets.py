@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .backbones import freeze_all, parameter_report, stage_names, unfreeze_from
+from .backbones import format_parameter_rows, freeze_all, parameter_report, stage_names, unfreeze_from
 from .timing import timed
 from .training import train_one_epoch
 
@@ -26,8 +26,9 @@ def rows_for_depth(model: nn.Module, first_trainable: str) -> list[dict]:
     return parameter_report(model)
 
 
-def seconds_per_epoch(model: nn.Module, loader: DataLoader, first_trainable: str, lr: float = 1e-3,
-                      device: str = "cpu") -> float:
+def seconds_per_epoch(
+    model: nn.Module, loader: DataLoader, first_trainable: str, lr: float = 1e-3, device: str = "cpu"
+) -> float:
     """Measured wall-clock seconds of one training epoch with stages from ``first_trainable`` on trainable.
 
     Trains a copy, so ``model`` itself is not changed.
@@ -36,7 +37,7 @@ def seconds_per_epoch(model: nn.Module, loader: DataLoader, first_trainable: str
     rows_for_depth(trial, first_trainable)
     optimizer = torch.optim.Adam([p for p in trial.parameters() if p.requires_grad], lr=lr)
     with timed() as watch:
-        train_one_epoch(trial, loader, optimizer, device, progress=False)
+        train_one_epoch(trial, loader, optimizer, device, frozen_bn_eval=True, progress=False)
     return watch.seconds
 
 
@@ -56,13 +57,6 @@ def plot_stage_parameters(rows: list[dict], ax=None, title: str = ""):
     return ax
 
 
-def format_rows(rows: list[dict]) -> str:
-    """The report as an aligned text table."""
-    lines = [f"{'stage':<10} {'total':>12} {'trainable':>12}"]
-    lines += [f"{r['stage']:<10} {r['total']:>12,} {r['trainable']:>12,}" for r in rows]
-    return "\n".join(lines)
-
-
 def freeze_depth_explorer(model: nn.Module, loader: DataLoader, lr: float = 1e-3, device: str = "cpu"):
     """A slider over stages (the first trainable one) that updates the table, the bar chart and the measured
     seconds per epoch. Returns the widget box; ``box.slider`` is the slider, ``box.seconds`` maps stage ->
@@ -70,8 +64,13 @@ def freeze_depth_explorer(model: nn.Module, loader: DataLoader, lr: float = 1e-3
     import ipywidgets as widgets
 
     names = stage_names(model)
-    slider = widgets.SelectionSlider(options=names, value="head", description="train from",
-                                     continuous_update=False, style={"description_width": "initial"})
+    slider = widgets.SelectionSlider(
+        options=names,
+        value="head",
+        description="train from",
+        continuous_update=False,
+        style={"description_width": "initial"},
+    )
     output = widgets.Output()
     box = widgets.VBox([slider, output])
     box.slider, box.output, box.seconds, box.rows = slider, output, {}, []
@@ -84,10 +83,12 @@ def freeze_depth_explorer(model: nn.Module, loader: DataLoader, lr: float = 1e-3
         total = box.rows[-1]
         output.clear_output(wait=True)
         with output:
-            print(format_rows(box.rows))
-            print(f"\ntrainable: {total['trainable']:,} of {total['total']:,} "
-                  f"({100 * total['trainable'] / total['total']:.1f}%); one epoch of {len(loader.dataset)} images: "
-                  f"{box.seconds[stage]:.2f} s (measured)")
+            print(format_parameter_rows(box.rows))
+            print(
+                f"\ntrainable: {total['trainable']:,} of {total['total']:,} "
+                f"({100 * total['trainable'] / total['total']:.1f}%); one epoch of {len(loader.dataset)} images: "
+                f"{box.seconds[stage]:.2f} s (measured)"
+            )
             plot_stage_parameters(box.rows, title=f"trainable from {stage}")
             plt.show()
 

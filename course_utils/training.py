@@ -1,7 +1,14 @@
-"""The fit / evaluate loop with tqdm progress bars and a history of loss and accuracy."""
+"""The fit / evaluate loop with tqdm progress bars and a history of loss and accuracy.
+
+Nothing is decided behind your back: whether frozen BatchNorm layers stay in eval mode (``frozen_bn_eval``,
+lesson 02's trap), whether training stops early and keeps the best epoch (``patience``, ``restore_best``),
+and whether BatchNorm statistics are recalibrated before each evaluation (``recalibrate_with``) are all
+arguments the caller writes out.
+"""
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 
@@ -15,33 +22,50 @@ from .backbones import frozen_batchnorm_to_eval
 
 @dataclass
 class History:
-    """Per-epoch train/val loss and accuracy, and seconds per epoch."""
+    """Per-epoch train/val loss and accuracy, seconds per epoch, and (with early stopping) the best epoch."""
 
     train_loss: list[float] = field(default_factory=list)
     train_acc: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     val_acc: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
+    best_epoch: int = 0  # 1-based epoch with the highest val_acc (0: no validation)
+    stopped_early: bool = False
 
-    def as_dict(self) -> dict[str, list[float]]:
-        """Plain lists, e.g. for json."""
+    def as_dict(self) -> dict:
+        """Plain lists and numbers, e.g. for json."""
         return dict(self.__dict__)
 
     def last(self) -> dict[str, float]:
         """The last epoch's numbers."""
-        return {k: v[-1] for k, v in self.__dict__.items() if v}
+        return {k: v[-1] for k, v in self.__dict__.items() if isinstance(v, list) and v}
 
 
 def _batches(loader, desc: str, progress: bool):
     return tqdm(loader, desc=desc, leave=False, disable=not progress, mininterval=0.5)
 
 
-def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, device: torch.device | str,
-                    loss_fn: nn.Module | None = None, progress: bool = True, desc: str = "train") -> tuple[float, float]:
-    """One pass over ``loader``; frozen BatchNorm layers stay in eval mode. Returns (mean loss, accuracy)."""
+def train_one_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device | str,
+    *,
+    frozen_bn_eval: bool,
+    loss_fn: nn.Module | None = None,
+    progress: bool = True,
+    desc: str = "train",
+) -> tuple[float, float]:
+    """One pass over ``loader`` in train mode; returns (mean loss, accuracy).
+
+    ``frozen_bn_eval=True`` puts BatchNorm layers whose parameters are all frozen back in eval mode after
+    ``model.train()``, so their running statistics stay as they are (lesson 02); ``False`` leaves every layer
+    in train mode.
+    """
     loss_fn = loss_fn or nn.CrossEntropyLoss()
     model.train()
-    frozen_batchnorm_to_eval(model)
+    if frozen_bn_eval:
+        frozen_batchnorm_to_eval(model)
     total_loss, correct, seen = 0.0, 0, 0
     for inputs, targets in _batches(loader, desc, progress):
         inputs, targets = inputs.to(device), targets.to(device)
@@ -57,8 +81,13 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, device: torch.device | str, loss_fn: nn.Module | None = None,
-             progress: bool = False) -> tuple[float, float]:
+def evaluate(
+    model: nn.Module,
+    loader: DataLoader,
+    device: torch.device | str,
+    loss_fn: nn.Module | None = None,
+    progress: bool = False,
+) -> tuple[float, float]:
     """Mean loss and accuracy over ``loader`` in eval mode."""
     loss_fn = loss_fn or nn.CrossEntropyLoss()
     model.eval()
@@ -83,19 +112,87 @@ def predict(model: nn.Module, loader: DataLoader, device: torch.device | str) ->
     return torch.cat(preds), torch.cat(trues)
 
 
-def fit(model: nn.Module, train_loader: DataLoader, optimizer: torch.optim.Optimizer, epochs: int,
-        device: torch.device | str = "cpu", val_loader: DataLoader | None = None, loss_fn: nn.Module | None = None,
-        scheduler=None, progress: bool = True, history: History | None = None) -> History:
-    """Train for ``epochs`` (whole model or head alone: whatever the optimizer holds) and return the History.
+def _trained_batchnorms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """BatchNorm layers whose statistics training changes: those with a trainable parameter (or no parameters)."""
+    return [
+        m
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm)
+        and m.track_running_stats
+        and (not list(m.parameters(recurse=False)) or any(p.requires_grad for p in m.parameters(recurse=False)))
+    ]
 
-    Frozen BatchNorm layers are kept in eval mode, so a frozen body stays frozen, running statistics included.
+
+@torch.no_grad()
+def recalibrate_batchnorm(
+    model: nn.Module, loader: DataLoader, device: torch.device | str, max_batches: int | None = None
+) -> int:
+    """Recompute the running mean and variance of the trained BatchNorm layers from ``loader``; return how many.
+
+    During training the running statistics are an exponential average over past batches, computed while the
+    weights were still moving: after few or large steps they lag behind the weights (a fast-learning randomly
+    initialised network can then score 0.10 in eval mode). This resets them and averages them exactly over
+    the given batches with the final weights ("precise BatchNorm"). Frozen BatchNorm layers keep their values.
+    Weights are not touched; the model is left in eval mode.
     """
+    layers = _trained_batchnorms(model)
+    if not layers:
+        return 0
+    momenta = {layer: layer.momentum for layer in layers}
+    model.eval()
+    for layer in layers:
+        layer.reset_running_stats()
+        layer.momentum = None  # cumulative average over every batch seen
+        layer.train()
+    try:
+        for number, (inputs, _) in enumerate(loader):
+            if max_batches is not None and number >= max_batches:
+                break
+            model(inputs.to(device))
+    finally:
+        for layer, momentum in momenta.items():
+            layer.momentum = momentum
+        model.eval()
+    return len(layers)
+
+
+def fit(
+    model: nn.Module,
+    train_loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    epochs: int,
+    device: torch.device | str = "cpu",
+    *,
+    frozen_bn_eval: bool,
+    val_loader: DataLoader | None = None,
+    loss_fn: nn.Module | None = None,
+    scheduler=None,
+    patience: int | None = None,
+    restore_best: bool = False,
+    recalibrate_with: DataLoader | None = None,
+    progress: bool = True,
+    history: History | None = None,
+) -> History:
+    """Train for up to ``epochs`` (whole model or head alone: whatever the optimizer holds); return the History.
+
+    - ``frozen_bn_eval``: keep BatchNorm layers whose parameters are frozen in eval mode (see train_one_epoch);
+    - ``patience``: stop when validation accuracy has not improved for that many epochs (needs ``val_loader``);
+    - ``restore_best``: at the end, load the weights of the epoch with the best validation accuracy;
+    - ``recalibrate_with``: before each evaluation, recompute the trained BatchNorm layers' statistics from
+      this loader (recalibrate_batchnorm), so that validation sees statistics that match the weights.
+    ``scheduler.step()`` is called once per epoch.
+    """
+    if (patience is not None or restore_best) and val_loader is None:
+        raise ValueError("early stopping and restore_best choose by validation accuracy: pass val_loader")
     model.to(device)
     history = history or History()
+    best_acc, best_state, since_best = -1.0, None, 0
     bar = tqdm(range(epochs), desc="epochs", disable=not progress)
     for _ in bar:
         start = time.perf_counter()
-        train_loss, train_acc = train_one_epoch(model, train_loader, optimizer, device, loss_fn, progress)
+        train_loss, train_acc = train_one_epoch(
+            model, train_loader, optimizer, device, frozen_bn_eval=frozen_bn_eval, loss_fn=loss_fn, progress=progress
+        )
         if scheduler is not None:
             scheduler.step()
         history.seconds.append(time.perf_counter() - start)
@@ -103,9 +200,23 @@ def fit(model: nn.Module, train_loader: DataLoader, optimizer: torch.optim.Optim
         history.train_acc.append(train_acc)
         postfix = {"loss": f"{train_loss:.3f}", "acc": f"{train_acc:.3f}"}
         if val_loader is not None:
+            if recalibrate_with is not None:
+                recalibrate_batchnorm(model, recalibrate_with, device)
             val_loss, val_acc = evaluate(model, val_loader, device, loss_fn)
             history.val_loss.append(val_loss)
             history.val_acc.append(val_acc)
             postfix["val_acc"] = f"{val_acc:.3f}"
+            if val_acc > best_acc:
+                best_acc, since_best = val_acc, 0
+                history.best_epoch = len(history.val_acc)
+                if restore_best:
+                    best_state = copy.deepcopy(model.state_dict())
+            else:
+                since_best += 1
         bar.set_postfix(postfix)
+        if patience is not None and since_best >= patience:
+            history.stopped_early = True
+            break
+    if restore_best and best_state is not None:
+        model.load_state_dict(best_state)
     return history

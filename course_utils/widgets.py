@@ -7,15 +7,16 @@ plain functions tested without a browser; the widgets only wire them to ipywidge
 from __future__ import annotations
 
 import io
-import os
 import re
-import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
+
+from .images import image_problem
+from .paths import atomic_write_bytes
 
 
 # --------------------------------------------------------------------------- activation explorer
@@ -55,7 +56,9 @@ def activation_explorer(activations: Mapping[str, torch.Tensor], size: int = 192
         maps = activations[layer.value]
         channel.max = maps.shape[0] - 1  # the slider clamps its value to the new range
         picture.value = to_png(channel_image(activations, layer.value, channel.value), size)
-        caption.value = f"{layer.value}: channel {channel.value} of {maps.shape[0]}, {maps.shape[1]}x{maps.shape[2]} pixels"
+        caption.value = (
+            f"{layer.value}: channel {channel.value} of {maps.shape[0]}, {maps.shape[1]}x{maps.shape[2]} pixels"
+        )
 
     layer.observe(redraw, names="value")
     channel.observe(redraw, names="value")
@@ -71,21 +74,6 @@ def _safe_name(name: str) -> str:
     return stem
 
 
-def check_image_bytes(content: bytes) -> str:
-    """Why ``content`` is not a usable image ('' when it is)."""
-    try:
-        with Image.open(io.BytesIO(content)) as img:
-            img.verify()
-        with Image.open(io.BytesIO(content)) as img:
-            img.load()
-            fmt = img.format
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        return f"not a readable image ({type(exc).__name__})"
-    if fmt not in ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP", "PPM"):
-        return f"image format {fmt} is not supported"
-    return ""
-
-
 def save_uploads(files, dest_dir: str | Path) -> dict[str, list]:
     """Save uploaded files ({'name', 'content'} dicts, as FileUpload.value gives) into ``dest_dir``.
 
@@ -97,7 +85,7 @@ def save_uploads(files, dest_dir: str | Path) -> dict[str, list]:
     report: dict[str, list] = {"saved": [], "skipped": []}
     for item in files:
         name, content = item["name"], bytes(item["content"])
-        problem = check_image_bytes(content)
+        problem = image_problem(content, name=Path(name).name)
         if problem:
             report["skipped"].append((name, problem))
             continue
@@ -107,10 +95,7 @@ def save_uploads(files, dest_dir: str | Path) -> dict[str, list]:
         while target.exists():
             target = dest / f"{stem}_{n}{suffix}"
             n += 1
-        fd, tmp = tempfile.mkstemp(prefix=".upload.", suffix=".part", dir=dest)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-        os.replace(tmp, target)
+        atomic_write_bytes(target, content)
         report["saved"].append(target)
     return report
 
@@ -129,8 +114,9 @@ def photo_upload_widget(root: str | Path, classes=("tigger", "misty", "neither")
     label = widgets.Dropdown(options=list(classes), value=classes[0], description="class")
     upload = widgets.FileUpload(accept="image/*", multiple=True, description="choose photos")
     save = widgets.Button(description="Save", icon="save")
-    status = widgets.Textarea(value=f"photos go to {Path(root)}/<class>/", disabled=True,
-                              layout=widgets.Layout(width="100%", height="6em"))
+    status = widgets.Textarea(
+        value=f"photos go to {Path(root)}/<class>/", disabled=True, layout=widgets.Layout(width="100%", height="6em")
+    )
 
     def on_save(_=None):
         report = save_uploads(upload.value, Path(root) / label.value)
@@ -148,5 +134,10 @@ def uploaded_file(name: str, content: bytes, mime: str = "") -> dict:
     """A file as ipywidgets' FileUpload.value holds it: use it to simulate an upload in code or tests."""
     import datetime
 
-    return {"name": name, "type": mime, "size": len(content), "content": memoryview(bytes(content)),
-            "last_modified": datetime.datetime.now(datetime.timezone.utc)}
+    return {
+        "name": name,
+        "type": mime,
+        "size": len(content),
+        "content": memoryview(bytes(content)),
+        "last_modified": datetime.datetime.now(datetime.timezone.utc),
+    }

@@ -22,7 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from course_utils.data import image_problem, my_pets_dir  # noqa: E402
+from course_utils.images import image_problem  # noqa: E402
+from course_utils.pets import my_pets_dir  # noqa: E402
 
 DEFAULT_CLASSES = ("tigger", "misty", "neither")
 
@@ -60,8 +61,9 @@ def find_class_folders(source: Path, classes: tuple[str, ...]) -> dict[str, Path
     return {name: found[name.lower()] for name in classes}
 
 
-def make_dataset(source: str | Path, dest: str | Path, classes: tuple[str, ...] = DEFAULT_CLASSES,
-                 replace: bool = False) -> Report:
+def make_dataset(
+    source: str | Path, dest: str | Path, classes: tuple[str, ...] = DEFAULT_CLASSES, replace: bool = False
+) -> Report:
     """Copy the readable photos of source/<class>/ into dest/<class>/, atomically; return what happened."""
     source, dest = Path(source).expanduser().resolve(), Path(dest).expanduser().resolve()
     if dest == source or source in dest.parents or dest in source.parents:
@@ -117,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     dest = args.dest or my_pets_dir()
     try:
-        report = make_dataset(args.source, dest, tuple(c.strip() for c in args.classes.split(",") if c.strip()), args.replace)
+        report = make_dataset(
+            args.source, dest, tuple(c.strip() for c in args.classes.split(",") if c.strip()), args.replace
+        )
     except DatasetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

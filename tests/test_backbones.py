@@ -51,7 +51,9 @@ def test_unfreeze_from_named_stage_and_report():
     assert rows["block6"]["trainable"] == rows["block6"]["total"] > 0
     assert rows["all"]["total"] == bb.count_parameters(model)
     assert rows["all"]["trainable"] == sum(rows[s]["trainable"] for s in trainable)
-    assert sum(r["total"] for s, r in rows.items() if s != "all") == rows["all"]["total"]  # stages cover every parameter
+    assert (
+        sum(r["total"] for s, r in rows.items() if s != "all") == rows["all"]["total"]
+    )  # stages cover every parameter
     assert "block6" in bb.format_parameter_report(model)
     with pytest.raises(ValueError, match="stages: stem"):
         bb.unfreeze_from(model, "layer9")
@@ -85,7 +87,7 @@ def test_frozen_body_stays_frozen_during_fit_including_batchnorm_statistics(mobi
     head_before = bb.head_of(model).weight.clone()
     data = TensorDataset(torch.randn(24, 3, 32, 32) * 3 + 1, torch.randint(0, 3, (24,)))
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    fit(model, DataLoader(data, batch_size=8), optimizer, epochs=2, progress=False)
+    fit(model, DataLoader(data, batch_size=8), optimizer, epochs=2, frozen_bn_eval=True, progress=False)
     for key, value in model.state_dict().items():
         if not key.startswith("classifier"):
             assert torch.equal(value, body_before[key]), f"{key} moved"
@@ -115,12 +117,18 @@ def test_body_features_match_the_head_input():
 
 
 def test_missing_weights_offline_gives_clear_error(tmp_path):
-    env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch"), "COURSE_OFFLINE": "1", "PIP_NO_INDEX": "1",
-           "PIP_FIND_LINKS": str(tmp_path), "COURSE_DATA_DIR": str(tmp_path / "data")}
+    env = {
+        **os.environ,
+        "TORCH_HOME": str(tmp_path / "torch"),
+        "COURSE_OFFLINE": "1",
+        "PIP_NO_INDEX": "1",
+        "PIP_FIND_LINKS": str(tmp_path),
+        "COURSE_DATA_DIR": str(tmp_path / "data"),
+    }
     code = "from course_utils.backbones import load_backbone; load_backbone('resnet18')"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode != 0
-    assert "WeightsError" in result.stderr and "fetch_weights.py --backbone resnet18" in result.stderr
+    assert "WeightsError" in result.stderr and "course fetch weights --backbone resnet18" in result.stderr
 
 
 def test_unknown_backbone_named_clearly():

@@ -13,30 +13,44 @@ from pathlib import Path
 
 import pytest
 
-from course_utils.labserver import alive, group_alive, start_lab, stop_lab
+from course_utils.tools.lab import start_lab, stop_lab
+from course_utils.tools.processes import alive, group_alive
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "build" / "browser"
 CHROMIUM = next((p for p in ("/usr/lib/chromium/chromium", "/usr/bin/chromium") if Path(p).is_file()), None)
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 RUN_TIMEOUT_MS = 240_000  # a lesson takes <= 60 s in the quick profile; CI machines are noisy
 WIDGET_REPRS = ("IntSlider(", "Dropdown(", "interactive(children", "VBox(children", "HBox(children", "Output(")
 
 if not Path("/usr/bin/chromium").is_file() and CHROMIUM is None:
-    pytest.skip("no Chromium at /usr/bin/chromium: install Debian's chromium and chromium-driver "
-                "(.ci/run does) to run the real-browser test", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed in this environment "
-                               "(pip install -e '.[test]')")
+    pytest.skip(
+        "no Chromium at /usr/bin/chromium: install Debian's chromium and chromium-driver "
+        "(.ci/run does) to run the real-browser test",
+        allow_module_level=True,
+    )
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="playwright is not installed in this environment (pip install -e '.[test]')"
+)
 
 KERNEL_IDLE = """() => document.querySelectorAll('.jp-Notebook .jp-CodeCell').length > 0
   && [...document.querySelectorAll('.jp-StatusBar-Item')].some(e => /\\|\\s*Idle$/.test(e.innerText.trim()))
   && document.querySelector('.jp-Notebook-ExecutionIndicator')?.getAttribute('data-status') === 'idle'"""
 ALL_RUN = """() => {
-  const prompts = [...document.querySelectorAll('.jp-Notebook .jp-CodeCell .jp-InputPrompt')].map(e => e.textContent.trim());
+  const prompts = [...document.querySelectorAll('.jp-Notebook .jp-CodeCell .jp-InputPrompt')]
+    .map(e => e.textContent.trim());
   const status = document.querySelector('.jp-Notebook-ExecutionIndicator')?.getAttribute('data-status');
   const numbered = prompts.length > 0 && prompts.every(t => /^\\[\\d+\\]:$/.test(t));
-  const stopped = prompts.every(t => t !== '[*]:') && document.querySelector('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]') !== null;
+  const stopped = prompts.every(t => t !== '[*]:')
+    && document.querySelector('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]') !== null;
   return status === 'idle' && (numbered || stopped);
 }"""
 OUTPUT_SIGNATURE = """cell => {
@@ -126,8 +140,12 @@ def widget_cell(page):
 
 def wait_for_new_output(page, cell, before: str) -> str:
     """Wait until the kernel redrew the cell's widget output (and is idle again); return the new signature."""
-    page.wait_for_function(f"cell => {{ const now = ({OUTPUT_SIGNATURE})(cell); return now !== {before!r}; }}",
-                           arg=cell.element_handle(), timeout=60_000, polling=200)
+    page.wait_for_function(
+        f"cell => {{ const now = ({OUTPUT_SIGNATURE})(cell); return now !== {before!r}; }}",
+        arg=cell.element_handle(),
+        timeout=60_000,
+        polling=200,
+    )
     page.wait_for_function(KERNEL_IDLE, polling=200)
     return cell.evaluate(OUTPUT_SIGNATURE)
 

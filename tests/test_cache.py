@@ -12,17 +12,18 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import TensorDataset
 
 from course_utils import cache
-from course_utils.data import TensorImages
+from course_utils.fashion import TensorImages
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def tiny_body(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten())
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten()
+    )
 
 
 def call(model, x):
@@ -36,8 +37,17 @@ def images(n: int = 40, seed: int = 0) -> TensorImages:
 
 
 def make(tmp_path, model=None, data=None, **kwargs):
-    return cache.cache_features(model or tiny_body(), data or images(), "demo", root=tmp_path, batch_size=16,
-                                feature_fn=call, progress=False, verbose=False, **kwargs)
+    return cache.cache_features(
+        model or tiny_body(),
+        data or images(),
+        "demo",
+        root=tmp_path,
+        batch_size=16,
+        feature_fn=call,
+        progress=False,
+        verbose=False,
+        **kwargs,
+    )
 
 
 def test_cached_features_equal_the_body_output_in_order(tmp_path):
@@ -55,8 +65,15 @@ def test_cached_features_equal_the_body_output_in_order(tmp_path):
 def test_second_call_loads_without_running_the_body(tmp_path):
     first = make(tmp_path)
     calls = []
-    second = cache.cache_features(tiny_body(), images(), "demo", root=tmp_path, feature_fn=lambda m, x: calls.append(1) or m(x),
-                                  progress=False, verbose=False)
+    second = cache.cache_features(
+        tiny_body(),
+        images(),
+        "demo",
+        root=tmp_path,
+        feature_fn=lambda m, x: calls.append(1) or m(x),
+        progress=False,
+        verbose=False,
+    )
     assert not second.built and second.reason == "loaded from cache" and calls == []
     assert second.fingerprint == first.fingerprint
 
@@ -115,15 +132,25 @@ def test_image_folder_fingerprint_follows_file_changes(tmp_path):
 
 
 def test_a_failed_write_leaves_no_cache_and_no_temporary_files(tmp_path):
-    def broken(model, x, seen=[]):
+    seen = []
+
+    def broken(model, x):
         seen.append(1)
         if len(seen) == 2:
             raise KeyboardInterrupt("interrupted half-way")
         return model(x)
 
     with pytest.raises(KeyboardInterrupt):
-        cache.cache_features(tiny_body(), images(), "demo", root=tmp_path, batch_size=16, feature_fn=broken,
-                             progress=False, verbose=False)
+        cache.cache_features(
+            tiny_body(),
+            images(),
+            "demo",
+            root=tmp_path,
+            batch_size=16,
+            feature_fn=broken,
+            progress=False,
+            verbose=False,
+        )
     assert list((tmp_path / "demo").iterdir()) == []
     result = make(tmp_path)
     assert result.built and result.reason == "built: no cache yet"
@@ -174,7 +201,9 @@ def test_old_caches_are_pruned(tmp_path):
     assert len(list((tmp_path / "demo").iterdir())) == 4  # the current one and keep_old=3 others
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="resetting peak RSS needs Linux's /proc/self/clear_refs")
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="resetting peak RSS needs Linux's /proc/self/clear_refs"
+)
 def test_peak_memory_does_not_grow_with_the_number_of_images(tmp_path):
     """Cache 5,000 then 40,000 images (20 MB vs 160 MB of features) in a fresh process; compare peak RSS growth."""
     script = textwrap.dedent(f"""
@@ -205,14 +234,30 @@ def test_peak_memory_does_not_grow_with_the_number_of_images(tmp_path):
 
 
 def test_bench_writes_its_figures_and_the_command(tmp_path):
-    """A tiny run of `python -m course_utils.bench` (sizes only; no timing is judged here)."""
+    """A tiny run of `course bench` (sizes only; no timing is judged here)."""
     out = tmp_path / "bench.json"
-    args = ["--n", "20", "--size", "32", "--epochs", "2", "--batch-size", "8", "--memory-n", "40", "--threads", "1",
-            "--out", str(out)]
-    run = subprocess.run([sys.executable, "-m", "course_utils.bench", *args], cwd=ROOT, capture_output=True, text=True)
+    args = [
+        "--n",
+        "20",
+        "--size",
+        "32",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--memory-n",
+        "40",
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+    ]
+    run = subprocess.run(
+        [sys.executable, "-m", "course_utils.tools.cli", "bench", *args], cwd=ROOT, capture_output=True, text=True
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     report = json.loads(out.read_text())
-    assert report["command"] == "python -m course_utils.bench " + " ".join(args)
+    assert report["command"] == "course bench " + " ".join(args)
     assert report["speed"]["images"] == 20 and report["speed"]["heads_max_abs_difference"] < 1e-3
     for kind in ("wall", "cpu"):
         figures = report["speed"][kind]

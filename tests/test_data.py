@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from course_utils import data
+from course_utils import fashion, fashion_files, folders, images, paths, pets
 from course_utils.photos import bundled_photo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,7 +23,7 @@ def write_photo(path: Path, mode: str = "RGB", size: int = 64, source: str = "ch
     path.parent.mkdir(parents=True, exist_ok=True)
     img = bundled_photo(source).resize((size, size))
     if mode == "I;16":
-        array = (np.asarray(img.convert("L"), dtype=np.uint16) * 257)
+        array = np.asarray(img.convert("L"), dtype=np.uint16) * 257
         Image.fromarray(array).save(path.with_suffix(".png"))
         return path.with_suffix(".png")
     img.convert(mode).save(path)
@@ -52,7 +51,7 @@ def snapshot(root: Path) -> dict[str, bytes]:
 
 def test_messy_folder_loads_usable_images_and_reports_the_rest(messy_folder, capsys):
     before = snapshot(messy_folder)
-    dataset = data.image_folder_dataset(messy_folder, size=48)
+    dataset = folders.image_folder_dataset(messy_folder, size=48)
     out = capsys.readouterr().out
     assert dataset.classes == ["misty", "neither", "tigger"]
     assert dataset.scan.counts() == {"misty": 2, "neither": 1, "tigger": 3}
@@ -65,9 +64,9 @@ def test_messy_folder_loads_usable_images_and_reports_the_rest(messy_folder, cap
 
 
 def test_sixteen_bit_and_rgba_images_become_sensible_rgb(messy_folder):
-    deep = data.load_rgb(messy_folder / "misty" / "deep.png")
+    deep = images.load_rgb(messy_folder / "misty" / "deep.png")
     assert deep.mode == "RGB" and np.asarray(deep).max() > 128  # not clipped to white or black
-    rgba = data.load_rgb(messy_folder / "misty" / "rgba.png")
+    rgba = images.load_rgb(messy_folder / "misty" / "rgba.png")
     assert rgba.mode == "RGB" and rgba.size == (64, 64)
 
 
@@ -75,51 +74,51 @@ def test_empty_class_folder_is_an_error_naming_it(tmp_path):
     write_photo(tmp_path / "p" / "tigger" / "a.jpg")
     (tmp_path / "p" / "misty").mkdir()
     (tmp_path / "p" / "misty" / ".DS_Store").write_bytes(b"junk")
-    with pytest.raises(data.DataError, match="misty .*hold no readable images"):
-        data.scan_image_folder(tmp_path / "p")
+    with pytest.raises(paths.DataError, match="misty .*hold no readable images"):
+        folders.scan_image_folder(tmp_path / "p")
 
 
 def test_single_class_is_an_error(tmp_path):
     write_photo(tmp_path / "p" / "tigger" / "a.jpg")
-    with pytest.raises(data.DataError, match="only one class folder \\(tigger\\)"):
-        data.scan_image_folder(tmp_path / "p")
+    with pytest.raises(paths.DataError, match="only one class folder \\(tigger\\)"):
+        folders.scan_image_folder(tmp_path / "p")
 
 
 def test_images_directly_under_root_explain_the_layout(tmp_path):
     write_photo(tmp_path / "p" / "a.jpg")
     write_photo(tmp_path / "p" / "b.jpg")
-    with pytest.raises(data.DataError, match="2 images lie directly in it.*<class name>/<image>"):
-        data.scan_image_folder(tmp_path / "p")
+    with pytest.raises(paths.DataError, match="2 images lie directly in it.*<class name>/<image>"):
+        folders.scan_image_folder(tmp_path / "p")
 
 
 def test_missing_folder_says_how_to_make_it(tmp_path):
-    with pytest.raises(data.DataError, match="does not exist. Make it"):
-        data.scan_image_folder(tmp_path / "nope")
+    with pytest.raises(paths.DataError, match="does not exist. Make it"):
+        folders.scan_image_folder(tmp_path / "nope")
 
 
 def test_fashion_mnist_is_real_and_checked():
-    assert data.check_fashion_mnist() == []
-    images, labels = data.load_fashion_mnist(train=False)
+    assert fashion_files.check_fashion_mnist() == []
+    images, labels = fashion.load_fashion_mnist(train=False)
     assert images.shape == (10000, 28, 28) and images.dtype == torch.uint8
     assert torch.bincount(labels).tolist() == [1000] * 10
 
 
 def test_fashion_splits_are_balanced_seeded_disjoint_and_normalized():
-    a = data.fashion_mnist_splits(n_train=5, n_val=3, n_test=2, size=40, seed=7)
-    b = data.fashion_mnist_splits(n_train=5, n_val=3, n_test=2, size=40, seed=7)
+    a = fashion.fashion_mnist_splits(n_train=5, n_val=3, n_test=2, size=40, seed=7)
+    b = fashion.fashion_mnist_splits(n_train=5, n_val=3, n_test=2, size=40, seed=7)
     assert torch.equal(a["train"].images, b["train"].images)  # seeded
-    assert a["train"].class_counts() == {name: 5 for name in data.FASHION_CLASSES}
+    assert a["train"].class_counts() == {name: 5 for name in fashion.FASHION_CLASSES}
     assert len(a["val"]) == 30 and len(a["test"]) == 20
     train_rows = {row.numpy().tobytes() for row in a["train"].images}
     assert not any(row.numpy().tobytes() in train_rows for row in a["val"].images)  # disjoint
     x, y = a["train"][0]
     assert x.shape == (3, 40, 40) and -2.2 < x.min() < x.max() < 2.7 and 0 <= y < 10
-    c = data.fashion_mnist_splits(n_train=5, n_test=2, size=40, seed=8)
+    c = fashion.fashion_mnist_splits(n_train=5, n_test=2, size=40, seed=8)
     assert not torch.equal(a["train"].images, c["train"].images)
 
 
 def test_fashion_subset_of_classes_is_relabelled():
-    split = data.fashion_mnist_splits(n_train=4, n_test=2, size=32, classes=[7, 9])
+    split = fashion.fashion_mnist_splits(n_train=4, n_test=2, size=32, classes=[7, 9])
     assert split["train"].classes == ["Sneaker", "Ankle boot"]
     assert sorted(set(split["train"].targets.tolist())) == [0, 1]
 
@@ -127,48 +126,48 @@ def test_fashion_subset_of_classes_is_relabelled():
 def test_pets_stand_in_says_its_source(capsys, isolated_data):
     # isolated_data: no my_pets folder there, so the offline stand-in is used.
     (isolated_data / "FashionMNIST").symlink_to(ROOT / "data" / "FashionMNIST")
-    pets = data.pets_data(size=32, n_per_class=6, allow_download=False)
+    data = pets.pets_data(size=32, n_per_class=6, allow_download=False)
     out = capsys.readouterr().out
     assert "Source: offline stand-in from Fashion-MNIST: tigger = Shirt, misty = Pullover" in out
-    assert pets.classes == ["misty", "neither", "tigger"]
-    assert torch.bincount(pets.train.targets).tolist() == [6, 6, 6]
+    assert data.classes == ["misty", "neither", "tigger"]
+    assert torch.bincount(data.train.targets).tolist() == [6, 6, 6]
 
 
 def test_pets_uses_your_photos_when_present(messy_folder, capsys):
-    pets = data.pets_data(size=32, root=messy_folder)
+    data = pets.pets_data(size=32, root=messy_folder)
     assert "Source: your photos" in capsys.readouterr().out
-    assert pets.classes == ["misty", "neither", "tigger"]
-    assert len(pets.train) + len(pets.val) == 6
+    assert data.classes == ["misty", "neither", "tigger"]
+    assert len(data.train) + len(data.val) == 6
 
 
 def test_install_from_gz_rejects_wrong_files_and_places_nothing(tmp_path):
     source = tmp_path / "debian"
     source.mkdir()
-    for name in data.FASHION_FILES:
+    for name in fashion_files.FASHION_FILES:
         with gzip.open(source / f"{name}.gz", "wb") as handle:
             handle.write(b"\x00" * 100)
     raw = tmp_path / "raw"
-    with pytest.raises(data.DataError, match="does not hold the real Fashion-MNIST"):
-        data.install_fashion_mnist_from_gz(source, raw)
+    with pytest.raises(paths.DataError, match="does not hold the real Fashion-MNIST"):
+        fashion_files.install_fashion_mnist_from_gz(source, raw)
     assert [p for p in raw.iterdir()] == []
 
 
 def test_fetch_data_script_installs_from_debian_files_offline(tmp_path):
-    if not data.DEBIAN_FASHION_DIR.is_dir():
+    if not fashion_files.DEBIAN_FASHION_DIR.is_dir():
         pytest.skip("Debian's dataset-fashion-mnist is not installed (make test installs it)")
     env = {"COURSE_DATA_DIR": str(tmp_path), "COURSE_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
-    command = [sys.executable, str(ROOT / "data_scripts/fetch_data.py"), "fashion-mnist"]
+    command = [sys.executable, "-m", "course_utils.tools.cli", "fetch", "data"]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "installed from /usr/share/datasets/fashion-mnist" in result.stdout
-    assert data.check_fashion_mnist(tmp_path / "FashionMNIST" / "raw") == []
+    assert fashion_files.check_fashion_mnist(tmp_path / "FashionMNIST" / "raw") == []
     again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert "ready in" in again.stdout
 
 
 def test_fetch_data_script_asks_for_the_debian_package_when_nothing_works(tmp_path):
     env = {"COURSE_DATA_DIR": str(tmp_path), "COURSE_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
-    command = [sys.executable, str(ROOT / "data_scripts/fetch_data.py"), "fashion-mnist", "--debian-dir", str(tmp_path / "none")]
+    command = [sys.executable, "-m", "course_utils.tools.cli", "fetch", "data", "--debian-dir", str(tmp_path / "none")]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 3
     assert "apt-get install dataset-fashion-mnist" in result.stderr

@@ -10,19 +10,32 @@ from pathlib import Path
 
 import pytest
 
-from course_utils import diary
+from course_utils.tools import diary
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "course_utils.diary", *args], capture_output=True, text=True, cwd=cwd, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "course_utils.tools.cli", "diary", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=60,
+    )
 
 
 def git_repo(path: Path, first_commit: str) -> Path:
     path.mkdir()
-    env = {**os.environ, "GIT_AUTHOR_DATE": f"{first_commit}T12:00:00", "GIT_COMMITTER_DATE": f"{first_commit}T12:00:00"}
-    for args in (["init", "-q"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "start"]):
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_DATE": f"{first_commit}T12:00:00",
+        "GIT_COMMITTER_DATE": f"{first_commit}T12:00:00",
+    }
+    for args in (
+        ["init", "-q"],
+        ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "start"],
+    ):
         subprocess.run(["git", *args], cwd=path, env=env, check=True)
     return path
 

@@ -8,13 +8,23 @@ import re
 import nbformat
 import pytest
 
-from course_utils import exercises
-from course_utils.exercises import (
-    BEGIN_HIDDEN, BEGIN_SOLUTION, END_HIDDEN, END_SOLUTION, MARKERS, ExerciseError, graded_cells, source_paths,
-    strip_hidden, strip_solutions, student_copy, student_path,
+from course_utils.tools import exercises
+from course_utils.tools.exercises import (
+    BEGIN_HIDDEN,
+    BEGIN_SOLUTION,
+    END_HIDDEN,
+    END_SOLUTION,
+    MARKERS,
+    ExerciseError,
+    graded_cells,
+    source_paths,
+    strip_hidden,
+    strip_solutions,
+    student_copy,
+    student_path,
 )
-from course_utils.grade import run_nbval
-from course_utils.notebook_tools import problems
+from course_utils.tools.grade import run_nbval
+from course_utils.tools.notebook_tools import problems
 
 SOURCES = source_paths()
 IDS = [p.stem for p in SOURCES]
@@ -44,11 +54,14 @@ def test_strip_hidden_removes_the_region_and_its_markers():
     assert strip_hidden(source) == "assert 1\nprint('ok')"
 
 
-@pytest.mark.parametrize("source", [
-    f"{BEGIN_SOLUTION}\nx = 1\n",
-    f"x = 1\n{END_SOLUTION}\n",
-    f"{BEGIN_SOLUTION}\n{BEGIN_SOLUTION}\n{END_SOLUTION}\n",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        f"{BEGIN_SOLUTION}\nx = 1\n",
+        f"x = 1\n{END_SOLUTION}\n",
+        f"{BEGIN_SOLUTION}\n{BEGIN_SOLUTION}\n{END_SOLUTION}\n",
+    ],
+)
 def test_unbalanced_solution_markers_are_an_error_that_names_the_line(source):
     with pytest.raises(ExerciseError, match="line"):
         strip_solutions(source, "demo cell")
@@ -67,7 +80,8 @@ def test_committed_student_copies_equal_what_release_writes(tmp_path):
     for path in written:
         committed = student_path(path, None)
         assert committed.read_text(encoding="utf-8") == path.read_text(encoding="utf-8"), (
-            f"{committed} is stale: run `make release-exercises` and commit it")
+            f"{committed} is stale: run `course release` and commit it"
+        )
     assert exercises.stale_copies() == []
 
 
@@ -77,7 +91,7 @@ def test_check_command_reports_a_stale_copy(tmp_path, capsys):
     nb = nbformat.read(target, as_version=4)
     nb.cells[0].source += "\nedited"
     nbformat.write(nb, target)
-    assert exercises.main(["check", "--out", str(tmp_path)]) == 1
+    assert exercises.main(["--check", "--out", str(tmp_path)]) == 1
     assert SOURCES[0].name in capsys.readouterr().out
 
 
@@ -166,7 +180,9 @@ def test_batchnorm_drift_in_a_frozen_body_is_named_with_where_to_look():
         p.requires_grad = False
     before = checks.snapshot(net)
     net.train()(torch.randn(4, 3, 6, 6))  # train mode: BatchNorm statistics move although its weights are frozen
-    with pytest.raises(checks.CheckFailed, match=r"(?s)BatchNorm running statistics changed.*1\.running_mean.*Where to look: my_loop"):
+    with pytest.raises(
+        checks.CheckFailed, match=r"(?s)BatchNorm running statistics changed.*1\.running_mean.*Where to look: my_loop"
+    ):
         checks.expect_unchanged(before, net, set(), "after training", "my_loop")
     before = checks.snapshot(net)
     net.eval()(torch.randn(4, 3, 6, 6))

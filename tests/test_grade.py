@@ -9,17 +9,17 @@ import json
 import nbformat
 import pytest
 
-from course_utils import grade
-from course_utils.exercises import graded_cells, source_path, strip_hidden, student_path
+from course_utils.tools import grade
+from course_utils.tools.exercises import graded_cells, source_path, strip_hidden, student_path
 
 EXERCISE = "ex1_freeze_and_head"
 SOURCE = source_path(EXERCISE)
 TESTS = graded_cells(nbformat.read(SOURCE, as_version=4))
 POINTS = {t.grade_id: t.points for t in TESTS}
-WRONG_OPTIMIZER = '''
+WRONG_OPTIMIZER = """
 def head_optimizer(model, lr=0.01):
     return torch.optim.Adam(model.parameters(), lr=lr)  # every parameter, frozen ones too
-'''
+"""
 
 
 def _cell(nb, marker: str):
@@ -56,12 +56,24 @@ def graded(tmp_path_factory):
     folder = tmp_path_factory.mktemp("submissions")
     every = ("setup_transfer_learning", "head_optimizer", "train_head")
     _write(folder, "alice.ipynb", _submission(done=every))  # correct
-    _write(folder, "bob.ipynb", _submission(  # partly correct: hard-codes 3 classes, wrong optimizer, no training loop
-        replace={"setup_transfer_learning": _hard_coded_three_classes(), "head_optimizer": WRONG_OPTIMIZER}))
+    _write(
+        folder,
+        "bob.ipynb",
+        _submission(  # partly correct: hard-codes 3 classes, wrong optimizer, no training loop
+            replace={"setup_transfer_learning": _hard_coded_three_classes(), "head_optimizer": WRONG_OPTIMIZER}
+        ),
+    )
     (folder / "carol.ipynb").write_text(json.dumps(nbformat.v4.new_notebook())[:-20], encoding="utf-8")  # invalid JSON
-    _write(folder, "dave.ipynb", _submission(  # one test cell deleted; a wrong optimizer, and its test edited to pass
-        done=every[:1], replace={"head_optimizer": WRONG_OPTIMIZER}, delete={"ex1_body_pretrained"},
-        edit={"ex1_optimizer": "print('ok')"}))
+    _write(
+        folder,
+        "dave.ipynb",
+        _submission(  # one test cell deleted; a wrong optimizer, and its test edited to pass
+            done=every[:1],
+            replace={"head_optimizer": WRONG_OPTIMIZER},
+            delete={"ex1_body_pretrained"},
+            edit={"ex1_optimizer": "print('ok')"},
+        ),
+    )
     dies = _submission(done=every[:1])
     _cell(dies, "def head_optimizer(").source += "\nimport os\nos._exit(1)  # the kernel dies here"
     (folder / "gina").mkdir()
@@ -79,8 +91,13 @@ def graded(tmp_path_factory):
     by_student = {}
     for row in rows:
         by_student.setdefault(row["student"], {})[row["test"]] = row
-    return {"rows": rows, "by": by_student, "before": before, "after": after,
-            "md": report.with_suffix(".md").read_text(encoding="utf-8")}
+    return {
+        "rows": rows,
+        "by": by_student,
+        "before": before,
+        "after": after,
+        "md": report.with_suffix(".md").read_text(encoding="utf-8"),
+    }
 
 
 def _total(graded, student):
@@ -209,13 +226,16 @@ def test_nothing_to_grade_exits_non_zero(tmp_path, capsys):
     assert "Known exercises" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("raw, reason", [
-    (b"", "not valid JSON"),
-    (b'{"cells": [', "not valid JSON"),
-    (b"\xff\xfe\x00", "not UTF-8"),
-    (b"{}", "not a notebook Jupyter can open"),
-    (b"[]", "not a notebook Jupyter can open"),
-])
+@pytest.mark.parametrize(
+    "raw, reason",
+    [
+        (b"", "not valid JSON"),
+        (b'{"cells": [', "not valid JSON"),
+        (b"\xff\xfe\x00", "not UTF-8"),
+        (b"{}", "not a notebook Jupyter can open"),
+        (b"[]", "not a notebook Jupyter can open"),
+    ],
+)
 def test_a_broken_file_is_an_invalid_notebook_with_the_reason(raw, reason):
     with pytest.raises(grade.SubmissionProblem, match=reason) as caught:
         grade.prepare(raw, EXERCISE, TESTS, hidden=False)

@@ -13,7 +13,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from course_utils import handouts
+from course_utils.tools import handouts
 
 ROOT = Path(__file__).resolve().parents[1]
 CDN_SCRIPT = re.compile(r"""<(script|link)[^>]+(src|href)=["']https?://|import\(["']https?://""", re.IGNORECASE)
@@ -30,7 +30,8 @@ def tiny_lesson(folder: Path) -> Path:
             new_code_cell(
                 "import ipywidgets as w\n"
                 "slider = w.IntSlider(value=3, min=0, max=10, description='layer')\n"
-                "out = w.interactive_output(lambda layer: print(f'layer {layer} squared is {layer * layer}'), {'layer': slider})\n"
+                "out = w.interactive_output(lambda layer: print(f'layer {layer} squared is {layer * layer}'),\n"
+                "                           {'layer': slider})\n"
                 "display(w.VBox([slider, out]))"
             ),
         ],
@@ -47,10 +48,29 @@ def test_handout_pages_are_self_contained_and_indexed(tmp_path):
     tiny_lesson(lessons)
     out = tmp_path / "handouts"
     done = subprocess.run(
-        [sys.executable, "-m", "course_utils.handouts", "--profile", "quick", "--out", str(out), "--notebooks", str(lessons)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "course_utils.tools.cli",
+            "handouts",
+            "--profile",
+            "quick",
+            "--out",
+            str(out),
+            "--notebooks",
+            str(lessons),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
         # --profile wins over the environment; npm (first run only) gives up fast when the registry is unreachable
-        env={**os.environ, "COURSE_PROFILE": "full", "npm_config_fetch_retries": "0", "npm_config_fetch_timeout": "20000"},
+        env={
+            **os.environ,
+            "COURSE_PROFILE": "full",
+            "npm_config_fetch_retries": "0",
+            "npm_config_fetch_timeout": "20000",
+        },
     )
     assert done.returncode == 1, done.stderr  # one lesson failed: the run says so ...
     assert "43_broken" in done.stderr
@@ -82,7 +102,10 @@ def test_only_picks_lessons_by_name_or_number(tmp_path):
     lessons = tmp_path / "notebooks"
     tiny_lesson(lessons)
     assert [p.name for p in handouts.lesson_paths(lessons, ["43"])] == ["43_broken.ipynb"]
-    assert [p.name for p in handouts.lesson_paths(lessons, ["42_tiny", "43_broken.ipynb"])] == ["42_tiny.ipynb", "43_broken.ipynb"]
+    assert [p.name for p in handouts.lesson_paths(lessons, ["42_tiny", "43_broken.ipynb"])] == [
+        "42_tiny.ipynb",
+        "43_broken.ipynb",
+    ]
     with pytest.raises(SystemExit) as err:
         handouts.lesson_paths(lessons, ["no_such_lesson"])
     assert "42_tiny" in str(err.value) and "43_broken" in str(err.value)
@@ -98,13 +121,30 @@ def test_without_npm_pages_still_load_no_cdn(tmp_path, monkeypatch, capsys):
 
 
 def test_stale_widget_buffers_are_dropped_and_live_ones_kept():
-    upload = {"model_name": "FileUploadModel", "state": {"value": [{"name": "a.png"}]},
-              "buffers": [{"path": ["value", 0, "content"], "data": "AA==", "encoding": "base64"},
-                          {"path": ["value", 1, "content"], "data": "AA==", "encoding": "base64"}]}
-    image = {"model_name": "ImageModel", "state": {"format": "png"},
-             "buffers": [{"path": ["value"], "data": "AA==", "encoding": "base64"}]}
-    nb = new_notebook(metadata={"widgets": {"application/vnd.jupyter.widget-state+json": {
-        "version_major": 2, "version_minor": 0, "state": {"u": upload, "i": image}}}})
+    upload = {
+        "model_name": "FileUploadModel",
+        "state": {"value": [{"name": "a.png"}]},
+        "buffers": [
+            {"path": ["value", 0, "content"], "data": "AA==", "encoding": "base64"},
+            {"path": ["value", 1, "content"], "data": "AA==", "encoding": "base64"},
+        ],
+    }
+    image = {
+        "model_name": "ImageModel",
+        "state": {"format": "png"},
+        "buffers": [{"path": ["value"], "data": "AA==", "encoding": "base64"}],
+    }
+    nb = new_notebook(
+        metadata={
+            "widgets": {
+                "application/vnd.jupyter.widget-state+json": {
+                    "version_major": 2,
+                    "version_minor": 0,
+                    "state": {"u": upload, "i": image},
+                }
+            }
+        }
+    )
     assert handouts.drop_stale_widget_buffers(nb) == 1  # value[1] is gone: the upload was reset to one file
     state = nb.metadata.widgets["application/vnd.jupyter.widget-state+json"]["state"]
     assert [b["path"] for b in state["u"]["buffers"]] == [["value", 0, "content"]]

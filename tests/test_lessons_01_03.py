@@ -8,7 +8,7 @@ import nbformat
 import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-RECIPE = '''def setup_transfer_learning(num_classes):
+RECIPE = """def setup_transfer_learning(num_classes):
     # 1. Download a pretrained network
     model = models.resnet18(weights=models.ResNet18_Weights.IMAGENET1K_V1)
     # 2. Freeze everything else
@@ -18,13 +18,17 @@ RECIPE = '''def setup_transfer_learning(num_classes):
     num_ftrs = model.fc.in_features
     model.fc = nn.Linear(num_ftrs, num_classes)
     # Only the last layer is trainable now
-    return model'''
+    return model"""
 
 
 def checked_outputs(name: str) -> str:
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" and "# NBVAL_CHECK_OUTPUT" in c.source
-                   for o in c.outputs)
+    return "".join(
+        o.get("text", "")
+        for c in nb.cells
+        if c.cell_type == "code" and "# NBVAL_CHECK_OUTPUT" in c.source
+        for o in c.outputs
+    )
 
 
 @pytest.mark.parametrize("name", ["01_the_analogy.ipynb", "02_scenario_a_small_data.ipynb", "03_feature_caching.ipynb"])
@@ -47,6 +51,13 @@ def test_lesson_02_shows_the_recipe_verbatim_and_checks_the_counts():
 
 def test_lesson_03_shows_each_invalidation_reason():
     out = checked_outputs("03_feature_caching.ipynb")
-    for line in ("rebuilt: transform changed", "rebuilt: weights changed", "rebuilt: data changed", "loaded from cache",
-                 "checksum differs", "no manifest", "heads equal within 1e-3: True"):
+    for line in (
+        "rebuilt: transform changed",
+        "rebuilt: weights changed",
+        "rebuilt: data changed",
+        "loaded from cache",
+        "checksum differs",
+        "no manifest",
+        "heads equal within 1e-3: True",
+    ):
         assert line in out

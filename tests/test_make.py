@@ -7,14 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from course_utils.labserver import free_port
+from course_utils.tools.lab import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
@@ -30,7 +29,9 @@ needs_made_venv = pytest.mark.skipif(
 def test_second_setup_installs_nothing_and_is_quick():
     stamp_before = STAMP.stat().st_mtime
     start = time.perf_counter()
-    result = subprocess.run(["make", "--no-print-directory", "setup"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        ["make", "--no-print-directory", "setup"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     seconds = time.perf_counter() - start
     assert result.returncode == 0, result.stderr
     assert "pip install" not in result.stdout and "Successfully installed" not in result.stdout
@@ -42,12 +43,25 @@ def test_second_setup_installs_nothing_and_is_quick():
 @needs_made_venv
 def test_make_lab_serves_jupyterlab_on_the_notebooks(tmp_path):
     port, token = free_port(), "course-test-token"
-    args = f"--no-browser --ServerApp.ip=127.0.0.1 --ServerApp.port={port} --ServerApp.port_retries=0 " \
-           f"--IdentityProvider.token={token}" + (" --allow-root" if os.geteuid() == 0 else "")
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg"), "JUPYTER_DATA_DIR": str(tmp_path / "data"),
-           "JUPYTER_RUNTIME_DIR": str(tmp_path / "run"), "IPYTHONDIR": str(tmp_path / "ipy")}
-    server = subprocess.Popen(["make", "--no-print-directory", "lab", f"ARGS={args}"], cwd=ROOT, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    args = (
+        f"--no-browser --ServerApp.ip=127.0.0.1 --ServerApp.port={port} --ServerApp.port_retries=0 "
+        f"--IdentityProvider.token={token}" + (" --allow-root" if os.geteuid() == 0 else "")
+    )
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg"),
+        "JUPYTER_DATA_DIR": str(tmp_path / "data"),
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "run"),
+        "IPYTHONDIR": str(tmp_path / "ipy"),
+    }
+    server = subprocess.Popen(
+        ["make", "--no-print-directory", "lab", f"ARGS={args}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 90
         contents = None

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
-from course_utils.data import pets_data
+from course_utils.pets import pets_data
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("make_dataset", ROOT / "data_scripts" / "make_dataset.py")
@@ -24,7 +24,9 @@ _spec.loader.exec_module(make_dataset)
 def _crops(array, n: int) -> list[Image.Image]:
     img = Image.fromarray(array)
     w, h = img.size
-    return [img.crop((k * w // 8, k * h // 8, w // 2 + k * w // 8, h // 2 + k * h // 8)).resize((64, 64)) for k in range(n)]
+    return [
+        img.crop((k * w // 8, k * h // 8, w // 2 + k * w // 8, h // 2 + k * h // 8)).resize((64, 64)) for k in range(n)
+    ]
 
 
 @pytest.fixture
@@ -51,8 +53,11 @@ def source(tmp_path) -> Path:
 
 
 def snapshot(folder: Path) -> dict[str, tuple[str, int]]:
-    return {str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_copies_readable_photos_and_reports_the_rest(source, tmp_path):

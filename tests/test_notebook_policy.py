@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from course_utils import notebook_tools
+from course_utils.tools import notebook_tools
 
 ROOT = Path(__file__).resolve().parents[1]
 ALL_NOTEBOOKS = notebook_tools.notebook_paths([ROOT / "notebooks"])
@@ -48,9 +47,12 @@ def test_lessons_are_numbered_in_order():
 
 def test_clean_strips_unchecked_outputs_and_numbers_checked_cells():
     nb = nbformat.v4.new_notebook()
-    plain = nbformat.v4.new_code_cell("print(1)", execution_count=4, outputs=[nbformat.v4.new_output("stream", text="1\n")])
-    checked = nbformat.v4.new_code_cell("# NBVAL_CHECK_OUTPUT\nprint(2)", execution_count=9,
-                                        outputs=[nbformat.v4.new_output("stream", text="2\n")])
+    plain = nbformat.v4.new_code_cell(
+        "print(1)", execution_count=4, outputs=[nbformat.v4.new_output("stream", text="1\n")]
+    )
+    checked = nbformat.v4.new_code_cell(
+        "# NBVAL_CHECK_OUTPUT\nprint(2)", execution_count=9, outputs=[nbformat.v4.new_output("stream", text="2\n")]
+    )
     nb.cells = [plain, checked]
     nb.metadata["widgets"] = {"state": {}}
     assert notebook_tools.problems(nb)

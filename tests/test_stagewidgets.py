@@ -4,7 +4,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from course_utils.backbones import load_backbone, replace_head
-from course_utils.data import fashion_mnist_splits
+from course_utils.fashion import fashion_mnist_splits
 from course_utils.stagewidgets import freeze_depth_explorer, rows_for_depth, seconds_per_epoch
 
 
@@ -31,7 +31,7 @@ def test_seconds_per_epoch_leaves_the_model_alone():
     before = [p.detach().clone() for p in model.parameters()]
     seconds = seconds_per_epoch(model, _loader(), "block5")
     assert seconds > 0
-    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
 
 
 def test_slider_updates_table_and_timings():

@@ -5,7 +5,8 @@ from dataclasses import replace
 
 import pytest
 
-from course_utils import sweep
+from course_utils import measurements
+from course_utils.experiments import sweep
 
 TINY = sweep.SweepConfig(sizes=(2,), epochs={2: 1}, n_test=2, head_steps=3, scenarios=("A", "B"))
 
@@ -73,7 +74,7 @@ def test_epochs_for_uses_nearest_listed_size_below():
 
 
 def test_committed_full_results_are_complete_and_traceable():
-    record = sweep.load_results(sweep.COMMITTED_FULL)
+    record = sweep.load_results(measurements.COMMITTED_FULL)
     meta = record["meta"]
     assert "python -m course_utils.sweep" in meta["command"] and "--profile full" in meta["command"]
     assert meta["machine"]["cpu_count"] >= 1 and meta["machine"]["torch"]

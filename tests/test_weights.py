@@ -20,8 +20,12 @@ from course_utils.weights import SPECS, WeightsError, WeightsSpec, ensure_weight
 ROOT = Path(__file__).resolve().parents[1]
 REAL = SPECS["mobilenet_v2"]
 PAYLOAD = b"pretend checkpoint bytes " * 4000
-TINY = WeightsSpec(backbone="tiny", filename="tiny-00000000.pth", url="http://127.0.0.1:9/none",
-                   sha256=hashlib.sha256(PAYLOAD).hexdigest())
+TINY = WeightsSpec(
+    backbone="tiny",
+    filename="tiny-00000000.pth",
+    url="http://127.0.0.1:9/none",
+    sha256=hashlib.sha256(PAYLOAD).hexdigest(),
+)
 
 
 def real_checkpoint() -> Path:
@@ -104,7 +108,7 @@ def test_missing_weights_offline_error_says_what_was_tried_and_what_to_do(tmp_pa
         ensure_weights(spec=replace(TINY, wheel=None), directory=tmp_path, allow_network=False)
     message = str(err.value)
     assert "Tried" in message and "skipped (offline)" in message
-    assert "fetch_weights.py" in message and str(tmp_path) in message
+    assert "course fetch weights" in message and str(tmp_path) in message
 
 
 def test_real_mobilenet_checkpoint_is_verified_and_loads_with_standard_call():
@@ -120,7 +124,17 @@ def test_fetch_weights_script_against_local_server(tmp_path, http_server, isolat
     """The command a student runs, end to end, with the real checkpoint served from 127.0.0.1."""
     url = http_server("/mobilenet.pth", real_checkpoint().read_bytes())
     cache = tmp_path / "hub"
-    command = [sys.executable, str(ROOT / "data_scripts/fetch_weights.py"), "--url", url, "--cache-dir", str(cache)]
+    command = [
+        sys.executable,
+        "-m",
+        "course_utils.tools.cli",
+        "fetch",
+        "weights",
+        "--url",
+        url,
+        "--cache-dir",
+        str(cache),
+    ]
     first = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy(), timeout=120)
     assert first.returncode == 0, first.stderr
     assert "source: download" in first.stdout
@@ -131,8 +145,18 @@ def test_fetch_weights_script_against_local_server(tmp_path, http_server, isolat
 
 def test_fetch_weights_script_fails_clearly_when_nothing_works(tmp_path, isolated_data):
     env = {**os.environ, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(tmp_path)}
-    command = [sys.executable, str(ROOT / "data_scripts/fetch_weights.py"), "--backbone", "resnet18",
-               "--offline", "--cache-dir", str(tmp_path / "hub")]
+    command = [
+        sys.executable,
+        "-m",
+        "course_utils.tools.cli",
+        "fetch",
+        "weights",
+        "--backbone",
+        "resnet18",
+        "--offline",
+        "--cache-dir",
+        str(tmp_path / "hub"),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 1
     assert "resnet18: FAILED" in result.stderr and "What to do" in result.stderr

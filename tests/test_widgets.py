@@ -78,8 +78,12 @@ def _jpeg() -> bytes:
 
 def test_save_uploads_keeps_photos_and_skips_the_rest(tmp_path):
     photo = _jpeg()
-    files = [widgets.uploaded_file("cat.jpg", photo), widgets.uploaded_file(".DS_Store", b"\0\0\0\1Bud1"),
-             widgets.uploaded_file("half.jpg", photo[: len(photo) // 3]), widgets.uploaded_file("../../evil.jpg", photo)]
+    files = [
+        widgets.uploaded_file("cat.jpg", photo),
+        widgets.uploaded_file(".DS_Store", b"\0\0\0\1Bud1"),
+        widgets.uploaded_file("half.jpg", photo[: len(photo) // 3]),
+        widgets.uploaded_file("../../evil.jpg", photo),
+    ]
     report = widgets.save_uploads(files, tmp_path / "tigger")
     assert [p.name for p in report["saved"]] == ["cat.jpg", "evil.jpg"]
     assert all(p.parent == tmp_path / "tigger" for p in report["saved"])

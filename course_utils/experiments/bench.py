@@ -1,6 +1,6 @@
 """Benchmark of lesson 03: head training through the frozen body every epoch vs from a feature cache.
 
-    python -m course_utils.bench [--n 2000] [--size 64] [--epochs 10] [--threads N] [--memory-n 60000]
+    course bench [--n 2000] [--size 64] [--epochs 10] [--threads N] [--memory-n 60000]
     make bench ARGS="--n 4000"
 
 Measured side by side in one run, on the same tensors and device:
@@ -9,15 +9,14 @@ Measured side by side in one run, on the same tensors and device:
   extraction throughput (cache build, hashing and writing included; two builds, averaged) vs the bare body's
   forward pass on the same tensors (three runs around the builds, averaged);
   peak memory (RSS growth) while caching ``--memory-n`` Fashion-MNIST training images and a tenth of them.
-The figures go to course_utils/results/bench_cache.json (or --out) with the command that made them.
+The figures go to build/bench_cache.json (``--out course_utils/experiments/results/bench_cache.json`` updates the
+committed ones) with the command and machine that made them.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shlex
 import sys
 import tempfile
@@ -28,44 +27,34 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from .backbones import body_features, load_backbone, replace_head
-from .cache import cache_features, peak_rss_mb, reset_peak_rss
-from .data import fashion_mnist_splits, load_fashion_mnist, to_backbone_input, TensorImages, FASHION_CLASSES
-from .device import loader_kwargs, pick_device, seed_everything
-from .paths import PACKAGE_DIR, atomic_write_text
-from .training import fit
+from ..backbones import body_features, load_backbone, replace_head
+from ..cache import cache_features, peak_rss_mb, reset_peak_rss
+from ..device import loader_kwargs, machine_record, pick_device, seed_everything
+from ..fashion import FASHION_CLASSES, TensorImages, fashion_mnist_splits, load_fashion_mnist
+from ..paths import atomic_write_text, project_root
+from ..preprocess import to_backbone_input
+from ..timing import Stopwatch, timed
+from ..training import fit
 
-DEFAULT_OUT = PACKAGE_DIR / "results" / "bench_cache.json"
-
-
-class Clock:
-    """Wall-clock and process CPU seconds of a block: ``with Clock() as c: ...`` then ``c.wall``, ``c.cpu``.
-
-    On a shared machine the wall clock also counts time spent waiting for other people's processes; with one
-    torch thread on the CPU, process CPU time counts only this work, so ratios of CPU times are stable.
-    """
-
-    def __enter__(self):
-        self._wall, self._cpu = time.perf_counter(), time.process_time()
-        return self
-
-    def __exit__(self, *exc):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        self.wall, self.cpu = time.perf_counter() - self._wall, time.process_time() - self._cpu
+COMMITTED = Path(__file__).resolve().parent / "results" / "bench_cache.json"
 
 
 def _loader(dataset, batch_size: int, seed: int, device) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed),
-                      **loader_kwargs(device))
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(seed),
+        **loader_kwargs(device),
+    )
 
 
 @torch.no_grad()
-def bare_forward(model: nn.Module, images: torch.Tensor, batch_size: int, device) -> Clock:
+def bare_forward(model: nn.Module, images: torch.Tensor, batch_size: int, device) -> Stopwatch:
     """Time of the body alone over tensors already in memory (eval, no grad), after one warm-up batch."""
     model.eval().to(device)
     body_features(model, images[:batch_size].to(device))
-    with Clock() as clock:
+    with timed() as clock:
         for batch in images.split(batch_size):
             body_features(model, batch.to(device))
     return clock
@@ -75,7 +64,7 @@ def speed(n: int, size: int, epochs: int, batch_size: int, device, seed: int, ro
     """(a) vs (b), extraction throughput vs the bare forward pass, and whether the heads agree."""
     seed_everything(seed)
     split = fashion_mnist_splits(max(1, n // 10), n_test=1, size=size, seed=seed)["train"]
-    images = to_backbone_input(split.images, size)          # the same input tensors for every measurement
+    images = to_backbone_input(split.images, size)  # the same input tensors for every measurement
     data = TensorDataset(images, split.targets)
     torch.manual_seed(seed)
     initial = nn.Linear(1280, 10).state_dict()
@@ -86,35 +75,63 @@ def speed(n: int, size: int, epochs: int, batch_size: int, device, seed: int, ro
     for name, p in full.named_parameters():
         p.requires_grad = name.startswith("classifier.1.")
     opt_a = torch.optim.SGD([p for p in full.parameters() if p.requires_grad], lr=0.05, momentum=0.9)
-    with Clock() as clock_a:
-        fit(full, _loader(data, batch_size, seed, device), opt_a, epochs, device=device, progress=False)
+    with timed() as clock_a:
+        fit(
+            full,
+            _loader(data, batch_size, seed, device),
+            opt_a,
+            epochs,
+            device=device,
+            frozen_bn_eval=True,
+            progress=False,
+        )
 
     body = load_backbone("mobilenet_v2").eval()
     bare = [bare_forward(body, images, batch_size, device)]
     extract = []
     for run in range(2):  # extraction twice, between bare-forward runs: the machine's noise shows in the spread
-        with Clock() as clock:
-            cached = cache_features(body, data, f"bench{run}", root=root, batch_size=batch_size, device=device,
-                                    progress=False, verbose=False)
+        with timed() as clock:
+            cached = cache_features(
+                body,
+                data,
+                f"bench{run}",
+                root=root,
+                batch_size=batch_size,
+                device=device,
+                progress=False,
+                verbose=False,
+            )
         extract.append(clock)
         bare.append(bare_forward(body, images, batch_size, device))
     feats, labels = cached.tensors()
     head = nn.Linear(1280, 10)
     head.load_state_dict(initial)
     opt_b = torch.optim.SGD(head.parameters(), lr=0.05, momentum=0.9)
-    with Clock() as clock_head:
-        fit(head, _loader(TensorDataset(feats, labels), batch_size, seed, device), opt_b, epochs, device=device,
-            progress=False)
+    with timed() as clock_head:
+        fit(
+            head,
+            _loader(TensorDataset(feats, labels), batch_size, seed, device),
+            opt_b,
+            epochs,
+            device=device,
+            frozen_bn_eval=True,
+            progress=False,
+        )
     head_a = full.classifier[-1].state_dict()
     n_img = len(data)
-    out = {"images": n_img, "size_px": size, "epochs": epochs, "batch_size": batch_size,
-           "heads_max_abs_difference": float(max((head_a[k] - head.state_dict()[k]).abs().max() for k in head_a))}
-    for kind in ("wall", "cpu"):
-        a = getattr(clock_a, kind)
-        ex = getattr(extract[0], kind)
-        hd = getattr(clock_head, kind)
-        extraction_rate = n_img / (sum(getattr(c, kind) for c in extract) / len(extract))
-        bare_rate = n_img / (sum(getattr(c, kind) for c in bare) / len(bare))
+    out = {
+        "images": n_img,
+        "size_px": size,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "heads_max_abs_difference": float(max((head_a[k] - head.state_dict()[k]).abs().max() for k in head_a)),
+    }
+    for kind, attr in (("wall", "seconds"), ("cpu", "cpu_seconds")):
+        a = getattr(clock_a, attr)
+        ex = getattr(extract[0], attr)
+        hd = getattr(clock_head, attr)
+        extraction_rate = n_img / (sum(getattr(c, attr) for c in extract) / len(extract))
+        bare_rate = n_img / (sum(getattr(c, attr) for c in bare) / len(bare))
         out[kind] = {
             "a_through_body_s": round(a, 3),
             "b_extract_s": round(ex, 3),
@@ -122,9 +139,9 @@ def speed(n: int, size: int, epochs: int, batch_size: int, device, seed: int, ro
             "b_total_s": round(ex + hd, 3),
             "speedup_total": round(a / (ex + hd), 2),
             "extraction_images_per_s": round(extraction_rate, 1),
-            "extraction_images_per_s_runs": [round(n_img / getattr(c, kind), 1) for c in extract],
+            "extraction_images_per_s_runs": [round(n_img / getattr(c, attr), 1) for c in extract],
             "bare_forward_images_per_s": round(bare_rate, 1),
-            "bare_forward_images_per_s_runs": [round(n_img / getattr(c, kind), 1) for c in bare],
+            "bare_forward_images_per_s_runs": [round(n_img / getattr(c, attr), 1) for c in bare],
             "extraction_vs_bare_forward": round(extraction_rate / bare_rate, 3),
         }
     return out
@@ -140,11 +157,14 @@ def memory(n_all: int, size: int, batch_size: int, device, root: Path) -> dict:
         reset_peak_rss()
         before = peak_rss_mb()
         start = time.perf_counter()
-        result = cache_features(body, data, f"memory{n}", root=root, batch_size=batch_size, device=device,
-                                progress=False, verbose=False)
-        out[str(n)] = {"peak_rss_growth_mb": round(peak_rss_mb() - before, 1),
-                       "features_mb": round(result.features.nbytes / 2**20, 1),
-                       "seconds": round(time.perf_counter() - start, 1)}
+        result = cache_features(
+            body, data, f"memory{n}", root=root, batch_size=batch_size, device=device, progress=False, verbose=False
+        )
+        out[str(n)] = {
+            "peak_rss_growth_mb": round(peak_rss_mb() - before, 1),
+            "features_mb": round(result.features.nbytes / 2**20, 1),
+            "seconds": round(time.perf_counter() - start, 1),
+        }
         del result
     return out
 
@@ -160,37 +180,46 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-size", type=int, default=32, help="pixels for the memory run")
     parser.add_argument("--device", default=None)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"where the figures go (default build/bench_cache.json; --out {COMMITTED.relative_to(project_root())} "
+        "updates the committed figures)",
+    )
     args = parser.parse_args(argv)
+    out = args.out or project_root() / "build" / "bench_cache.json"
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
-    import torchvision
 
     report = {
-        "command": "python -m course_utils.bench " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),
+        "command": "course bench " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "machine": {"platform": f"{platform.system()} {platform.machine()}", "cpu_count": os.cpu_count(),
-                    "torch_threads": torch.get_num_threads(), "device": str(device),
-                    "load_average_at_start": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
-                    "torch": torch.__version__, "torchvision": torchvision.__version__},
+        "machine": machine_record(),
     }
     with tempfile.TemporaryDirectory(prefix="bench-cache-") as tmp:
         print(f"speed: {args.n} images at {args.size} px, {args.epochs} epochs, on {device} ...", flush=True)
         report["speed"] = speed(args.n, args.size, args.epochs, args.batch_size, device, args.seed, Path(tmp))
         print(json.dumps(report["speed"], indent=1), flush=True)
         if args.memory_n:
-            print(f"memory: caching {args.memory_n // 10} and {args.memory_n} images at {args.memory_size} px ...", flush=True)
+            print(
+                f"memory: caching {args.memory_n // 10} and {args.memory_n} images at {args.memory_size} px ...",
+                flush=True,
+            )
             report["memory"] = memory(args.memory_n, args.memory_size, args.batch_size, device, Path(tmp))
             print(json.dumps(report["memory"], indent=1), flush=True)
     # One torch thread on the CPU: CPU time is this process's work alone (a shared machine's waits excluded).
     basis = "cpu" if device.type == "cpu" and torch.get_num_threads() == 1 else "wall"
     s = report["speed"][basis]
-    report["goals"] = {"judged_on": f"{basis} time", "speedup_total_at_least_9": s["speedup_total"] >= 9,
-                       "extraction_vs_bare_forward_at_least_0.9": s["extraction_vs_bare_forward"] >= 0.9}
-    atomic_write_text(args.out, json.dumps(report, indent=1) + "\n")
+    report["goals"] = {
+        "judged_on": f"{basis} time",
+        "speedup_total_at_least_9": s["speedup_total"] >= 9,
+        "extraction_vs_bare_forward_at_least_0.9": s["extraction_vs_bare_forward"] >= 0.9,
+    }
+    atomic_write_text(out, json.dumps(report, indent=1) + "\n")
     print(json.dumps(report["goals"]))
-    print(f"wrote {args.out}")
+    print(f"wrote {out}")
     return 0
 
 

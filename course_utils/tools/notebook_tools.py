@@ -4,25 +4,35 @@ Checked cells keep their outputs and an execution count, numbered 1, 2, 3, ... i
 to compare a cell whose reference has outputs but no count: "Unrun reference cell has outputs").
 Every other code cell has neither.
 
-    python -m course_utils.notebook_tools clean [PATH ...]     strip everything but checked outputs
-    python -m course_utils.notebook_tools check [PATH ...]     list notebooks that are not clean (exit 1)
-    python -m course_utils.notebook_tools refresh [PATH ...]   execute, then keep checked outputs only
+    course notebooks clean [PATH ...]     strip everything but checked outputs
+    course notebooks check [PATH ...]     list notebooks that are not clean (exit 1)
+    course notebooks refresh [PATH ...]   execute, then keep checked outputs only
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from pathlib import Path
 
 import nbformat
 
-from .paths import atomic_write_text
+from ..paths import atomic_write_text
 
 CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
+ANSI = re.compile(r"(\x1b|#x1B)\[[0-9;]*[A-Za-z]")  # colour codes; junit XML writes ESC as the text '#x1B'
+EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Failed|Interrupt|Exit|Warning)\b")
 VOLATILE_METADATA = ("widgets", "execution")
+
+
+def last_exception(text: str) -> tuple[list[str], int | None]:
+    """A traceback's lines without colour codes, and the index of the last one that names an exception (or None)."""
+    lines = [line.rstrip() for line in ANSI.sub("", text or "").strip().split("\n")]
+    found = [number for number, line in enumerate(lines) if EXCEPTION_LINE.match(line.strip())]
+    return lines, (found[-1] if found else None)
 
 
 def is_checked(cell) -> bool:
@@ -95,7 +105,9 @@ def refresh(path: Path, timeout: int = 600) -> float:
 
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
-    NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    NotebookClient(
+        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    ).execute()
     seconds = time.perf_counter() - start
     clean_notebook(nb)
     write_notebook(nb, path)
@@ -103,7 +115,7 @@ def refresh(path: Path, timeout: int = 600) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_utils.notebook_tools", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="course notebooks", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["clean", "check", "refresh"])
     parser.add_argument("paths", nargs="*", default=["notebooks"])
     args = parser.parse_args(argv)

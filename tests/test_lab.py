@@ -10,13 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from course_utils.labserver import LabServer, alive, descendants, group_alive, lab_command, stop_lab
+from course_utils.tools.lab import LabServer, lab_command, stop_lab
+from course_utils.tools.processes import alive, descendants, group_alive
 
 # A stand-in server that ignores SIGTERM and starts a "kernel" in a session of its own, as Jupyter does.
 STUBBORN_SERVER = """
 import signal, subprocess, sys, time
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
-kernel = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(300)"],
+kernel = subprocess.Popen([sys.executable, "-c",
+                          "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(300)"],
                           start_new_session=True)
 print(kernel.pid, flush=True)
 time.sleep(300)
@@ -25,8 +27,9 @@ time.sleep(300)
 
 @pytest.mark.skipif(not hasattr(os, "killpg"), reason="process groups are POSIX only")
 def test_stop_lab_kills_group_and_kernels_that_ignore_sigterm(tmp_path):
-    process = subprocess.Popen([sys.executable, "-c", STUBBORN_SERVER], stdout=subprocess.PIPE, text=True,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", STUBBORN_SERVER], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
     kernel = 0
     try:
         kernel = int(process.stdout.readline())

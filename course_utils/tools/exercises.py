@@ -5,9 +5,9 @@ A source notebook (notebooks/exercises/source/NAME.ipynb) holds the solution bet
 ``### END HIDDEN TESTS`` (nbgrader's markers). Graded test cells carry cell metadata
 ``{"grade": {"id": "ex1_shapes", "points": 2}}``; the notebook carries ``{"exercise": {"name": NAME}}``.
 
-    python -m course_utils.exercises release          write the student copies (notebooks/exercises/NAME.ipynb)
-    python -m course_utils.exercises check            exit 1 if a committed student copy is stale
-    python -m course_utils.exercises list             exercises, graded cells and points
+    course release             write the student copies (notebooks/exercises/NAME.ipynb)
+    course release --check     exit 1 if a committed student copy is stale
+    course release --list      exercises, graded cells and points
 
 A student copy has each solution region replaced by ``raise NotImplementedError(<hint>)`` at the same
 indentation, hidden tests removed, and all outputs cleared.
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import nbformat
 
+from ..paths import project_root
 from .notebook_tools import clean_notebook, write_notebook
-from .paths import project_root
 
 BEGIN_SOLUTION = "### BEGIN SOLUTION"
 END_SOLUTION = "### END SOLUTION"
@@ -117,7 +117,9 @@ def strip_solutions(source: str, where: str = "cell") -> str:
     for first, end in _regions(source, BEGIN_SOLUTION, END_SOLUTION, where):
         match = _BEGIN_SOLUTION_RE.match(lines[first])
         if not match:
-            raise ExerciseError(f"{where}: line {first + 1} must read '{BEGIN_SOLUTION}' or '{BEGIN_SOLUTION} (hint: ...)'")
+            raise ExerciseError(
+                f"{where}: line {first + 1} must read '{BEGIN_SOLUTION}' or '{BEGIN_SOLUTION} (hint: ...)'"
+            )
         indent, hint = match.group("indent"), (match.group("hint") or DEFAULT_HINT).strip()
         out += lines[last:first]
         out += [f"{indent}# YOUR CODE HERE", f"{indent}raise NotImplementedError({hint!r})"]
@@ -132,7 +134,7 @@ def strip_hidden(source: str, where: str = "cell") -> str:
     keep = [True] * len(lines)
     for first, end in _regions(source, BEGIN_HIDDEN, END_HIDDEN, where):
         keep[first : end + 1] = [False] * (end + 1 - first)
-    return "\n".join(line for line, kept in zip(lines, keep) if kept).rstrip("\n")
+    return "\n".join(line for line, kept in zip(lines, keep, strict=True) if kept).rstrip("\n")
 
 
 def normalized(source: str) -> str:
@@ -209,27 +211,32 @@ def stale_copies(sources: list[Path] | None = None, out_dir: Path | None = None)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_utils.exercises", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["release", "check", "list"])
-    parser.add_argument("--out", type=Path, default=None, help="folder for the student copies (default notebooks/exercises)")
+    """`course release [--check | --list] [--out DIR]`."""
+    parser = argparse.ArgumentParser(prog="course release", description=__doc__.split("\n\n")[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help="exit 1 if a committed student copy is stale")
+    mode.add_argument("--list", action="store_true", help="list the exercises, their graded cells and points")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="folder for the student copies (default notebooks/exercises)"
+    )
     args = parser.parse_args(argv)
     try:
-        if args.command == "release":
-            for path in release(out_dir=args.out):
-                print(f"wrote {path}")
-            return 0
-        if args.command == "check":
+        if args.check:
             problems = stale_copies(out_dir=args.out)
             for problem in problems:
                 print(problem)
             if problems:
-                print("Run `python -m course_utils.exercises release` (make release-exercises) and commit the copies.")
+                print("Run `course release` and commit the copies.")
             return 1 if problems else 0
-        for path in source_paths():
-            cells = graded_cells(nbformat.read(path, as_version=4), str(path))
-            print(f"{path.stem}: {len(cells)} graded cells, {sum(c.points for c in cells):g} points")
-            for cell in cells:
-                print(f"  {cell.grade_id:<28} {cell.points:g}")
+        if args.list:
+            for path in source_paths():
+                cells = graded_cells(nbformat.read(path, as_version=4), str(path))
+                print(f"{path.stem}: {len(cells)} graded cells, {sum(c.points for c in cells):g} points")
+                for cell in cells:
+                    print(f"  {cell.grade_id:<28} {cell.points:g}")
+            return 0
+        for path in release(out_dir=args.out):
+            print(f"wrote {path}")
         return 0
     except ExerciseError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,6 +1,6 @@
 """The learning diary: fill a Markdown template's live counters.
 
-    python -m course_utils.diary DIARY.template.md [-o DIARY.md] [--today YYYY-MM-DD] [--repo DIR]
+    course diary DIARY.template.md [-o DIARY.md] [--today YYYY-MM-DD] [--repo DIR]
 
 Placeholders: {{DATE_PRETTY}} (e.g. "Friday, 27 November 2026"), {{DAY_SINCE_YYYY_MM_DD}} (days since
 that date), {{DAYS_SINCE_REPO_START}} (days since the repository's first commit). Any other
@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .paths import atomic_write_text
+from ..paths import atomic_write_text
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
 DAY_SINCE = re.compile(r"DAY_SINCE_(\d{4})_(\d{2})_(\d{2})")
@@ -42,7 +42,10 @@ def repo_start_date(repo: Path) -> dt.date | None:
     try:
         out = subprocess.run(
             ["git", "log", "--reverse", "--format=%cs", "--max-parents=0", "HEAD"],
-            cwd=repo, capture_output=True, text=True, timeout=20,
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=20,
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -78,11 +81,13 @@ def fill(template: str, today: dt.date, repo: Path | None = None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
-    parser = argparse.ArgumentParser(prog="python -m course_utils.diary", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="course diary", description=__doc__.split("\n\n")[0])
     parser.add_argument("template", type=Path)
     parser.add_argument("-o", "--output", type=Path, help="write here (atomically) instead of standard output")
     parser.add_argument("--today", type=dt.date.fromisoformat, default=None, help="YYYY-MM-DD (default: today)")
-    parser.add_argument("--repo", type=Path, default=None, help="git repository to count from (default: the template's folder)")
+    parser.add_argument(
+        "--repo", type=Path, default=None, help="git repository to count from (default: the template's folder)"
+    )
     args = parser.parse_args(argv)
     try:
         text = args.template.read_text(encoding="utf-8")

@@ -1,6 +1,10 @@
-"""Start JupyterLab the way `make lab` does, on 127.0.0.1 with a token, and stop it leaving nothing behind.
+"""`course lab`: JupyterLab on the lessons; and, for tests, a JupyterLab started and stopped leaving nothing behind.
 
-Used by the real-browser test (tests/test_browser.py). The server runs in its own session (process group)
+    course lab [JUPYTERLAB ARGS ...]     e.g. course lab --port 8890 --no-browser
+
+``course lab`` first checks (in well under a second) that the verified weights and Fashion-MNIST are there,
+and says to run ``course fetch`` if not. ``start_lab``/``stop_lab`` are used by the real-browser test
+(tests/test_browser.py). The server runs in its own session (process group)
 and, on Linux, dies with the process that started it; ``stop_lab`` sends SIGTERM to the group (JupyterLab
 then shuts its kernels down), SIGKILL after a grace period, then kills any descendant still alive
 (kernels run in sessions of their own).
@@ -17,12 +21,13 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
-from .processes import alive, descendants, group_alive  # noqa: F401 (tests import them from here too)
+from ..paths import project_root
+from .processes import descendants, stop_tree
 
 QUIET_SETTINGS = {  # user settings that keep pop-ups and virtual scrolling out of an automated session
     "@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
@@ -69,9 +74,17 @@ def lab_command(root: Path, port: int, token: str) -> list[str]:
     Started as ``python -m jupyterlab`` with this interpreter: the same application from the same environment,
     even where the venv's script shebangs point elsewhere (a venv that was copied or moved).
     """
-    command = [sys.executable, "-m", "jupyterlab", f"--notebook-dir={root}", "--no-browser",
-               "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-               f"--IdentityProvider.token={token}"]
+    command = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        f"--notebook-dir={root}",
+        "--no-browser",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}",
+    ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         command.append("--allow-root")
     return command
@@ -80,10 +93,15 @@ def lab_command(root: Path, port: int, token: str) -> list[str]:
 def isolated_env(home: Path, profile: str = "quick") -> dict[str, str]:
     """Environment with Jupyter's, IPython's and Matplotlib's own folders under ``home``, and the profile set."""
     env = dict(os.environ, COURSE_PROFILE=profile, PYTHONUNBUFFERED="1")
-    for var, sub in [("JUPYTER_CONFIG_DIR", "config"), ("JUPYTER_DATA_DIR", "data"), ("JUPYTER_RUNTIME_DIR", "runtime"),
-                     ("IPYTHONDIR", "ipython"), ("MPLCONFIGDIR", "matplotlib"),
-                     ("JUPYTERLAB_SETTINGS_DIR", "config/lab/user-settings"),
-                     ("JUPYTERLAB_WORKSPACES_DIR", "config/lab/workspaces")]:
+    for var, sub in [
+        ("JUPYTER_CONFIG_DIR", "config"),
+        ("JUPYTER_DATA_DIR", "data"),
+        ("JUPYTER_RUNTIME_DIR", "runtime"),
+        ("IPYTHONDIR", "ipython"),
+        ("MPLCONFIGDIR", "matplotlib"),
+        ("JUPYTERLAB_SETTINGS_DIR", "config/lab/user-settings"),
+        ("JUPYTERLAB_WORKSPACES_DIR", "config/lab/workspaces"),
+    ]:
         (home / sub).mkdir(parents=True, exist_ok=True)
         env[var] = str(home / sub)
     env.pop("JUPYTER_PATH", None)
@@ -102,9 +120,16 @@ def start_lab(root: Path, home: Path, profile: str = "quick", timeout: float = 9
     log = home / "jupyterlab.log"
     env = isolated_env(home, profile)
     with open(log, "wb") as handle:
-        process = subprocess.Popen(lab_command(root, port, token), cwd=root, env=env, stdin=subprocess.DEVNULL,
-                                   stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
-                                   preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+        process = subprocess.Popen(
+            lab_command(root, port, token),
+            cwd=root,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        )
     server = LabServer(process, f"http://127.0.0.1:{port}/", token, root, log)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -118,43 +143,17 @@ def start_lab(root: Path, home: Path, profile: str = "quick", timeout: float = 9
             time.sleep(0.3)
     stop_lab(server)
     tail = log.read_text(errors="replace")[-3000:]
-    raise RuntimeError(f"JupyterLab did not answer on {server.url} within {timeout:.0f} s "
-                       f"(exit code {process.returncode}). Its log ends with:\n{tail}")
+    raise RuntimeError(
+        f"JupyterLab did not answer on {server.url} within {timeout:.0f} s "
+        f"(exit code {process.returncode}). Its log ends with:\n{tail}"
+    )
 
 
 def stop_lab(server: LabServer, grace: float = 10.0) -> set[int]:
     """SIGTERM the server's group, SIGKILL what is left after ``grace`` s; return the pids that were stopped."""
-    process = server.process
-    pgid = process.pid  # start_new_session: the server leads its own group
-    server.descendants |= descendants(process.pid) if process.poll() is None else set()
-    if process.poll() is None:
-        try:
-            os.killpg(pgid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            pass
-    for pid in [pgid, *server.descendants]:
-        if pid == pgid:
-            try:
-                os.killpg(pgid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        elif alive(pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-    try:
-        process.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        pass
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and (group_alive(pgid) or any(alive(p) for p in server.descendants)):
-        time.sleep(0.1)
-    return {pgid, *server.descendants}
+    if server.process.poll() is None:
+        server.descendants |= descendants(server.process.pid)
+    return stop_tree(server.process, grace=grace, known=server.descendants)
 
 
 @contextmanager
@@ -165,3 +164,41 @@ def running_lab(root: Path, home: Path, profile: str = "quick") -> Iterator[LabS
         yield server
     finally:
         stop_lab(server)
+
+
+def readiness_problems() -> list[str]:
+    """What the lessons need and is missing: verified mobilenet_v2 weights, Fashion-MNIST (no torch import)."""
+    from ..fashion_files import check_fashion_mnist
+    from ..weights import weights_status
+
+    problems = []
+    status = weights_status("mobilenet_v2")
+    if not status["verified"]:
+        problems.append(
+            f"mobilenet_v2 weights: {'wrong sha256' if status['present'] else 'missing'} ({status['path']})"
+        )
+    problems += [f"Fashion-MNIST: {p}" for p in check_fashion_mnist(full_hash=False)]
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`course lab [JUPYTERLAB ARGS ...]`: check weights and data, then JupyterLab on notebooks/."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] in (["-h"], ["--help"]):
+        print(__doc__.split("\n\n")[1].strip() + "\n\nAny other argument goes to JupyterLab (`jupyter lab --help`).")
+        return 0
+    problems = readiness_problems()
+    if problems:
+        print(
+            "course lab: the lessons need files that are not ready:\n  - "
+            + "\n  - ".join(problems)
+            + "\nRun `course fetch` (or `make lab`, which also installs Debian's dataset-fashion-mnist offline).",
+            file=sys.stderr,
+        )
+        return 1
+    notebooks = project_root() / "notebooks"
+    print(f"Starting JupyterLab on {notebooks} (open the URL it prints; Ctrl-C stops it)", flush=True)
+    try:
+        return subprocess.call([sys.executable, "-m", "jupyterlab", f"--notebook-dir={notebooks}", *argv])
+    except KeyboardInterrupt:
+        return 0

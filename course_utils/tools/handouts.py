@@ -1,11 +1,11 @@
 """Lecture handouts: execute every lesson, write self-contained HTML that reads offline, and an index.
 
-    python -m course_utils.handouts --profile quick|full [--out build/handouts] [--only NAME ...]
+    course handouts --profile quick|full [--out build/handouts] [--only NAME ...]
 
 Each lesson runs top to bottom with COURSE_PROFILE set to the profile; its page embeds every image and
 loads MathJax and require.js from ``assets/`` and the widget renderer from ``@jupyter-widgets/`` beside it,
-never from a CDN, so the folder can be copied to a lecture-hall machine without internet. MathJax comes from the installed
-``jupyter-server-mathjax`` package; the widget renderer (``@jupyter-widgets/html-manager@1``) and
+never from a CDN, so the folder can be copied to a lecture-hall machine without internet. MathJax comes from the
+installed ``jupyter-server-mathjax`` package; the widget renderer (``@jupyter-widgets/html-manager@1``) and
 ``requirejs@2`` come from the npm registry once (``npm pack``) and are kept in ``data/cache/handout-assets``.
 Without npm the pages are still written; widgets then show a note instead of their saved state.
 """
@@ -17,7 +17,6 @@ import html
 import json
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -29,8 +28,9 @@ from pathlib import Path
 
 import nbformat
 
-from .paths import atomic_write_text, cache_dir, project_root
-from .profiles import PROFILES, pick
+from ..paths import atomic_write_text, cache_dir, project_root
+from ..profiles import PROFILES, pick
+from .notebook_tools import last_exception
 
 LESSON_GLOB = "[0-9][0-9]_*.ipynb"
 NPM_PACKAGES = {  # npm spec -> (tarball name prefix, files taken from the package)
@@ -97,7 +97,9 @@ def lesson_paths(notebooks_dir: Path, only: list[str] | None = None) -> list[Pat
     chosen = []
     for name in only:
         stem = Path(name).stem
-        matches = [p for p in lessons if p.stem == stem or p.stem.startswith(stem + "_") or p.stem.split("_")[0] == stem]
+        matches = [
+            p for p in lessons if p.stem == stem or p.stem.startswith(stem + "_") or p.stem.split("_")[0] == stem
+        ]
         if not matches:
             available = ", ".join(p.stem for p in lessons)
             raise SystemExit(f"handouts: no lesson called {name!r}; choose from: {available}")
@@ -114,17 +116,29 @@ def npm_tarball(spec: str, cache: Path) -> Path | None:
         return found[-1]
     npm = shutil.which("npm")
     if npm is None:
-        print(f"handouts: npm is not installed, so {spec} cannot be fetched; widgets will show a note instead. "
-              f"Install Node.js (npm), or put the file from `npm pack {spec}` into {cache}.", file=sys.stderr)
+        print(
+            f"handouts: npm is not installed, so {spec} cannot be fetched; widgets will show a note instead. "
+            f"Install Node.js (npm), or put the file from `npm pack {spec}` into {cache}.",
+            file=sys.stderr,
+        )
         return None
     try:
-        subprocess.run([npm, "pack", spec, "--silent"], cwd=cache, check=True, timeout=180,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        subprocess.run(
+            [npm, "pack", spec, "--silent"],
+            cwd=cache,
+            check=True,
+            timeout=180,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
     except (subprocess.SubprocessError, OSError) as err:
         detail = getattr(err, "stderr", "") or str(err)
-        print(f"handouts: `npm pack {spec}` failed ({detail.strip().splitlines()[-1] if detail.strip() else err}); "
-              f"widgets will show a note instead. Online, run the command again; offline, copy the .tgz into {cache}.",
-              file=sys.stderr)
+        print(
+            f"handouts: `npm pack {spec}` failed ({detail.strip().splitlines()[-1] if detail.strip() else err}); "
+            f"widgets will show a note instead. Online, run the command again; offline, copy the .tgz into {cache}.",
+            file=sys.stderr,
+        )
         return None
     found = sorted(cache.glob(prefix + "*.tgz"))
     return found[-1] if found else None
@@ -168,8 +182,13 @@ def prepare_assets(out_dir: Path, npm_cache: Path | None = None) -> Assets:
             _extract(requirejs, NPM_PACKAGES["requirejs@2"][1], assets)
         return Assets(mathjax_url, "assets/require.js", f"{WIDGETS_DIR}/embed-amd.js", widgets=True)
     atomic_write_text(assets / "no-widgets.js", NO_WIDGETS_JS)
-    return Assets(mathjax_url, "assets/no-widgets.js", "assets/no-widgets.js", widgets=False,
-                  note="widget renderer unavailable (npm): widgets show a note instead of their saved state")
+    return Assets(
+        mathjax_url,
+        "assets/no-widgets.js",
+        "assets/no-widgets.js",
+        widgets=False,
+        note="widget renderer unavailable (npm): widgets show a note instead of their saved state",
+    )
 
 
 def notebook_title(nb, fallback: str) -> str:
@@ -195,15 +214,24 @@ def execute_lesson(path: Path, profile: str, timeout: int = 600) -> tuple[object
     error = ""
     start = time.perf_counter()
     try:
-        NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=True,
-                       resources={"metadata": {"path": str(path.parent)}}).execute()
+        NotebookClient(
+            nb,
+            timeout=timeout,
+            kernel_name="python3",
+            store_widget_state=True,
+            resources={"metadata": {"path": str(path.parent)}},
+        ).execute()
     except Exception as err:  # noqa: BLE001 (any failure is reported on the index, the page is still written)
-        text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))  # tracebacks arrive coloured
-        lines = [line.strip() for line in text.splitlines() if line.strip()]
-        names = [line for line in lines if re.match(r"[A-Za-z_.]+(Error|Exception|Interrupt|Exit)\b", line)]
-        error = f"{type(err).__name__}: {names[-1] if names else lines[0] if lines else ''}".rstrip(": ")
-        nb.cells.insert(0, nbformat.v4.new_markdown_cell(
-            f"**This handout is incomplete: the lesson stopped ({error}).** Cells below the failing one did not run."))
+        lines, last = last_exception(str(err))  # tracebacks arrive coloured
+        shown = lines[last].strip() if last is not None else next((line.strip() for line in lines if line.strip()), "")
+        error = f"{type(err).__name__}: {shown}".rstrip(": ")
+        nb.cells.insert(
+            0,
+            nbformat.v4.new_markdown_cell(
+                f"**This handout is incomplete: the lesson stopped ({error}).** "
+                "Cells below the failing one did not run."
+            ),
+        )
     finally:
         seconds = time.perf_counter() - start
         if previous is None:
@@ -217,9 +245,13 @@ def _parent_exists(state, path: list) -> bool:
     """True when every step but the last of a buffer path leads somewhere in a widget's state."""
     node = state
     for key in path[:-1]:
-        if isinstance(node, dict) and key in node:
-            node = node[key]
-        elif isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
+        if (
+            isinstance(node, dict)
+            and key in node
+            or isinstance(node, list)
+            and isinstance(key, int)
+            and 0 <= key < len(node)
+        ):
             node = node[key]
         else:
             return False
@@ -269,8 +301,10 @@ def slowest_cell(nb) -> tuple[int, float]:
         timing = cell.metadata.get("execution", {})
         start, end = timing.get("iopub.execute_input"), timing.get("shell.execute_reply")
         if start and end:
-            seconds = (datetime.fromisoformat(end.replace("Z", "+00:00"))
-                       - datetime.fromisoformat(start.replace("Z", "+00:00"))).total_seconds()
+            seconds = (
+                datetime.fromisoformat(end.replace("Z", "+00:00"))
+                - datetime.fromisoformat(start.replace("Z", "+00:00"))
+            ).total_seconds()
             if seconds > best[1]:
                 best = (number, seconds)
     return best
@@ -294,21 +328,24 @@ def write_index(out_dir: Path, results: list[LessonResult], profile: str, assets
         status = f'<span class="failed">failed: {html.escape(r.error)}</span>' if r.error else "ran without error"
         rows.append(
             f'<tr><td><a href="{html.escape(r.html.name)}">{html.escape(r.name)}</a></td>'
-            f"<td>{html.escape(r.title)}</td><td class=\"time\">{r.seconds:.1f} s</td>"
-            f"<td class=\"time\">{f'code cell {r.slowest[0]}: {r.slowest[1]:.1f} s' if r.slowest[0] else ''}</td>"
+            f'<td>{html.escape(r.title)}</td><td class="time">{r.seconds:.1f} s</td>'
+            f'<td class="time">{f"code cell {r.slowest[0]}: {r.slowest[1]:.1f} s" if r.slowest[0] else ""}</td>'
             f"<td>{r.images}</td><td>{r.widgets}</td><td>{status}</td></tr>"
         )
     total = sum(r.seconds for r in results)
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    machine = f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}"
+    machine = (
+        f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}"
+    )
     if hasattr(os, "getloadavg"):
         machine += f", load average {os.getloadavg()[1]:.1f} over the last 5 min"  # a busy machine runs slower
-    note = f"<p class=\"note\">{html.escape(assets.note)}</p>" if assets.note else ""
+    note = f'<p class="note">{html.escape(assets.note)}</p>' if assets.note else ""
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Course handouts ({profile} profile)</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 60em; }}
-table {{ border-collapse: collapse; width: 100%; }} td, th {{ border-bottom: 1px solid #ccc; padding: .4em; text-align: left; }}
+table {{ border-collapse: collapse; width: 100%; }}
+td, th {{ border-bottom: 1px solid #ccc; padding: .4em; text-align: left; }}
 td.time {{ text-align: right; white-space: nowrap; }} .failed {{ color: #b00; }} .note {{ color: #a60; }}
 </style></head><body>
 <h1>Transfer learning, hands-on: handouts</h1>
@@ -316,7 +353,8 @@ td.time {{ text-align: right; white-space: nowrap; }} .failed {{ color: #b00; }}
 ({html.escape(machine)}). Pages are self-contained (images embedded; MathJax and widgets from <code>assets/</code>)
 and read offline.</p>
 {note}
-<table><thead><tr><th>lesson</th><th>title</th><th>run time</th><th>slowest cell</th><th>figures</th><th>widgets</th><th>status</th></tr></thead>
+<table><thead><tr><th>lesson</th><th>title</th><th>run time</th><th>slowest cell</th><th>figures</th><th>widgets</th>
+<th>status</th></tr></thead>
 <tbody>
 {chr(10).join(rows)}
 </tbody>
@@ -327,16 +365,36 @@ and read offline.</p>
     path = out_dir / "index.html"
     atomic_write_text(path, page)
     path.chmod(0o644)
-    summary = {"profile": profile, "when": when, "machine": machine, "command": command, "widgets_rendered": assets.widgets,
-               "lessons": [{"name": r.name, "seconds": round(r.seconds, 1), "error": r.error,
-                            "slowest_code_cell": r.slowest[0], "slowest_seconds": round(r.slowest[1], 1)}
-                           for r in results]}
+    summary = {
+        "profile": profile,
+        "when": when,
+        "machine": machine,
+        "command": command,
+        "widgets_rendered": assets.widgets,
+        "lessons": [
+            {
+                "name": r.name,
+                "seconds": round(r.seconds, 1),
+                "error": r.error,
+                "slowest_code_cell": r.slowest[0],
+                "slowest_seconds": round(r.slowest[1], 1),
+            }
+            for r in results
+        ],
+    }
     atomic_write_text(out_dir / "timings.json", json.dumps(summary, indent=2) + "\n")
     return path
 
 
-def build_handouts(profile: str, out_dir: Path, only: list[str] | None = None, notebooks_dir: Path | None = None,
-                   npm_cache: Path | None = None, command: str = "", cell_timeout: int | None = None) -> list[LessonResult]:
+def build_handouts(
+    profile: str,
+    out_dir: Path,
+    only: list[str] | None = None,
+    notebooks_dir: Path | None = None,
+    npm_cache: Path | None = None,
+    command: str = "",
+    cell_timeout: int | None = None,
+) -> list[LessonResult]:
     """Execute the chosen lessons and write their pages and the index into out_dir."""
     if profile not in PROFILES:
         raise SystemExit(f"handouts: profile {profile!r} is not one of {', '.join(PROFILES)}.")
@@ -353,29 +411,42 @@ def build_handouts(profile: str, out_dir: Path, only: list[str] | None = None, n
         atomic_write_text(page, render_html(nb, path, assets))
         page.chmod(0o644)  # readable when the folder is served or copied for students
         images, widgets = count_outputs(nb)
-        results.append(LessonResult(path.stem, notebook_title(nb, path.stem), seconds, page, error, images, widgets,
-                                    slowest_cell(nb)))
+        results.append(
+            LessonResult(
+                path.stem, notebook_title(nb, path.stem), seconds, page, error, images, widgets, slowest_cell(nb)
+            )
+        )
         print(f"  {seconds:.1f} s" + (f"  FAILED: {error}" if error else "") + f"  -> {page}", flush=True)
-    index = write_index(out_dir, results, profile, assets, command or f"python -m course_utils.handouts --profile {profile}")
+    index = write_index(out_dir, results, profile, assets, command or f"course handouts --profile {profile}")
     print(f"handouts: {index} ({sum(r.seconds for r in results):.0f} s in all)")
     return results
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_utils.handouts", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="course handouts", description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", choices=PROFILES, default=os.environ.get("COURSE_PROFILE", "quick"))
     parser.add_argument("--out", type=Path, default=None, help="folder for the pages (default build/handouts)")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="lessons by name or number, e.g. 00_start_here or 03")
     parser.add_argument("--notebooks", type=Path, default=None, help="folder holding the lessons (default notebooks/)")
-    parser.add_argument("--cell-timeout", type=int, default=None, metavar="S",
-                        help="seconds one cell may run (default 600 quick, 1800 full)")
+    parser.add_argument(
+        "--cell-timeout",
+        type=int,
+        default=None,
+        metavar="S",
+        help="seconds one cell may run (default 600 quick, 1800 full)",
+    )
     args = parser.parse_args(argv)
     out = args.out or project_root() / "build" / "handouts"
-    command = "python -m course_utils.handouts " + " ".join(argv if argv is not None else sys.argv[1:])
-    results = build_handouts(args.profile, out, args.only, args.notebooks, command=command, cell_timeout=args.cell_timeout)
+    command = "course handouts " + " ".join(argv if argv is not None else sys.argv[1:])
+    results = build_handouts(
+        args.profile, out, args.only, args.notebooks, command=command, cell_timeout=args.cell_timeout
+    )
     failed = [r.name for r in results if r.error]
     if failed:
-        print(f"handouts: {len(failed)} lesson(s) failed: {', '.join(failed)} (their pages show the error)", file=sys.stderr)
+        print(
+            f"handouts: {len(failed)} lesson(s) failed: {', '.join(failed)} (their pages show the error)",
+            file=sys.stderr,
+        )
     return 1 if failed else 0
 
 

@@ -1,6 +1,6 @@
 """Grade a folder of submitted exercise notebooks with nbval and write a CSV and Markdown report.
 
-    python -m course_utils.grade SUBMISSIONS_DIR --exercise NAME [--hidden] [--timeout S] [-o REPORT]
+    course grade SUBMISSIONS_DIR --exercise NAME [--hidden] [--timeout S] [-o REPORT]
 
 Each submission (every .ipynb under SUBMISSIONS_DIR; the student is the first folder below it, or the
 file name when the notebook lies directly in it) is copied to a temporary folder, its graded test cells
@@ -32,14 +32,13 @@ from pathlib import Path
 
 import nbformat
 
+from ..paths import atomic_write_text, project_root
 from .exercises import ExerciseError, GradedCell, exercise_name, grade_meta, graded_cells, normalized, source_path
-from .paths import atomic_write_text, project_root
+from .notebook_tools import ANSI, last_exception
 from .processes import kill_tree
 
 DEFAULT_TIMEOUT = 600
 MESSAGE_LIMIT = 600
-_ANSI = re.compile(r"(\x1b|#x1B)\[[0-9;]*[A-Za-z]")  # junit XML writes ESC as the text '#x1B'
-_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Failed|Interrupt|Exit|Warning)\b")
 REPORT_FIELDS = ["student", "submission", "exercise", "test", "status", "points", "points_possible", "note", "message"]
 
 
@@ -96,15 +95,22 @@ def prepare(raw: bytes, exercise: str, tests: list[GradedCell], hidden: bool) ->
         text = raw.decode("utf-8")
         json.loads(text)
     except UnicodeDecodeError as exc:
-        raise SubmissionProblem("invalid-notebook", f"not UTF-8 text ({exc.reason}); ask the student to save it again from Jupyter")
+        raise SubmissionProblem(
+            "invalid-notebook", f"not UTF-8 text ({exc.reason}); ask the student to save it again from Jupyter"
+        ) from None
     except json.JSONDecodeError as exc:
-        raise SubmissionProblem("invalid-notebook", f"not a valid notebook: not valid JSON ({exc.msg} at line {exc.lineno}, "
-                                f"column {exc.colno}; a cut-off upload or a file edited by hand?)")
+        raise SubmissionProblem(
+            "invalid-notebook",
+            f"not a valid notebook: not valid JSON ({exc.msg} at line {exc.lineno}, "
+            f"column {exc.colno}; a cut-off upload or a file edited by hand?)",
+        ) from None
     try:
         nb = nbformat.reads(text, as_version=4)
     except Exception as exc:  # nbformat's own errors, or anything a malformed notebook raises
         first = str(exc).strip().split("\n")[0][:200]
-        raise SubmissionProblem("invalid-notebook", f"not a valid notebook: valid JSON, but not a notebook Jupyter can open ({first})")
+        raise SubmissionProblem(
+            "invalid-notebook", f"not a valid notebook: valid JSON, but not a notebook Jupyter can open ({first})"
+        ) from None
     if not isinstance(getattr(nb, "cells", None), list):
         raise SubmissionProblem("invalid-notebook", "not a valid notebook (no list of cells)")
     named = exercise_name(nb)
@@ -134,7 +140,9 @@ def prepare(raw: bytes, exercise: str, tests: list[GradedCell], hidden: bool) ->
         if normalized(nb.cells[index].source) != normalized(test.released_source):
             prepared.notes[test.grade_id] = "test cell was edited; graded with the original test"
     if not located and not named:
-        raise SubmissionProblem("wrong-exercise", f"none of the test cells of {exercise!r} were found; is this the right notebook?")
+        raise SubmissionProblem(
+            "wrong-exercise", f"none of the test cells of {exercise!r} were found; is this the right notebook?"
+        )
 
     code_number = 0
     for index, cell in enumerate(nb.cells):
@@ -164,17 +172,13 @@ class RunResult:
 
 def clean_message(text: str) -> str:
     """The exception line(s) at the end of an nbval failure, without colours, at most MESSAGE_LIMIT characters."""
-    text = _ANSI.sub("", text or "")
+    text = ANSI.sub("", text or "")
     if "Kernel dead on test start" in text:
         return "not run: the kernel had died in an earlier cell"
     if "Timeout of" in text and "exceeded" in text:
         match = re.search(r"Timeout of [\d.]+ seconds exceeded[^\n]*", text)
         return match.group(0) if match else "cell timed out"
-    lines = [line.rstrip() for line in text.strip().split("\n")]
-    start = None
-    for number, line in enumerate(lines):
-        if _EXCEPTION_LINE.match(line):
-            start = number
+    lines, start = last_exception(text)
     message = "\n".join(lines[start:]).strip() if start is not None else (lines[-1] if lines else "")
     return message[:MESSAGE_LIMIT] + ("..." if len(message) > MESSAGE_LIMIT else "")
 
@@ -197,7 +201,9 @@ def parse_junit(path: Path) -> dict[int, tuple[str, str]]:
     return results
 
 
-def run_nbval(nb, workdir: Path, timeout: float, profile: str = "quick", cell_timeout: float | None = None) -> RunResult:
+def run_nbval(
+    nb, workdir: Path, timeout: float, profile: str = "quick", cell_timeout: float | None = None
+) -> RunResult:
     """Run ``nb`` under pytest --nbval-lax in ``workdir``, in its own process, killed after ``timeout`` s.
 
     nbval interrupts a single cell after ``cell_timeout`` s (default: half of ``timeout``) and goes on with
@@ -210,27 +216,57 @@ def run_nbval(nb, workdir: Path, timeout: float, profile: str = "quick", cell_ti
     (workdir / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")  # no repo addopts, conftest or rootdir
     junit = workdir / "junit.xml"
     command = [
-        sys.executable, "-m", "pytest", "-c", str(workdir / "pytest.ini"), "--rootdir", str(workdir), "-o", "addopts=",
-        "-p", "no:cacheprovider", "-p", "course_utils.nbval_guard", "--nbval-lax", "--nbval-current-env", f"--nbval-cell-timeout={cell_timeout}",
-        f"--junitxml={junit}", "-q", "--color=no", str(notebook),
+        sys.executable,
+        "-m",
+        "pytest",
+        "-c",
+        str(workdir / "pytest.ini"),
+        "--rootdir",
+        str(workdir),
+        "-o",
+        "addopts=",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "course_utils.tools.nbval_guard",
+        "--nbval-lax",
+        "--nbval-current-env",
+        f"--nbval-cell-timeout={cell_timeout}",
+        f"--junitxml={junit}",
+        "-q",
+        "--color=no",
+        str(notebook),
     ]
     env = dict(os.environ, COURSE_PROFILE=profile, MPLBACKEND="Agg", PYTHONDONTWRITEBYTECODE="1")
     log = workdir / "pytest.log"  # a file, not a pipe: a process the notebook leaves behind cannot block us
     start = time.perf_counter()
     with open(log, "wb") as out:
-        process = subprocess.Popen(command, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        process = subprocess.Popen(
+            command,
+            cwd=workdir,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         try:
             process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             kill_tree(process)
             process.wait()
-            return RunResult({}, "timeout", f"did not finish within {timeout:g} s (an endless loop?); stopped",
-                             time.perf_counter() - start)
+            return RunResult(
+                {},
+                "timeout",
+                f"did not finish within {timeout:g} s (an endless loop?); stopped",
+                time.perf_counter() - start,
+            )
     seconds = time.perf_counter() - start
-    tail = _ANSI.sub("", log.read_text(encoding="utf-8", errors="replace"))[-MESSAGE_LIMIT:]
+    tail = ANSI.sub("", log.read_text(encoding="utf-8", errors="replace"))[-MESSAGE_LIMIT:]
     if not junit.is_file():
-        return RunResult({}, "crashed", f"nbval stopped before reporting (exit {process.returncode}): {tail.strip()}", seconds)
+        return RunResult(
+            {}, "crashed", f"nbval stopped before reporting (exit {process.returncode}): {tail.strip()}", seconds
+        )
     try:
         cells = parse_junit(junit)
     except ET.ParseError as exc:
@@ -239,9 +275,17 @@ def run_nbval(nb, workdir: Path, timeout: float, profile: str = "quick", cell_ti
 
 
 # ------------------------------------------------------------------------------------------ grading
-def grade_submission(student: str, path: Path, exercise: str, tests: list[GradedCell], hidden: bool = False,
-                     timeout: float = DEFAULT_TIMEOUT, profile: str = "quick", label: str | None = None,
-                     cell_timeout: float | None = None) -> list[Row]:
+def grade_submission(
+    student: str,
+    path: Path,
+    exercise: str,
+    tests: list[GradedCell],
+    hidden: bool = False,
+    timeout: float = DEFAULT_TIMEOUT,
+    profile: str = "quick",
+    label: str | None = None,
+    cell_timeout: float | None = None,
+) -> list[Row]:
     """Rows for one submission: one per test cell, then a TOTAL row. Never raises for a bad submission."""
     label = label or path.name
     possible = sum(t.points for t in tests)
@@ -252,7 +296,19 @@ def grade_submission(student: str, path: Path, exercise: str, tests: list[Graded
             if t.grade_id in deleted:
                 out.append(Row(student, label, exercise, t.grade_id, "deleted", 0, t.points, "test cell deleted", ""))
             else:
-                out.append(Row(student, label, exercise, t.grade_id, status, 0, t.points, (notes or {}).get(t.grade_id, ""), message))
+                out.append(
+                    Row(
+                        student,
+                        label,
+                        exercise,
+                        t.grade_id,
+                        status,
+                        0,
+                        t.points,
+                        (notes or {}).get(t.grade_id, ""),
+                        message,
+                    )
+                )
         return out
 
     try:
@@ -287,16 +343,37 @@ def grade_submission(student: str, path: Path, exercise: str, tests: list[Graded
         if outcome == "skipped":
             outcome, message = "fail", f"not run: {message}"
         points = t.points if outcome == "pass" else 0
-        rows.append(Row(student, label, exercise, t.grade_id, outcome, points, t.points, prepared.notes.get(t.grade_id, ""), message))
+        rows.append(
+            Row(
+                student,
+                label,
+                exercise,
+                t.grade_id,
+                outcome,
+                points,
+                t.points,
+                prepared.notes.get(t.grade_id, ""),
+                message,
+            )
+        )
     dead = [m for _, m in result.cells.values() if "kernel died" in m.lower() or "kernel had died" in m.lower()]
     stopped = [m for _, m in result.cells.values() if m.startswith("Timeout of")]
-    note = "; ".join((["the kernel died during the run"] if dead else [])
-                     + ([f"a cell was stopped: {stopped[0]}"] if stopped else []))
+    note = "; ".join(
+        (["the kernel died during the run"] if dead else [])
+        + ([f"a cell was stopped: {stopped[0]}"] if stopped else [])
+    )
     return rows + [_total(student, label, exercise, rows, possible, note, result.seconds)]
 
 
-def _total(student: str, label: str, exercise: str, rows: list[Row], possible: float, note: str = "",
-           seconds: float | None = None) -> Row:
+def _total(
+    student: str,
+    label: str,
+    exercise: str,
+    rows: list[Row],
+    possible: float,
+    note: str = "",
+    seconds: float | None = None,
+) -> Row:
     edited = sum(1 for r in rows if "edited" in r.note)
     deleted = sum(1 for r in rows if r.status == "deleted")
     notes = [note] if note else []
@@ -306,8 +383,16 @@ def _total(student: str, label: str, exercise: str, rows: list[Row], possible: f
     return Row(student, label, exercise, "TOTAL", "total", sum(r.points for r in rows), possible, "; ".join(notes), "")
 
 
-def grade_folder(folder: Path, exercise: str, hidden: bool = False, timeout: float = DEFAULT_TIMEOUT,
-                 profile: str = "quick", sources: Path | None = None, log=print, cell_timeout: float | None = None) -> list[Row]:
+def grade_folder(
+    folder: Path,
+    exercise: str,
+    hidden: bool = False,
+    timeout: float = DEFAULT_TIMEOUT,
+    profile: str = "quick",
+    sources: Path | None = None,
+    log=print,
+    cell_timeout: float | None = None,
+) -> list[Row]:
     """Grade every submission in ``folder``, one after the other; raises ExerciseError if nothing can be graded."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -350,13 +435,29 @@ def _md(text: str) -> str:
 def report_markdown(rows: list[Row], exercise: str, hidden: bool) -> str:
     """The report as Markdown: a summary per student, then every test cell's result and message."""
     totals = [r for r in rows if r.test == "TOTAL"]
-    lines = [f"# Grades: {exercise}" + (" (with hidden tests)" if hidden else ""), "",
-             "| student | submission | points | of | notes |", "|---|---|---:|---:|---|"]
-    lines += [f"| {_md(r.student)} | {_md(r.submission)} | {r.points:g} | {r.points_possible:g} | {_md(r.note)} |" for r in totals]
-    lines += ["", "## Test cells", "", "| student | test | result | points | note | message |", "|---|---|---|---:|---|---|"]
+    lines = [
+        f"# Grades: {exercise}" + (" (with hidden tests)" if hidden else ""),
+        "",
+        "| student | submission | points | of | notes |",
+        "|---|---|---:|---:|---|",
+    ]
+    lines += [
+        f"| {_md(r.student)} | {_md(r.submission)} | {r.points:g} | {r.points_possible:g} | {_md(r.note)} |"
+        for r in totals
+    ]
+    lines += [
+        "",
+        "## Test cells",
+        "",
+        "| student | test | result | points | note | message |",
+        "|---|---|---|---:|---|---|",
+    ]
     for r in rows:
         if r.test != "TOTAL":
-            lines.append(f"| {_md(r.student)} | {r.test} | {r.status} | {r.points:g}/{r.points_possible:g} | {_md(r.note)} | {_md(r.message)} |")
+            lines.append(
+                f"| {_md(r.student)} | {r.test} | {r.status} | {r.points:g}/{r.points_possible:g} | {_md(r.note)} "
+                f"| {_md(r.message)} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -372,21 +473,43 @@ def write_report(rows: list[Row], stem: Path, exercise: str, hidden: bool) -> tu
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_utils.grade", description=__doc__.split("\n\n")[0])
-    parser.add_argument("submissions", type=Path, help="folder of submitted notebooks (STUDENT.ipynb or STUDENT/*.ipynb)")
+    parser = argparse.ArgumentParser(prog="course grade", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "submissions", type=Path, help="folder of submitted notebooks (STUDENT.ipynb or STUDENT/*.ipynb)"
+    )
     parser.add_argument("--exercise", required=True, help="exercise name, e.g. ex1_freeze_and_head")
     parser.add_argument("--hidden", action="store_true", help="also run the hidden tests of the source notebook")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per submission (default %(default)s)")
-    parser.add_argument("--cell-timeout", type=float, default=None,
-                        help="seconds one cell may run before nbval interrupts it and goes on (default: half of --timeout)")
+    parser.add_argument(
+        "--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per submission (default %(default)s)"
+    )
+    parser.add_argument(
+        "--cell-timeout",
+        type=float,
+        default=None,
+        help="seconds one cell may run before nbval interrupts it and goes on (default: half of --timeout)",
+    )
     parser.add_argument("--profile", default="quick", choices=["quick", "full"], help="COURSE_PROFILE for the runs")
-    parser.add_argument("--sources", type=Path, default=None, help="folder of source notebooks (default notebooks/exercises/source)")
-    parser.add_argument("-o", "--output", type=Path, default=None,
-                        help="report path without extension; writes .csv and .md (default build/grades/EXERCISE)")
+    parser.add_argument(
+        "--sources", type=Path, default=None, help="folder of source notebooks (default notebooks/exercises/source)"
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=None,
+        help="report path without extension; writes .csv and .md (default build/grades/EXERCISE)",
+    )
     args = parser.parse_args(argv)
     try:
-        rows = grade_folder(args.submissions, args.exercise, args.hidden, args.timeout, args.profile, args.sources,
-                            cell_timeout=args.cell_timeout)
+        rows = grade_folder(
+            args.submissions,
+            args.exercise,
+            args.hidden,
+            args.timeout,
+            args.profile,
+            args.sources,
+            cell_timeout=args.cell_timeout,
+        )
     except (ExerciseError, OSError, nbformat.ValidationError, json.JSONDecodeError) as exc:
         print(f"error: could not grade: {exc}", file=sys.stderr)
         return 2

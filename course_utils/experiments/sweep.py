@@ -1,7 +1,7 @@
 """Which scenario wins at which dataset size? Accuracy and training time per (examples per class, scenario).
 
-    python -m course_utils.sweep                    # the active profile ($COURSE_PROFILE, quick or full)
-    python -m course_utils.sweep --profile full --out course_utils/results/sweep_full.json --note "..."
+    python -m course_utils.experiments.sweep                    # the active profile ($COURSE_PROFILE, quick or full)
+    python -m course_utils.experiments.sweep --profile full --out course_utils/results/sweep_full.json --note "..."
 
 Scenarios, all on mobilenet_v2 and Fashion-MNIST upsampled to ``image_size`` pixels:
 
@@ -31,23 +31,15 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from .backbones import freeze_all, load_backbone, replace_head, unfreeze_from
-from .data import fashion_mnist_splits, to_backbone_input
-from .device import seed_everything
-from .features import extract_features
-from .paths import atomic_write_text, cache_dir
-from .profiles import course_profile
-from .training import evaluate, fit
-
-SCENARIOS = ("A", "B", "C", "scratch")
-SCENARIO_LABELS = {
-    "A": "A: head on frozen features",
-    "B": "B: later stages unfrozen",
-    "C": "C: full fine-tune",
-    "scratch": "from scratch (random init)",
-}
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
-COMMITTED_FULL = RESULTS_DIR / "sweep_full.json"
+from ..backbones import freeze_all, load_backbone, replace_head, unfreeze_from
+from ..device import seed_everything
+from ..fashion import fashion_mnist_splits
+from ..features import extract_features
+from ..measurements import SCENARIOS, accuracy_table, best_by_size, crossover, load_results  # noqa: F401
+from ..paths import atomic_write_text, cache_dir
+from ..preprocess import to_backbone_input
+from ..profiles import course_profile
+from ..training import evaluate, fit
 
 
 @dataclass
@@ -55,15 +47,15 @@ class SweepConfig:
     """Everything that decides a sweep's numbers (stored beside the results)."""
 
     sizes: tuple[int, ...]
-    epochs: dict[int, int]          # epochs of B, C and scratch at each size (fewer at larger sizes)
+    epochs: dict[int, int]  # epochs of B, C and scratch at each size (fewer at larger sizes)
     image_size: int = 32
-    n_test: int = 100               # test images per class (Fashion-MNIST test split, same for every point)
-    head_steps: int = 300           # full-batch Adam steps of A's linear head on the extracted features
+    n_test: int = 100  # test images per class (Fashion-MNIST test split, same for every point)
+    head_steps: int = 300  # full-batch Adam steps of A's linear head on the extracted features
     batch_size: int = 64
     lr_head: float = 3e-3
-    lr_body: float = 3e-4           # B and C: the pretrained body learns 10x slower than the new head
+    lr_body: float = 3e-4  # B and C: the pretrained body learns 10x slower than the new head
     lr_scratch: float = 3e-3
-    b_from: str = "block5"          # B trains this stage and every later one
+    b_from: str = "block5"  # B trains this stage and every later one
     seed: int = 0
     scenarios: tuple[str, ...] = SCENARIOS
 
@@ -90,7 +82,13 @@ def config_for(profile: str | None = None) -> SweepConfig:
 
 def point_key(point: dict) -> tuple:
     """What makes two points the same measurement."""
-    return (point["scenario"], int(point["n_per_class"]), int(point["seed"]), int(point["image_size"]), int(point["epochs"]))
+    return (
+        point["scenario"],
+        int(point["n_per_class"]),
+        int(point["seed"]),
+        int(point["image_size"]),
+        int(point["epochs"]),
+    )
 
 
 def machine_description(note: str = "") -> dict:
@@ -112,20 +110,6 @@ def machine_description(note: str = "") -> dict:
     return info
 
 
-def load_results(path: str | Path) -> dict:
-    """{'meta': ..., 'points': [...]} from ``path``; an empty record if the file does not exist yet."""
-    path = Path(path)
-    if not path.exists():
-        return {"meta": {}, "points": []}
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is not valid JSON ({exc}); delete it to start the sweep again") from exc
-    if not isinstance(record, dict) or not isinstance(record.get("points"), list):
-        raise ValueError(f"{path} is not a sweep result (no 'points' list); delete it to start again")
-    return record
-
-
 def save_results(path: str | Path, record: dict) -> None:
     """Write the record atomically (a reader sees the old file or the new one, never half)."""
     atomic_write_text(Path(path), json.dumps(record, indent=1, sort_keys=False) + "\n")
@@ -141,8 +125,9 @@ def _loader(data: TensorDataset, batch_size: int, shuffle: bool, seed: int) -> D
     return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=generator if shuffle else None)
 
 
-def train_linear_head(feats: torch.Tensor, labels: torch.Tensor, num_classes: int, steps: int, lr: float,
-                      seed: int = 0) -> nn.Linear:
+def train_linear_head(
+    feats: torch.Tensor, labels: torch.Tensor, num_classes: int, steps: int, lr: float, seed: int = 0
+) -> nn.Linear:
     """A Linear(feature_dim, num_classes) fitted by full-batch Adam on fixed features (Scenario A's head)."""
     torch.manual_seed(seed)
     head = nn.Linear(feats.shape[1], num_classes)
@@ -154,7 +139,9 @@ def train_linear_head(feats: torch.Tensor, labels: torch.Tensor, num_classes: in
     return head
 
 
-def build_model(scenario: str, config: SweepConfig, num_classes: int = 10) -> tuple[nn.Module, torch.optim.Optimizer | None]:
+def build_model(
+    scenario: str, config: SweepConfig, num_classes: int = 10
+) -> tuple[nn.Module, torch.optim.Optimizer | None]:
     """The model and optimizer of B, C or scratch (for A: the frozen pretrained model and None)."""
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; use one of {', '.join(SCENARIOS)}")
@@ -170,15 +157,18 @@ def build_model(scenario: str, config: SweepConfig, num_classes: int = 10) -> tu
         unfreeze_from(model, config.b_from)
     head_ids = {id(p) for p in head.parameters()}
     body = [p for p in model.parameters() if p.requires_grad and id(p) not in head_ids]
-    optimizer = torch.optim.Adam([
-        {"params": body, "lr": config.lr_body},
-        {"params": list(head.parameters()), "lr": config.lr_head},
-    ])
+    optimizer = torch.optim.Adam(
+        [
+            {"params": body, "lr": config.lr_body},
+            {"params": list(head.parameters()), "lr": config.lr_head},
+        ]
+    )
     return model, optimizer
 
 
-def run_point(scenario: str, n_per_class: int, config: SweepConfig, test: TensorDataset,
-              test_features: dict | None = None) -> dict:
+def run_point(
+    scenario: str, n_per_class: int, config: SweepConfig, test: TensorDataset, test_features: dict | None = None
+) -> dict:
     """Train one scenario at one size; return the measured point (test accuracy, training seconds, ...)."""
     seed_everything(config.seed)
     splits = fashion_mnist_splits(n_per_class, 0, 1, size=config.image_size, seed=config.seed)
@@ -202,7 +192,7 @@ def run_point(scenario: str, n_per_class: int, config: SweepConfig, test: Tensor
         trainable = sum(p.numel() for p in head.parameters())
     else:
         loader = _loader(train, config.batch_size, True, config.seed)
-        history = fit(model, loader, optimizer, epochs, "cpu", progress=False)
+        history = fit(model, loader, optimizer, epochs, "cpu", frozen_bn_eval=True, progress=False)
         seconds = sum(history.seconds)
         _, test_acc = evaluate(model, _loader(test, 256, False, 0), "cpu")
     return {
@@ -252,43 +242,20 @@ def run_sweep(config: SweepConfig, out: str | Path, note: str = "", command: str
     return record
 
 
-# ------------------------------------------------------------------------------------ reading results
-def accuracy_table(points: list[dict]) -> dict[str, dict[int, float]]:
-    """scenario -> {n_per_class: test accuracy}."""
-    table: dict[str, dict[int, float]] = {}
-    for p in points:
-        table.setdefault(p["scenario"], {})[int(p["n_per_class"])] = float(p["test_acc"])
-    return table
-
-
-def best_by_size(points: list[dict]) -> dict[int, str]:
-    """n_per_class -> the scenario with the highest test accuracy there."""
-    best: dict[int, tuple[float, str]] = {}
-    for p in points:
-        n = int(p["n_per_class"])
-        if n not in best or p["test_acc"] > best[n][0]:
-            best[n] = (float(p["test_acc"]), p["scenario"])
-    return {n: scenario for n, (_, scenario) in sorted(best.items())}
-
-
-def crossover(points: list[dict], baseline: str = "A", challengers: tuple[str, ...] = ("B", "C")) -> int | None:
-    """Smallest n_per_class from which a challenger beats ``baseline`` at that size and every larger one (None: never)."""
-    table = accuracy_table(points)
-    sizes = sorted(table.get(baseline, {}))
-    winning = [
-        n for n in sizes
-        if max(table.get(c, {}).get(n, float("-inf")) for c in challengers) > table[baseline][n]
-    ]
-    for n in sizes:
-        if n in winning and all(m in winning for m in sizes if m >= n):
-            return n
-    return None
-
-
 def write_csv(record: dict, path: str | Path) -> None:
     """The points as a CSV beside the JSON (for spreadsheets)."""
-    columns = ["scenario", "n_per_class", "test_acc", "train_seconds", "epochs", "head_steps", "image_size",
-               "n_test_per_class", "trainable_params", "seed"]
+    columns = [
+        "scenario",
+        "n_per_class",
+        "test_acc",
+        "train_seconds",
+        "epochs",
+        "head_steps",
+        "image_size",
+        "n_test_per_class",
+        "trainable_params",
+        "seed",
+    ]
     lines = [",".join(columns)] + [",".join(str(p.get(c, "")) for c in columns) for p in record["points"]]
     atomic_write_text(Path(path), "\n".join(lines) + "\n")
 
@@ -301,8 +268,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--note", default="", help="free text about the machine, stored with the results")
     parser.add_argument("--sizes", default=None, help="comma-separated examples per class (default: the profile's)")
     parser.add_argument("--scenarios", default=None, help=f"comma-separated subset of {','.join(SCENARIOS)}")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (1 is much faster on a machine shared with other busy processes)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (1 is much faster on a machine shared with other busy processes)",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -318,14 +289,16 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown scenario(s) {unknown}; choose from {', '.join(SCENARIOS)}")
         config = SweepConfig(**{**asdict(config), "scenarios": wanted})
     out = Path(args.out) if args.out else cache_dir() / f"sweep_{profile}.json"
-    command = "python -m course_utils.sweep " + shlex.join(argv if argv is not None else sys.argv[1:])
+    command = "python -m course_utils.experiments.sweep " + shlex.join(argv if argv is not None else sys.argv[1:])
     if not args.profile:
         command = f"COURSE_PROFILE={profile} " + command
     print(f"sweep ({profile}): sizes {config.sizes}, scenarios {config.scenarios}, {config.image_size} px -> {out}")
     record = run_sweep(config, out, note=args.note, command=command.strip())
     write_csv(record, out.with_suffix(".csv"))
-    print(f"best scenario per size: {best_by_size(record['points'])}; crossover (B or C beats A from): "
-          f"{crossover(record['points'])}")
+    print(
+        f"best scenario per size: {best_by_size(record['points'])}; crossover (B or C beats A from): "
+        f"{crossover(record['points'])}"
+    )
     return 0
 
 

@@ -1,7 +1,7 @@
 """pytest plugin for the grader: an nbval cell fails at once when its kernel dies, instead of waiting out the timeout.
 
 nbval waits for a cell's reply for the whole cell timeout even when the kernel process is gone (a
-notebook that calls ``os._exit``, runs out of memory or segfaults). Loaded with ``-p course_utils.nbval_guard``.
+notebook that calls ``os._exit``, runs out of memory or segfaults). Loaded with ``-p course_utils.tools.nbval_guard``.
 """
 
 from __future__ import annotations

