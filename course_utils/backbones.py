@@ -137,6 +137,36 @@ def unfreeze_from(model: nn.Module, stage: str) -> list[str]:
     return names[start:]
 
 
+def _forward_pieces(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """(stage, module) in the order forward() applies them, pooling and flattening included, head last."""
+    if family_of(model) == "mobilenet_v2":
+        pieces = [(stage, model.features[i]) for stage, indices in _MOBILENET_STAGES.items() for i in indices]
+        return [*pieces, ("head", nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), model.classifier))]
+    pieces = [("stem", model.conv1), ("stem", model.bn1), ("stem", model.relu), ("stem", model.maxpool)]
+    pieces += [(layer, getattr(model, layer)) for layer in ("layer1", "layer2", "layer3", "layer4")]
+    return [*pieces, ("head", nn.Sequential(model.avgpool, nn.Flatten(1), model.fc))]
+
+
+def split_at(model: nn.Module, first_trainable: str) -> tuple[nn.Module, nn.Module]:
+    """(trunk, rest): ``rest(trunk(x)) == model(x)``, the cut just before stage ``first_trainable``.
+
+    The trunk holds the stages before it (frozen in Scenario B), the rest that stage, every later one and the
+    head. Both share their layers with ``model`` (no copies), so training ``rest`` trains ``model``. At
+    'head' the trunk is f(x), the pooled features of Scenario A; at the first stage it is the identity.
+    """
+    names = stage_names(model)
+    if first_trainable not in names:
+        raise ValueError(f"unknown stage {first_trainable!r} for {family_of(model)}; stages: {', '.join(names)}")
+    pieces = _forward_pieces(model)
+    cut = next(i for i, (stage, _) in enumerate(pieces) if stage == first_trainable)
+    trunk = nn.Sequential(*[m for _, m in pieces[:cut]]) if cut else nn.Identity()
+    if first_trainable == "head":  # the pooling belongs to f(x); the rest is the head alone
+        head_module = pieces[-1][1]
+        trunk = nn.Sequential(*[m for _, m in pieces[:cut]], *list(head_module)[:2])
+        return trunk, head_module[2]
+    return trunk, nn.Sequential(*[m for _, m in pieces[cut:]])
+
+
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters (scalars), optionally only those with requires_grad."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)

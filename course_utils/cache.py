@@ -138,7 +138,7 @@ def combine(parts: dict[str, str]) -> str:
 # ------------------------------------------------------------------------------------- the cache
 @dataclass
 class CacheResult:
-    """Features (memory-mapped, N x D float32), labels (N int64), where they are, and what happened."""
+    """Features (memory-mapped float32: N x D, or N x C x H x W at a boundary), labels (N int64), where, and why."""
 
     features: np.ndarray
     labels: np.ndarray
@@ -216,8 +216,8 @@ def write_feature_cache(
             ):
                 feats = feature_fn(model, images.to(device)).float().cpu().numpy()
                 if written == 0:
-                    dim = feats.shape[1]
-                    _write_npy_header(fout, (n, dim), np.float32)
+                    item_shape = tuple(int(d) for d in feats.shape[1:])
+                    _write_npy_header(fout, (n, *item_shape), np.float32)
                 fout.write(np.ascontiguousarray(feats, dtype=np.float32).tobytes())
                 lout.write(np.asarray(torch.as_tensor(targets), dtype=np.int64).tobytes())
                 written += len(feats)
@@ -230,7 +230,7 @@ def write_feature_cache(
             "format": CACHE_FORMAT,
             "fingerprint": combine(parts),
             "parts": parts,
-            "shape": [n, int(dim)],
+            "shape": [n, *item_shape],
             "created": time.strftime("%Y-%m-%d %H:%M:%S"),
             "features": {"bytes": feats_path.stat().st_size, "sha256": file_sha256(feats_path)},
             "labels": {"bytes": labels_path.stat().st_size, "sha256": file_sha256(labels_path)},
@@ -306,9 +306,7 @@ def cache_features(
     labels = np.load(folder / "labels.npy", mmap_mode="r")
     seconds = time.perf_counter() - start
     if verbose:
-        print(
-            f"feature cache '{name}': {reason} ({features.shape[0]} x {features.shape[1]}, {seconds:.2f} s) -> {folder}"
-        )
+        print(f"feature cache '{name}': {reason} ({' x '.join(map(str, features.shape))}, {seconds:.2f} s) -> {folder}")
     return CacheResult(features, labels, folder, fp, built, reason, seconds)
 
 
@@ -351,3 +349,21 @@ def reset_peak_rss() -> bool:
         return True
     except OSError:
         return False
+
+
+def cache_boundary(model: nn.Module, dataset: Dataset, first_trainable: str, name: str, **kwargs) -> CacheResult:
+    """Scenario B's cache: the activations where the frozen stages end, just before stage ``first_trainable``.
+
+    The frozen trunk (``backbones.split_at``) runs once per image; the trainable stages and the head then train
+    from the saved activations. The fingerprint covers the trunk's weights only (and which boundary it is), so
+    training the later stages does not invalidate it; changing a frozen weight, the transform or the data does.
+    Keyword arguments go to cache_features (root, batch_size, device, ...).
+    """
+    from .backbones import family_of, split_at
+
+    trunk, _ = split_at(model, first_trainable)
+    boundary = f"boundary before {first_trainable} of {family_of(model)}"
+    transform_id = kwargs.pop("transform_id", None) or describe_transform(dataset)
+    return cache_features(
+        trunk, dataset, name, feature_fn=lambda m, x: m(x), transform_id=f"{transform_id} | {boundary}", **kwargs
+    )

@@ -11,8 +11,8 @@ from .backbones import family_of, stages
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 
-def _stage_outputs(model: nn.Module) -> OrderedDict[str, nn.Module]:
-    """For each stage but the head, the module whose output is the stage's output."""
+def stage_output_modules(model: nn.Module) -> OrderedDict[str, nn.Module]:
+    """For each stage but the head, the module whose output is the stage's output (hook it to see the stage)."""
     out: OrderedDict[str, nn.Module] = OrderedDict()
     for name, module in stages(model).items():
         if name == "head":
@@ -28,7 +28,7 @@ def activations_by_stage(model: nn.Module, image: torch.Tensor) -> OrderedDict[s
     """Stage name -> activation maps (channels x H x W) of one normalized image (3 x H x W), early to late."""
     captured: OrderedDict[str, torch.Tensor] = OrderedDict()
     handles = []
-    for name, module in _stage_outputs(model).items():
+    for name, module in stage_output_modules(model).items():
 
         def hook(_module, _inputs, output, name=name):
             if name not in captured:  # the first call: resnet runs model.relu once, in its stem

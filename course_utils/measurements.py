@@ -1,24 +1,33 @@
-"""The committed measurements (sweep, benchmark) and what they say: tables, best scenario, crossover.
+"""The committed measurements and what they say: means over seeds with their spread, the crossover, freeze depth,
+similarity.
 
-Reading only: no training code is imported, so lesson 07's plots and the advisor load in a blink.
-The experiments that write these files live in course_utils.experiments.
+Reading only: no training code is imported, so lesson 07's plots and the advisor load in a blink. The experiments
+that write these files live in course_utils.experiments (``course sweep``, ``course bench``).
 """
 
 from __future__ import annotations
 
 import json
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
 RESULTS_DIR = Path(__file__).resolve().parent / "experiments" / "results"
-COMMITTED_FULL = RESULTS_DIR / "sweep_full.json"
+COMMITTED_SWEEP = RESULTS_DIR / "sweep_full.json"
+COMMITTED_FREEZE_DEPTH = RESULTS_DIR / "freeze_depth_full.json"
+COMMITTED_SIMILARITY = RESULTS_DIR / "similarity_full.json"
+COMMITTED_BENCH = RESULTS_DIR / "bench_cache.json"
 
-SCENARIOS = ("A", "B", "C", "scratch")
+SCENARIOS = ("raw", "A", "B", "C", "scratch")
 SCENARIO_LABELS = {
+    "raw": "raw pixels (logistic regression, no network)",
     "A": "A: head on frozen features",
-    "B": "B: later stages unfrozen",
+    "B": "B: later stages unfrozen (from block5)",
     "C": "C: full fine-tune",
     "scratch": "from scratch (random init)",
 }
+# Freeze depths of lesson 04's experiment: the first trainable stage, from the head alone (A) to everything (C).
+FREEZE_DEPTHS = ("head", "last_conv", "block7", "block6", "block5", "block4", "block3", "block2", "stem")
 
 
 def load_results(path: str | Path) -> dict:
@@ -29,38 +38,137 @@ def load_results(path: str | Path) -> dict:
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is not valid JSON ({exc}); delete it to start the sweep again") from exc
+        raise ValueError(f"{path} is not valid JSON ({exc}); delete it to start the experiment again") from exc
     if not isinstance(record, dict) or not isinstance(record.get("points"), list):
-        raise ValueError(f"{path} is not a sweep result (no 'points' list); delete it to start again")
+        raise ValueError(f"{path} is not an experiment's results (no 'points' list); delete it to start again")
     return record
 
 
+@dataclass
+class Stat:
+    """A measurement repeated over seeds: mean, standard deviation, standard error of the mean, the values."""
+
+    mean: float
+    sd: float
+    se: float
+    values: list[float]
+
+    @property
+    def seeds(self) -> int:
+        """How many seeds were measured."""
+        return len(self.values)
+
+
+def stat(values: list[float], n_test: int | None = None) -> Stat:
+    """Mean and spread over seeds; for one seed of an accuracy, the binomial standard error of ``n_test`` images."""
+    mean = sum(values) / len(values)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+    if len(values) > 1:
+        se = sd / math.sqrt(len(values))
+    elif n_test and 0.0 <= mean <= 1.0:
+        se = math.sqrt(mean * (1 - mean) / n_test)
+    else:
+        se = float("nan")  # one measurement of something that is not an accuracy: no spread to report
+    return Stat(mean, sd, se, list(values))
+
+
+def summarize(points: list[dict], keys: tuple[str, ...], value: str = "test_acc") -> dict[tuple, Stat]:
+    """Group points by ``keys`` (e.g. ('scenario', 'n_per_class')) and summarise ``value`` over the seeds of each."""
+    groups: dict[tuple, list[dict]] = {}
+    for point in points:
+        groups.setdefault(tuple(point[k] for k in keys), []).append(point)
+    return {key: stat([p[value] for p in group], group[0].get("n_test")) for key, group in groups.items()}
+
+
+def sizes(points: list[dict]) -> list[int]:
+    """The measured sizes (images per class asked for), ascending."""
+    return sorted({int(p["n_per_class"]) for p in points})
+
+
+def train_per_class(points: list[dict]) -> dict[int, int]:
+    """Size asked for -> training images per class actually used ('all' keeps some for validation)."""
+    return {int(p["n_per_class"]): int(p.get("train_per_class", p["n_per_class"])) for p in points}
+
+
 def accuracy_table(points: list[dict]) -> dict[str, dict[int, float]]:
-    """scenario -> {n_per_class: test accuracy}."""
+    """scenario -> {images per class: mean test accuracy over the seeds}."""
     table: dict[str, dict[int, float]] = {}
-    for p in points:
-        table.setdefault(p["scenario"], {})[int(p["n_per_class"])] = float(p["test_acc"])
+    for (scenario, n), s in summarize(points, ("scenario", "n_per_class")).items():
+        table.setdefault(scenario, {})[int(n)] = s.mean
     return table
 
 
-def best_by_size(points: list[dict]) -> dict[int, str]:
-    """n_per_class -> the scenario with the highest test accuracy there."""
-    best: dict[int, tuple[float, str]] = {}
-    for p in points:
-        n = int(p["n_per_class"])
-        if n not in best or p["test_acc"] > best[n][0]:
-            best[n] = (float(p["test_acc"]), p["scenario"])
-    return {n: scenario for n, (_, scenario) in sorted(best.items())}
+def best_by_size(points: list[dict], among: tuple[str, ...] = SCENARIOS) -> dict[int, str]:
+    """Images per class -> the scenario with the highest mean test accuracy there."""
+    table = accuracy_table(points)
+    best = {}
+    for n in sizes(points):
+        measured = {s: table[s][n] for s in among if n in table.get(s, {})}
+        if measured:
+            best[n] = max(measured, key=measured.get)
+    return best
+
+
+def margins(points: list[dict], baseline: str = "A", challengers: tuple[str, ...] = ("B", "C")) -> dict[int, dict]:
+    """Per size: the best challenger, its mean lead over ``baseline`` and the standard error of that difference."""
+    stats = summarize(points, ("scenario", "n_per_class"))
+    out = {}
+    for n in sizes(points):
+        if (baseline, n) not in stats:
+            continue
+        contenders = [c for c in challengers if (c, n) in stats]
+        if not contenders:
+            continue
+        best = max(contenders, key=lambda c: stats[(c, n)].mean)
+        a, b = stats[(baseline, n)], stats[(best, n)]
+        out[n] = {"challenger": best, "lead": b.mean - a.mean, "se": math.hypot(a.se, b.se)}
+    return out
 
 
 def crossover(points: list[dict], baseline: str = "A", challengers: tuple[str, ...] = ("B", "C")) -> int | None:
-    """Smallest n_per_class from which a challenger beats ``baseline`` there and at every larger size (None: never)."""
-    table = accuracy_table(points)
-    sizes = sorted(table.get(baseline, {}))
-    winning = [
-        n for n in sizes if max(table.get(c, {}).get(n, float("-inf")) for c in challengers) > table[baseline][n]
-    ]
-    for n in sizes:
-        if n in winning and all(m in winning for m in sizes if m >= n):
+    """Smallest size from which a challenger's mean beats ``baseline`` there and at every larger size (None: never)."""
+    leads = margins(points, baseline, challengers)
+    ahead = [n for n, m in leads.items() if m["lead"] > 0]
+    for n in sorted(leads):
+        if all(m in ahead for m in leads if m >= n):
             return n
     return None
+
+
+def freeze_depth_table(points: list[dict]) -> dict[int, dict[str, Stat]]:
+    """Images per class -> {first trainable stage: test accuracy over seeds}, from the head (A) to the stem (C)."""
+    stats = summarize(points, ("n_per_class", "scenario"))
+    return {n: {stage: stats[(n, stage)] for stage in FREEZE_DEPTHS if (n, stage) in stats} for n in sizes(points)}
+
+
+def best_depth(points: list[dict]) -> dict[int, str]:
+    """Images per class -> the first trainable stage with the highest mean test accuracy."""
+    return {n: max(row, key=lambda s: row[s].mean) for n, row in freeze_depth_table(points).items() if row}
+
+
+def similarity_table(points: list[dict]) -> dict[tuple[str, str, int], dict[str, Stat]]:
+    """(task, init, images per class) -> {stage: probe test accuracy over seeds}."""
+    stats = summarize(points, ("task", "init", "n_per_class", "stage"))
+    table: dict[tuple[str, str, int], dict[str, Stat]] = {}
+    for (task, init, n, stage), s in stats.items():
+        table.setdefault((task, init, int(n)), {})[stage] = s
+    return table
+
+
+def transfer_gain(points: list[dict], stage: str = "last_conv") -> dict[tuple[str, int], Stat]:
+    """(task, images per class) -> pretrained minus random probe accuracy at ``stage``, paired by seed."""
+    by_key = {(p["task"], int(p["n_per_class"]), p["seed"], p["init"]): p for p in points if p["stage"] == stage}
+    gains: dict[tuple[str, int], list[float]] = {}
+    for (task, n, seed, init), p in by_key.items():
+        if init == "pretrained" and (task, n, seed, "random") in by_key:
+            gains.setdefault((task, n), []).append(p["test_acc"] - by_key[(task, n, seed, "random")]["test_acc"])
+    return {key: stat(values) for key, values in sorted(gains.items())}
+
+
+def best_probe_stage(points: list[dict], init: str = "pretrained") -> dict[tuple[str, int], str]:
+    """(task, images per class) -> the stage whose features probe best (mean over seeds) for ``init``."""
+    return {
+        (task, n): max(row, key=lambda s: row[s].mean)
+        for (task, i, n), row in similarity_table(points).items()
+        if i == init
+    }

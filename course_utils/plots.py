@@ -79,3 +79,92 @@ def show_image_grid(
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+SCENARIO_COLORS = {"raw": "#9467bd", "A": "#1f77b4", "B": "#2ca02c", "C": "#d62728", "scratch": "#7f7f7f"}
+
+
+def plot_sweep(points: list[dict], ax=None, value: str = "test_acc", ylabel: str = "test accuracy"):
+    """Mean over seeds of each scenario against training images per class (log scale), error bars = 1 sd."""
+    from .measurements import SCENARIO_LABELS, SCENARIOS, summarize, train_per_class
+
+    ax = ax or plt.subplots(figsize=(7, 4.5))[1]
+    stats, x_of = summarize(points, ("scenario", "n_per_class"), value), train_per_class(points)
+    for scenario in SCENARIOS:
+        ns = sorted(n for s, n in stats if s == scenario)
+        if not ns:
+            continue
+        means = [stats[(scenario, n)].mean for n in ns]
+        spread = [stats[(scenario, n)].sd for n in ns]
+        ax.errorbar(
+            [x_of[n] for n in ns],
+            means,
+            yerr=spread,
+            marker="o",
+            capsize=3,
+            color=SCENARIO_COLORS[scenario],
+            label=SCENARIO_LABELS[scenario],
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("training images per class")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_freeze_depth(points: list[dict], ax=None):
+    """Test accuracy against the first trainable stage, one line per dataset size (error bars = 1 sd over seeds)."""
+    from .measurements import FREEZE_DEPTHS, freeze_depth_table, train_per_class
+
+    ax = ax or plt.subplots(figsize=(8, 4))[1]
+    x_of = train_per_class(points)
+    for n, row in freeze_depth_table(points).items():
+        stages = [s for s in FREEZE_DEPTHS if s in row]
+        ax.errorbar(
+            [FREEZE_DEPTHS.index(s) for s in stages],
+            [row[s].mean for s in stages],
+            yerr=[row[s].sd for s in stages],
+            marker="o",
+            capsize=3,
+            label=f"{x_of[n]:,} per class",
+        )
+    ax.set_xticks(
+        range(len(FREEZE_DEPTHS)),
+        [("head (A)" if s == "head" else "stem (C)" if s == "stem" else s) for s in FREEZE_DEPTHS],
+        rotation=30,
+    )
+    ax.set_xlabel("first trainable stage (everything before it frozen)")
+    ax.set_ylabel("test accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_similarity(points: list[dict], n_per_class: int, axes=None):
+    """Probe accuracy of each stage's features, ImageNet vs random weights, on natural photos and Fashion-MNIST."""
+    from .measurements import similarity_table
+
+    table = similarity_table(points)
+    tasks = [t for t in ("photos", "fashion") if (t, "pretrained", n_per_class) in table]
+    axes = axes if axes is not None else plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 3.8), sharey=True)[1]
+    for ax, task in zip(np.atleast_1d(axes), tasks, strict=False):
+        for init, style in (("pretrained", "-"), ("random", "--")):
+            row = table.get((task, init, n_per_class), {})
+            stages = list(row)
+            ax.errorbar(
+                range(len(stages)),
+                [row[s].mean for s in stages],
+                yerr=[row[s].sd for s in stages],
+                linestyle=style,
+                marker="o",
+                capsize=3,
+                label=f"{init} weights",
+            )
+            ax.set_xticks(range(len(stages)), stages, rotation=30)
+        ax.set_title(f"{'natural photos' if task == 'photos' else 'Fashion-MNIST'}, {n_per_class} per class")
+        ax.set_xlabel("stage whose (averaged) output is probed")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    np.atleast_1d(axes)[0].set_ylabel("linear probe test accuracy")
+    return axes

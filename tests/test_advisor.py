@@ -1,12 +1,18 @@
-"""The scenario advisor of lesson 07: follows the sweep's measured crossover, explains itself, rejects bad input."""
+"""Lesson 07's advisor: follows the measured crossover and similarity, explains itself, refuses bad input."""
 
 import pytest
 
-from course_utils import advisor
+from course_utils import advisor, measurements
 
 
-def _points(table):
-    return [{"scenario": s, "n_per_class": n, "test_acc": acc} for s, row in table.items() for n, acc in row.items()]
+def _points(table, seeds=(0, 1)):
+    """Sweep points with two seeds a little apart (+-0.005) around each mean."""
+    return [
+        {"scenario": s, "n_per_class": n, "seed": k, "test_acc": acc + (0.005 if k else -0.005), "n_test": 10000}
+        for s, row in table.items()
+        for n, acc in row.items()
+        for k in seeds
+    ]
 
 
 # Fine-tuning (C) overtakes frozen features (A) from 100 per class on; scratch never wins.
@@ -18,23 +24,53 @@ SWEEP = _points(
         "scratch": {10: 0.20, 30: 0.60, 100: 0.75, 300: 0.82, 1000: 0.87},
     }
 )
+SIMILARITY = [
+    {"task": task, "init": init, "stage": stage, "n_per_class": 10, "seed": seed, "test_acc": acc, "n_test": 1000}
+    for seed in (0, 1)
+    for task, init, stage, acc in [
+        ("photos", "pretrained", "last_conv", 0.90),
+        ("photos", "random", "last_conv", 0.30),
+        ("photos", "pretrained", "block4", 0.80),
+        ("photos", "random", "block4", 0.50),
+        ("fashion", "pretrained", "last_conv", 0.60),
+        ("fashion", "random", "last_conv", 0.40),
+        ("fashion", "pretrained", "block4", 0.70),
+        ("fashion", "random", "block4", 0.45),
+    ]
+]
 
 
-def test_small_data_gets_frozen_features():
-    rec = advisor.recommend(10, "different", SWEEP)
+def test_measurements_summarise_seeds_and_find_the_crossover():
+    stats = measurements.summarize(SWEEP, ("scenario", "n_per_class"))
+    assert stats[("A", 10)].mean == pytest.approx(0.70) and stats[("A", 10)].seeds == 2
+    assert stats[("A", 10)].sd == pytest.approx(0.00707, abs=1e-4)  # sd of 0.695 and 0.705
+    assert measurements.crossover(SWEEP) == 100
+    assert measurements.best_by_size(SWEEP) == {10: "A", 30: "A", 100: "C", 300: "C", 1000: "C"}
+    lead = measurements.margins(SWEEP)[1000]
+    assert lead["challenger"] == "C" and lead["lead"] == pytest.approx(0.07)
+    gains = measurements.transfer_gain(SIMILARITY)
+    assert gains[("photos", 10)].mean == pytest.approx(0.60) and gains[("fashion", 10)].mean == pytest.approx(0.20)
+    assert measurements.best_probe_stage(SIMILARITY) == {("photos", 10): "last_conv", ("fashion", 10): "block4"}
+
+
+def test_small_data_gets_frozen_features_with_the_numbers_behind_it():
+    rec = advisor.recommend(10, "different", SWEEP, SIMILARITY)
     assert rec.scenario == "A" and rec.nearest_size == 10
-    assert "0.700" in rec.reason  # the measured number behind the advice
+    assert "0.700" in rec.reason  # the measured mean behind the advice
+    assert any("+0.20" in line and "fashion" in line for line in rec.evidence)
+    assert any("best-probing stage on fashion at 10/class: block4" in line for line in rec.evidence)
 
 
 def test_large_dissimilar_data_gets_the_best_fine_tuning_measured():
     rec = advisor.recommend(2000, "different", SWEEP)
-    assert rec.scenario == "C" and rec.nearest_size == 1000 and rec.threshold == 100
+    assert rec.scenario == "C" and rec.nearest_size == 1000 and "crossover (100" in rec.reason
 
 
-def test_similar_data_moves_the_threshold_up():
-    assert advisor.recommend(150, "different", SWEEP).scenario in ("B", "C")
-    similar = advisor.recommend(150, "similar", SWEEP)
-    assert similar.scenario == "A" and similar.threshold == pytest.approx(300)
+def test_similar_data_says_what_was_not_measured():
+    small = advisor.recommend(50, "similar", SWEEP, SIMILARITY)
+    assert small.scenario == "A" and "measured on Fashion-MNIST only" in small.reason
+    large = advisor.recommend(1000, "similar", SWEEP, SIMILARITY)
+    assert large.scenario == "C" and "compare it with A on your validation set" in large.reason
 
 
 def test_scratch_only_where_it_was_measured_to_win():
@@ -56,10 +92,11 @@ def test_bad_input_says_what_is_wrong(n, similarity):
 
 
 def test_widget_follows_the_controls():
-    box = advisor.advisor_widget(SWEEP, n_per_class=10, similarity="different")
-    assert box.result.scenario == "A" and "Recommended" in box.html.value
+    box = advisor.advisor_widget(SWEEP, SIMILARITY, n_per_class=10, similarity="different")
+    assert box.result.scenario == "A" and "Recommended" in box.html.value and "transfer gain" in box.html.value
     box.n.value = 1000
     assert box.result.scenario == "C" and "full fine-tune" in box.html.value
     box.similarity.value = "similar"
-    box.n.value = 200
+    assert box.result.scenario == "C" and "measured on Fashion-MNIST only" in box.html.value
+    box.n.value = 20
     assert box.result.scenario == "A"

@@ -234,7 +234,7 @@ def test_peak_memory_does_not_grow_with_the_number_of_images(tmp_path):
 
 
 def test_bench_writes_its_figures_and_the_command(tmp_path):
-    """A tiny run of `course bench` (sizes only; no timing is judged here)."""
+    """A tiny run of `course bench`: every figure is there and consistent (no timing goal is judged here)."""
     out = tmp_path / "bench.json"
     args = [
         "--n",
@@ -257,10 +257,23 @@ def test_bench_writes_its_figures_and_the_command(tmp_path):
     )
     assert run.returncode == 0, run.stderr[-2000:]
     report = json.loads(out.read_text())
-    assert report["command"] == "course bench " + " ".join(args)
+    assert report["command"] == "course bench " + " ".join(args) and report["machine"]["torch_threads"] == 1
     assert report["speed"]["images"] == 20 and report["speed"]["heads_max_abs_difference"] < 1e-3
     for kind in ("wall", "cpu"):
         figures = report["speed"][kind]
         assert figures["b_total_s"] == pytest.approx(figures["b_extract_s"] + figures["b_head_epochs_s"], abs=2e-3)
-        assert figures["speedup_total"] > 0 and figures["extraction_vs_bare_forward"] > 0
+        assert figures["speedup_total"] == pytest.approx(figures["a_through_body_s"] / figures["b_total_s"], rel=0.02)
+    boundary = report["boundary"]
+    assert boundary["first_trainable"] == "block5" and boundary["boundary_shape"] == [64, 2, 2]  # block4 output
+    assert boundary["weights_max_abs_difference"] < 1e-4  # training from the cache changes only the time
+    for kind in ("wall", "cpu"):
+        b = boundary[kind]
+        total = b["b_cache_build_s"] + b["b_epochs_from_cache_s"]
+        assert b["speedup_total"] == pytest.approx(b["a_through_frozen_stages_s"] / total, rel=0.02)
+    assert [row["channels"] for row in boundary["per_boundary"].values()] == [64, 96, 160]
+    for row in boundary["per_boundary"].values():
+        parts = row["epoch_parts_s"]
+        assert row["epoch_through_frozen_s"] == pytest.approx(sum(parts.values()), abs=2e-3)
+        assert row["epoch_from_cache_s"] == pytest.approx(sum(parts.values()) - parts["frozen_forward"], abs=2e-3)
     assert set(report["memory"]) == {"size_px", "4", "40"} and report["goals"]["judged_on"] == "cpu time"
+    assert set(report["goals"]) >= {"speedup_total_at_least_9", "boundary_speedup_total_at_least_1.3"}

@@ -1,87 +1,217 @@
-"""The scenario sweep: resumable, atomic, and its committed full-profile results are complete and traceable."""
+"""The experiments' machinery: the cut between frozen and trainable stages, the boundary cache, the fair protocol
+and the resumable runner. (The committed results themselves are checked in tests/test_measurements.py.)"""
+
+from __future__ import annotations
 
 import json
 from dataclasses import replace
 
+import numpy as np
 import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
 
-from course_utils import measurements
-from course_utils.experiments import sweep
+from course_utils import backbones as bb
+from course_utils.cache import cache_boundary
+from course_utils.device import seed_everything
+from course_utils.experiments import protocol, sweep
+from course_utils.fashion import FASHION_CLASSES, TensorImages, load_fashion_mnist
+from course_utils.training import fit
 
-TINY = sweep.SweepConfig(sizes=(2,), epochs={2: 1}, n_test=2, head_steps=3, scenarios=("A", "B"))
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "resnet18"])
+def test_split_at_every_stage_recomposes_the_model(name):
+    model = bb.load_backbone(name, pretrained=False).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = model(x)
+        for stage in bb.stage_names(model):
+            trunk, rest = bb.split_at(model, stage)
+            assert torch.allclose(rest(trunk(x)), expected, atol=1e-5), stage
+        trunk, _ = bb.split_at(model, "head")
+        assert torch.allclose(trunk(x), bb.body_features(model, x), atol=1e-6)
+    # the pieces are the model's own layers: training `rest` trains the model
+    _, rest = bb.split_at(model, "last_conv" if name == "mobilenet_v2" else "layer4")
+    assert any(p is bb.head_of(model).weight for p in rest.parameters())
+    with pytest.raises(ValueError, match="unknown stage 'block9'"):
+        bb.split_at(model, "block9")
 
 
-def test_resume_skips_finished_points(tmp_path):
-    out = tmp_path / "sweep.json"
-    first_log = []
-    record = sweep.run_sweep(TINY, out, command="test", log=first_log.append)
-    assert [p["scenario"] for p in record["points"]] == ["A", "B"]
-    assert all(line.startswith("done") for line in first_log)
+def small_fashion(n_train=300, n_test=60) -> sweep.Fashion:
+    train_x, train_y = load_fashion_mnist(True)
+    test_x, test_y = load_fashion_mnist(False)
+    return sweep.Fashion(train_x[:n_train], train_y[:n_train], test_x[:n_test], test_y[:n_test], np.arange(n_test))
+
+
+def test_training_from_the_boundary_cache_equals_training_through_the_frozen_stages(tmp_path):
+    """Scenario B's shortcut changes only the time: same start, same batches -> same weights."""
+    fashion = small_fashion(96)
+    images = TensorImages(fashion.train_x, fashion.train_y, list(FASHION_CLASSES), size=32)
+    seed_everything(0)
+    through = bb.load_backbone("mobilenet_v2")
+    bb.replace_head(through, 10, dropout=0.0)
+    shortcut = bb.load_backbone("mobilenet_v2")
+    bb.replace_head(shortcut, 10, dropout=0.0)
+    shortcut.load_state_dict(through.state_dict())
+    for model in (through, shortcut):
+        bb.freeze_all(model)
+        bb.unfreeze_from(model, "block6")
+    cached = cache_boundary(shortcut, images, "block6", "b", root=tmp_path, progress=False, verbose=False)
+    assert cached.features.shape == (96, 96, 2, 2)  # block5 ends with 96 channels, 2 x 2 at 32 px
+    _, rest = bb.split_at(shortcut, "block6")
+
+    def train(model, data):
+        optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01)
+        loader = DataLoader(data, batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(0))
+        fit(model, loader, optimizer, 2, frozen_bn_eval=True, progress=False)
+
+    all_images = torch.stack([images[i][0] for i in range(len(images))])
+    train(through, TensorDataset(all_images, fashion.train_y))
+    train(rest, TensorDataset(*cached.tensors()))
+    a, b = through.state_dict(), shortcut.state_dict()
+    assert max((a[k].float() - b[k].float()).abs().max().item() for k in a) < 1e-4
+    assert not torch.equal(
+        a["features.14.conv.0.0.weight"], bb.load_backbone("mobilenet_v2").state_dict()["features.14.conv.0.0.weight"]
+    )  # block6 really trained
+
+
+def test_boundary_cache_depends_on_the_frozen_weights_only(tmp_path):
+    images = TensorImages(*load_fashion_mnist(False), list(FASHION_CLASSES), size=32)
+    images = TensorImages(images.images[:16], images.targets[:16], images.classes, size=32)
+    model = bb.load_backbone("mobilenet_v2")
+    first = cache_boundary(model, images, "block5", "b", root=tmp_path, progress=False, verbose=False)
+    with torch.no_grad():
+        model.features[15].conv[0][0].weight.add_(1.0)  # block6: after the boundary
+    assert cache_boundary(model, images, "block5", "b", root=tmp_path, verbose=False).reason == "loaded from cache"
+    with torch.no_grad():
+        model.features[2].conv[0][0].weight.add_(1.0)  # block2: before it
+    again = cache_boundary(model, images, "block5", "b", root=tmp_path, progress=False, verbose=False)
+    assert again.reason == "rebuilt: weights changed" and not np.array_equal(again.features, first.features)
+
+
+def toy_data(n=240, seed=0) -> protocol.Data:
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 8, generator=generator)
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).long()
+    idx = np.arange(n)
+
+    def batches(part, shuffle=False):
+        return protocol.ArrayBatches(x, y, part, 16, shuffle=shuffle, seed=seed)
+
+    return protocol.Data(batches(idx[:120], True), batches(idx[120:180]), batches(idx[180:]), batches(idx[:64]))
+
+
+def test_array_batches_cover_every_example_once_per_epoch_in_a_new_order():
+    x = np.arange(50, dtype=np.float32).reshape(50, 1)
+    batches = protocol.ArrayBatches(x, np.arange(50), np.arange(50)[::2], 8, shuffle=True, seed=1)
+    first = [b for b, _ in batches]
+    second = [b for b, _ in batches]
+    assert len(batches) == len(first) == 4
+    assert sorted(torch.cat(first).flatten().tolist()) == list(range(0, 50, 2))
+    assert torch.cat(first).flatten().tolist() != torch.cat(second).flatten().tolist()
+    for inputs, labels in protocol.ArrayBatches(x, np.arange(50), np.arange(50), 7):
+        assert torch.equal(inputs.flatten().long(), labels)  # rows and labels stay paired
+
+
+def test_the_learning_rate_is_chosen_on_validation_and_test_is_measured_once():
+    data = toy_data()
+    tested = []
+    original = protocol.evaluate
+
+    def counting_evaluate(model, loader, device, *args, **kwargs):
+        tested.append(loader is data.test)
+        return original(model, loader, device, *args, **kwargs)
+
+    protocol.evaluate = counting_evaluate
+    try:
+        result = protocol.select_and_train(
+            protocol.linear_builder(8, 2, 0), (1e-6, 0.05), data, protocol.Budget(12, 3), recalibrate=False
+        )
+    finally:
+        protocol.evaluate = original
+    assert result.lr == 0.05 and set(result.lr_search) == {"1e-06", "0.05"}
+    assert result.lr_search["0.05"] > result.lr_search["1e-06"] + 0.2  # a learning rate too small to learn
+    assert result.val_acc == result.lr_search["0.05"] and result.test_acc > 0.85
+    assert sum(tested) == 1  # the test set is evaluated once; validation choices never look at it
+
+
+def test_successive_halving_trains_only_the_winner_to_the_end():
+    data = toy_data()
+    budget = protocol.Budget(10, 10, probe_epochs=2)
+    result = protocol.select_and_train(protocol.linear_builder(8, 2, 0), (1e-6, 0.05), data, budget, recalibrate=False)
+    assert result.lr == 0.05 and result.epochs_run == 10  # probe 2 epochs + 8 more for the winner only
+    fixed = protocol.select_and_train(
+        protocol.linear_builder(8, 2, 0), (1e-6, 0.05), data, budget, recalibrate=False, fixed_lr=1e-6
+    )
+    assert fixed.lr == 1e-6 and list(fixed.lr_search) == ["1e-06"]  # a reused choice: no search
+
+
+def test_the_kept_model_is_the_best_validation_epoch():
+    data = toy_data()
+    result = protocol.select_and_train(
+        protocol.linear_builder(8, 2, 0), (3.0,), data, protocol.Budget(25, 4), recalibrate=False
+    )
+    _, val_acc = protocol.evaluate(result.model, data.val, "cpu")
+    assert val_acc == pytest.approx(result.val_acc) and result.best_epoch <= result.epochs_run
+
+
+def test_split_indices_are_disjoint_balanced_and_all_means_all():
+    labels = load_fashion_mnist(True)[1]
+    config = sweep.config_for("scenarios", "full")
+    train, val = sweep.split_indices(labels, config, 30, seed=2)
+    assert not set(train) & set(val) and len(train) == 300 and len(val) == 1000
+    assert np.bincount(labels[train].numpy()).tolist() == [30] * 10
+    train_all, val_all = sweep.split_indices(labels, config, 6000, seed=0)
+    assert len(train_all) + len(val_all) == 60000 and not set(train_all) & set(val_all)
+
+
+TINY = sweep.SweepConfig(
+    "scenarios",
+    32,
+    (2,),
+    {2: protocol.Budget(2, 1)},
+    ("raw", "A", "B"),
+    seeds=2,
+    cheap_seeds=2,
+    val_per_class=2,
+    test_per_class=None,
+    lr_grids={"linear": (3e-3, 1e-2), "finetune": (3e-4,), "scratch": (1e-3,)},
+)
+
+
+def test_the_runner_resumes_reuses_the_seed_0_choice_and_refuses_another_configuration(tmp_path):
+    fashion, out, log = small_fashion(200, 20), tmp_path / "sweep.json", []
+    record = sweep.run_experiment(TINY, out, command="test", log=log.append, fashion=fashion, root=tmp_path / "c")
+    keys = [(p["scenario"], p["seed"]) for p in record["points"]]
+    assert keys == [("raw", 0), ("A", 0), ("B", 0), ("raw", 1), ("A", 1), ("B", 1)]
     on_disk = json.loads(out.read_text())
-    assert len(on_disk["points"]) == 2 and on_disk["meta"]["command"] == "test"
-    for point in on_disk["points"]:
-        assert 0.0 <= point["test_acc"] <= 1.0 and point["train_seconds"] >= 0 and point["image_size"] == 32
+    assert on_disk["points"] == record["points"] and on_disk["meta"]["config"] == TINY.as_json()
+    assert out.with_suffix(".csv").read_text().count("\n") == 7
+    seed1 = {p["scenario"]: p for p in record["points"] if p["seed"] == 1}
+    seed0 = {p["scenario"]: p for p in record["points"] if p["seed"] == 0}
+    assert all(seed1[s]["lr"] == seed0[s]["lr"] and not seed1[s]["lr_chosen_here"] for s in seed1)
+    assert all(p["n_test"] == 20 and p["train_per_class"] >= 1 for p in record["points"])
+    log.clear()
+    again = sweep.run_experiment(TINY, out, log=log.append, fashion=fashion, root=tmp_path / "c")
+    assert again["points"] == record["points"] and sum(line.startswith("skip") for line in log) == 6
+    assert len(again["meta"]["runs"]) == 2  # each invocation is recorded with its command and machine
+    with pytest.raises(ValueError, match="another configuration"):
+        sweep.run_experiment(replace(TINY, image_size=48), out, fashion=fashion, root=tmp_path / "c")
 
-    second_log = []
-    again = sweep.run_sweep(TINY, out, log=second_log.append)
-    assert len(second_log) == 2 and all(line.startswith("skip") for line in second_log)
-    assert again["points"] == on_disk["points"]  # nothing re-run, timestamps unchanged
+
+def test_config_has_the_large_data_end_and_a_fair_budget_for_everyone():
+    config = sweep.config_for("scenarios", "full")
+    assert config.sizes[-1] == 6000 and config.image_size >= 64 and config.test_per_class is None
+    assert set(config.scenarios) == {"raw", "A", "B", "C", "scratch"}
+    assert all(config.seeds_for(s, 1000) >= 3 for s in config.scenarios)
+    depth = sweep.config_for("freeze-depth", "full")
+    assert depth.scenarios[0] == "head" and depth.scenarios[-1] == "stem" and len(depth.sizes) >= 2
+    with pytest.raises(ValueError, match="no configuration"):
+        sweep.config_for("nope", "full")
 
 
-def test_resume_runs_only_missing_points(tmp_path):
+def test_a_non_sweep_file_is_refused_clearly(tmp_path):
     out = tmp_path / "sweep.json"
-    sweep.run_sweep(replace(TINY, scenarios=("A",)), out, log=lambda _: None)
-    log = []
-    record = sweep.run_sweep(TINY, out, log=log.append)
-    assert [line.split()[0] + " " + line.split()[1] for line in log] == ["skip A", "done B"]
-    assert [p["scenario"] for p in record["points"]] == ["A", "B"]
-
-
-def test_changed_budget_is_a_new_point(tmp_path):
-    out = tmp_path / "sweep.json"
-    sweep.run_sweep(replace(TINY, scenarios=("B",)), out, log=lambda _: None)
-    log = []
-    sweep.run_sweep(replace(TINY, scenarios=("B",), epochs={2: 2}), out, log=log.append)
-    assert log[0].startswith("done")
-    assert sorted(p["epochs"] for p in sweep.load_results(out)["points"]) == [1, 2]
-
-
-def test_broken_results_file_says_what_to_do(tmp_path):
-    out = tmp_path / "sweep.json"
-    out.write_text('{"points": [')
-    with pytest.raises(ValueError, match="delete it"):
-        sweep.load_results(out)
-    assert out.read_text() == '{"points": ['  # the user's file is left as it was
-
-
-def test_crossover_and_best_by_size():
-    points = [
-        {"scenario": "A", "n_per_class": 10, "test_acc": 0.70},
-        {"scenario": "C", "n_per_class": 10, "test_acc": 0.50},
-        {"scenario": "A", "n_per_class": 100, "test_acc": 0.80},
-        {"scenario": "C", "n_per_class": 100, "test_acc": 0.85},
-        {"scenario": "A", "n_per_class": 1000, "test_acc": 0.83},
-        {"scenario": "C", "n_per_class": 1000, "test_acc": 0.90},
-    ]
-    assert sweep.best_by_size(points) == {10: "A", 100: "C", 1000: "C"}
-    assert sweep.crossover(points) == 100
-    assert sweep.crossover(points[:2]) is None
-
-
-def test_epochs_for_uses_nearest_listed_size_below():
-    config = sweep.SweepConfig(sizes=(10, 100), epochs={10: 5, 100: 2})
-    assert [config.epochs_for(n) for n in (5, 10, 50, 100, 500)] == [5, 5, 5, 2, 2]
-
-
-def test_committed_full_results_are_complete_and_traceable():
-    record = sweep.load_results(measurements.COMMITTED_FULL)
-    meta = record["meta"]
-    assert "python -m course_utils.sweep" in meta["command"] and "--profile full" in meta["command"]
-    assert meta["machine"]["cpu_count"] >= 1 and meta["machine"]["torch"]
-    config = sweep.config_for("full")
-    have = {(p["scenario"], p["n_per_class"]) for p in record["points"]}
-    want = {(s, n) for s in sweep.SCENARIOS for n in config.sizes}
-    assert want <= have, f"missing points: {sorted(want - have)}"
-    assert {10, 30, 100, 300, 1000} <= set(config.sizes)
-    for point in record["points"]:
-        assert 0.0 <= point["test_acc"] <= 1.0 and point["train_seconds"] > 0
+    out.write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        sweep.run_experiment(TINY, out, fashion=small_fashion(50, 10), root=tmp_path / "c")

@@ -1,273 +1,441 @@
-"""Which scenario wins at which dataset size? Accuracy and training time per (examples per class, scenario).
+"""Which scenario wins at which dataset size, and how deep to freeze: the measurements behind lessons 04 and 07.
 
-    python -m course_utils.experiments.sweep                    # the active profile ($COURSE_PROFILE, quick or full)
-    python -m course_utils.experiments.sweep --profile full --out course_utils/results/sweep_full.json --note "..."
+    course sweep                                   # the scenario sweep of $COURSE_PROFILE (quick or full)
+    course sweep --experiment freeze-depth         # accuracy against the number of frozen stages
+    course sweep --profile full --threads 1 --out course_utils/experiments/results/sweep_full.json
 
-Scenarios, all on mobilenet_v2 and Fashion-MNIST upsampled to ``image_size`` pixels:
+Two experiments on Fashion-MNIST with mobilenet_v2 (ImageNet weights IMAGENET1K_V1), one protocol
+(course_utils.experiments.protocol: validation-chosen learning rates, early stopping, recalibrated BatchNorm,
+the test set touched once):
 
-    A        ImageNet body frozen; features extracted once, a linear head trained on them
-    B        ImageNet weights; stages from ``b_from`` on and the head trained, earlier stages frozen
-    C        ImageNet weights as initialization; everything trained (body at a lower learning rate)
-    scratch  the same architecture from random initialization; everything trained
+    scenarios      raw pixels, A, B (from block5), C and scratch at 10 ... 6,000 images per class
+    freeze-depth   the first trainable stage moved from the head (A) to the stem (C) at a few sizes
+    similarity     ImageNet features on photos vs Fashion-MNIST, stage by stage (see experiments/similarity.py)
 
-Resumable: results are written atomically after every point, and a point already in the file (same
-scenario, size, seed, image size and epochs) is skipped. Stop it any time and run the same command again.
+Resumable: every finished point is written to the results file at once (atomically, with a CSV beside it), and a
+point already there is skipped: stop the command any time and run it again. The configuration is stored in the
+file; resuming with a different one is refused (use another --out), so one file never mixes two protocols.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import torch
-from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
-from ..backbones import freeze_all, load_backbone, replace_head, unfreeze_from
-from ..device import seed_everything
-from ..fashion import fashion_mnist_splits
-from ..features import extract_features
-from ..measurements import SCENARIOS, accuracy_table, best_by_size, crossover, load_results  # noqa: F401
+from ..backbones import load_backbone
+from ..cache import cache_boundary, cache_features
+from ..device import machine_record, seed_everything
+from ..fashion import FASHION_CLASSES, TensorImages, balanced_indices, load_fashion_mnist
+from ..measurements import FREEZE_DEPTHS, SCENARIOS, load_results
 from ..paths import atomic_write_text, cache_dir
 from ..preprocess import to_backbone_input
 from ..profiles import course_profile
-from ..training import evaluate, fit
+from .protocol import (
+    ArrayBatches,
+    Budget,
+    Data,
+    finetune_builder,
+    linear_builder,
+    scratch_builder,
+    select_and_train,
+)
+
+EXPERIMENTS = ("scenarios", "freeze-depth", "similarity")
+FIRST_TRAINABLE = {"A": "head", "B": "block5", "C": "stem"}  # the freeze depth each scenario uses
+NUM_CLASSES = 10
+RECALIBRATION_IMAGES = 2048
 
 
-@dataclass
+@dataclass(frozen=True)
 class SweepConfig:
-    """Everything that decides a sweep's numbers (stored beside the results)."""
+    """Everything that decides an experiment's numbers; stored in the results file."""
 
-    sizes: tuple[int, ...]
-    epochs: dict[int, int]  # epochs of B, C and scratch at each size (fewer at larger sizes)
-    image_size: int = 32
-    n_test: int = 100  # test images per class (Fashion-MNIST test split, same for every point)
-    head_steps: int = 300  # full-batch Adam steps of A's linear head on the extracted features
+    experiment: str
+    image_size: int
+    sizes: tuple[int, ...]  # training images per class; `all_size` or more means every training image
+    budgets: dict[int, Budget]  # per size: max epochs, patience, successive-halving probe
+    scenarios: tuple[str, ...]  # 'scenarios': raw, A, B, C, scratch; 'freeze-depth': first trainable stages
+    seeds: int = 3  # seeds of the expensive contenders (B, C, scratch, freeze depths) up to `seeds_up_to`
+    seeds_up_to: int = 1000
+    cheap_seeds: int = 5  # seeds of raw and A at every size
+    val_per_class: int = 100  # validation images per class, from the training set, disjoint from training
+    test_per_class: int | None = None  # None: the whole 10,000-image test set
+    all_size: int = 6000
     batch_size: int = 64
-    lr_head: float = 3e-3
-    lr_body: float = 3e-4  # B and C: the pretrained body learns 10x slower than the new head
-    lr_scratch: float = 3e-3
-    b_from: str = "block5"  # B trains this stage and every later one
-    seed: int = 0
-    scenarios: tuple[str, ...] = SCENARIOS
+    lr_grids: dict[str, tuple[float, ...]] = field(
+        default_factory=lambda: {
+            "linear": (1e-3, 3e-3, 1e-2),  # raw pixels and A's head
+            "finetune": (1e-4, 3e-4),  # B, C, freeze depths: body lr (the head gets 10x)
+            "scratch": (1e-3, 3e-3),
+        }
+    )
 
-    def epochs_for(self, n_per_class: int) -> int:
-        """Epochs at ``n_per_class`` (the nearest listed size below it, else the smallest)."""
-        listed = sorted(self.epochs)
-        below = [s for s in listed if s <= n_per_class]
-        return self.epochs[below[-1] if below else listed[0]]
+    def seeds_for(self, scenario: str, n_per_class: int) -> int:
+        """How many seeds a contender gets at a size: many where cheap, fewer where a run costs an hour."""
+        if scenario in ("raw", "A", "head"):
+            return self.cheap_seeds
+        return self.seeds if n_per_class <= self.seeds_up_to else 1
+
+    def as_json(self) -> dict:
+        """The configuration as plain JSON (sizes as string keys)."""
+        record = asdict(self)
+        record["budgets"] = {str(k): asdict(v) for k, v in self.budgets.items()}
+        record["lr_grids"] = {k: list(v) for k, v in self.lr_grids.items()}
+        record["sizes"], record["scenarios"] = list(self.sizes), list(self.scenarios)
+        return record
 
 
-PROFILES = {
-    "quick": SweepConfig(sizes=(10, 30), epochs={10: 2, 30: 1}, n_test=20, head_steps=150),
-    "full": SweepConfig(sizes=(10, 30, 100, 300, 1000), epochs={10: 30, 30: 20, 100: 10, 300: 6, 1000: 4}),
+FULL_BUDGETS = {
+    10: Budget(60, 10),
+    30: Budget(40, 8),
+    100: Budget(30, 6),
+    300: Budget(20, 4),
+    1000: Budget(15, 3),
+    6000: Budget(10, 3, probe_epochs=2),
+}
+PROFILES: dict[tuple[str, str], SweepConfig] = {
+    ("scenarios", "full"): SweepConfig("scenarios", 64, (10, 30, 100, 300, 1000, 6000), FULL_BUDGETS, SCENARIOS),
+    ("freeze-depth", "full"): SweepConfig(
+        "freeze-depth", 64, (10, 100, 1000), FULL_BUDGETS, FREEZE_DEPTHS, seeds=3, seeds_up_to=100, cheap_seeds=3
+    ),
+    # quick: a smoke run that shows the machinery works in under a minute; its numbers carry no claim
+    ("scenarios", "quick"): SweepConfig(
+        "scenarios",
+        32,
+        (10, 30),
+        {10: Budget(4, 2), 30: Budget(2, 1)},
+        SCENARIOS,
+        seeds=1,
+        cheap_seeds=1,
+        val_per_class=10,
+        test_per_class=30,
+        lr_grids={"linear": (3e-3,), "finetune": (3e-4,), "scratch": (1e-3,)},
+    ),
+    ("freeze-depth", "quick"): SweepConfig(
+        "freeze-depth",
+        32,
+        (10,),
+        {10: Budget(2, 1)},
+        ("head", "block5", "stem"),
+        seeds=1,
+        cheap_seeds=1,
+        val_per_class=10,
+        test_per_class=30,
+        lr_grids={"linear": (3e-3,), "finetune": (3e-4,), "scratch": (1e-3,)},
+    ),
 }
 
 
-def config_for(profile: str | None = None) -> SweepConfig:
-    """The sweep configuration of a profile (quick: two sizes, tiny budget; full: five sizes)."""
-    name = profile or course_profile()
-    if name not in PROFILES:
-        raise ValueError(f"unknown sweep profile {name!r}; use one of {', '.join(PROFILES)}")
-    return PROFILES[name]
+def config_for(experiment: str = "scenarios", profile: str | None = None) -> SweepConfig:
+    """The configuration of an experiment in a profile (quick: a smoke run; full: the committed measurement)."""
+    key = (experiment, profile or course_profile())
+    if key not in PROFILES:
+        raise ValueError(
+            f"no configuration for experiment {experiment!r} in profile {key[1]!r}; "
+            f"experiments: {', '.join(EXPERIMENTS)}; profiles: quick, full"
+        )
+    return PROFILES[key]
 
 
 def point_key(point: dict) -> tuple:
-    """What makes two points the same measurement."""
-    return (
-        point["scenario"],
-        int(point["n_per_class"]),
-        int(point["seed"]),
-        int(point["image_size"]),
-        int(point["epochs"]),
-    )
+    """What makes two points the same measurement (within one configuration)."""
+    return point["scenario"], int(point["n_per_class"]), int(point["seed"])
 
 
-def machine_description(note: str = "") -> dict:
-    """Where a sweep ran: OS, CPU count, torch threads, versions, GPU if any, and a free-text note."""
-    import torchvision
-
-    info = {
-        "platform": f"{platform.system()} {platform.release()} {platform.machine()}",
-        "processor": platform.processor() or "unknown",
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
-    }
-    if note:
-        info["note"] = note
-    return info
+def save_results(path: Path, record: dict) -> None:
+    """The record as JSON and its points as CSV beside it (nested fields left out), each written atomically."""
+    atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+    points = record["points"]
+    columns = [k for k, v in points[0].items() if not isinstance(v, (dict, list))] if points else []
+    lines = [",".join(columns)] + [",".join(str(p.get(c, "")) for c in columns) for p in points]
+    atomic_write_text(path.with_suffix(".csv"), "\n".join(lines) + "\n")
 
 
-def save_results(path: str | Path, record: dict) -> None:
-    """Write the record atomically (a reader sees the old file or the new one, never half)."""
-    atomic_write_text(Path(path), json.dumps(record, indent=1, sort_keys=False) + "\n")
+# ----------------------------------------------------------------------------------------------- data
+@dataclass
+class Fashion:
+    """Fashion-MNIST in memory: uint8 images and labels of both splits."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    test_idx: np.ndarray
 
 
-def _tensors(dataset) -> TensorDataset:
-    """All images of a TensorImages converted once (resize + normalize in one batch), not per item."""
-    return TensorDataset(to_backbone_input(dataset.images, dataset.size), dataset.targets.clone())
+def load_fashion(config: SweepConfig) -> Fashion:
+    """Both splits, and the test images every point is measured on (all 10,000 unless the profile says fewer)."""
+    train_x, train_y = load_fashion_mnist(True)
+    test_x, test_y = load_fashion_mnist(False)
+    if config.test_per_class is None:
+        test_idx = np.arange(len(test_y))
+    else:
+        test_idx = np.sort(balanced_indices(test_y, config.test_per_class, seed=12345).numpy())
+    return Fashion(train_x, train_y, test_x, test_y, test_idx)
 
 
-def _loader(data: TensorDataset, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
-    generator = torch.Generator().manual_seed(seed)
-    return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=generator if shuffle else None)
+def split_indices(
+    labels: torch.Tensor, config: SweepConfig, n_per_class: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) indices into the training set: disjoint, balanced, seeded; 'all' keeps every other image."""
+    val = balanced_indices(labels, config.val_per_class, seed + 1000)
+    if n_per_class >= config.all_size:
+        train = torch.from_numpy(np.setdiff1d(np.arange(len(labels)), val.numpy()))
+        train = train[torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))]
+    else:
+        train = balanced_indices(labels, n_per_class, seed, exclude=val)
+    return train.numpy(), val.numpy()
 
 
-def train_linear_head(
-    feats: torch.Tensor, labels: torch.Tensor, num_classes: int, steps: int, lr: float, seed: int = 0
-) -> nn.Linear:
-    """A Linear(feature_dim, num_classes) fitted by full-batch Adam on fixed features (Scenario A's head)."""
-    torch.manual_seed(seed)
-    head = nn.Linear(feats.shape[1], num_classes)
-    optimizer = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=1e-4)
-    for _ in range(steps):
-        optimizer.zero_grad(set_to_none=True)
-        nn.functional.cross_entropy(head(feats), labels).backward()
-        optimizer.step()
-    return head
+class Inputs:
+    """Where each contender reads its inputs: images, raw pixels, cached features or boundary activations."""
+
+    def __init__(self, config: SweepConfig, fashion: Fashion, root: Path, log):
+        self.config, self.fashion, self.root, self.log = config, fashion, root, log
+        self._full_caches: dict[tuple[str, str], np.ndarray] = {}
+        self.cache_seconds = 0.0
+
+    def _images(self, split: str) -> TensorImages:
+        f = self.fashion
+        x, y = (f.train_x, f.train_y) if split == "train" else (f.test_x, f.test_y)
+        return TensorImages(x, y, list(FASHION_CLASSES), size=self.config.image_size)
+
+    def _cached(self, stage: str, split: str) -> np.ndarray:
+        """Activations of a whole split just before ``stage`` (f(x) at 'head'), from the cache or computed once."""
+        key = (stage, split)
+        if key not in self._full_caches:
+            start = time.perf_counter()
+            model = load_backbone("mobilenet_v2", fetch=False)
+            name = f"{self.config.experiment}_{stage}_{self.config.image_size}px_{split}"
+            kwargs = {"root": self.root, "batch_size": 256, "progress": False, "verbose": False}
+            if stage == "head":
+                result = cache_features(model, self._images(split), name, **kwargs)
+            else:
+                result = cache_boundary(model, self._images(split), stage, name, **kwargs)
+            self.cache_seconds += time.perf_counter() - start
+            self.log(f"  cache {name}: {result.reason} ({' x '.join(map(str, result.features.shape))})")
+            self._full_caches[key] = result.features
+        return self._full_caches[key]
+
+    def data(self, stage_or_kind: str, train_idx: np.ndarray, val_idx: np.ndarray, seed: int) -> Data:
+        """Loaders for one contender: 'raw', 'images' (through the whole network) or a stage's boundary."""
+        f, size, bs = self.fashion, self.config.image_size, self.config.batch_size
+        recal_idx = train_idx[:RECALIBRATION_IMAGES]
+        if stage_or_kind == "raw":
+            pixels = f.train_x[torch.from_numpy(train_idx)].float().flatten(1) / 255
+            mean, std = pixels.mean(0), pixels.std(0).clamp_min(1e-3)
+
+            def convert(x):
+                return (x.float().flatten(1) / 255 - mean) / std
+
+            train_in, test_in = f.train_x, f.test_x
+        elif stage_or_kind in ("images", "stem"):
+
+            def convert(x):
+                return to_backbone_input(x, size)
+
+            train_in, test_in = f.train_x, f.test_x
+        else:
+            convert = None
+            train_in, test_in = self._cached(stage_or_kind, "train"), self._cached(stage_or_kind, "test")
+        return Data(
+            train=ArrayBatches(train_in, f.train_y, train_idx, bs, shuffle=True, seed=seed, convert=convert),
+            val=ArrayBatches(train_in, f.train_y, val_idx, 256, convert=convert),
+            test=ArrayBatches(test_in, f.test_y, f.test_idx, 256, convert=convert),
+            recalibrate=ArrayBatches(train_in, f.train_y, recal_idx, bs, convert=convert),
+        )
 
 
-def build_model(
-    scenario: str, config: SweepConfig, num_classes: int = 10
-) -> tuple[nn.Module, torch.optim.Optimizer | None]:
-    """The model and optimizer of B, C or scratch (for A: the frozen pretrained model and None)."""
-    if scenario not in SCENARIOS:
-        raise ValueError(f"unknown scenario {scenario!r}; use one of {', '.join(SCENARIOS)}")
-    model = load_backbone("mobilenet_v2", pretrained=scenario != "scratch", fetch=False)
-    head = replace_head(model, num_classes)
-    if scenario == "A":
-        freeze_all(model)
-        return model, None
-    if scenario == "scratch":
-        return model, torch.optim.Adam(model.parameters(), lr=config.lr_scratch)
-    if scenario == "B":
-        freeze_all(model)
-        unfreeze_from(model, config.b_from)
-    head_ids = {id(p) for p in head.parameters()}
-    body = [p for p in model.parameters() if p.requires_grad and id(p) not in head_ids]
-    optimizer = torch.optim.Adam(
-        [
-            {"params": body, "lr": config.lr_body},
-            {"params": list(head.parameters()), "lr": config.lr_head},
-        ]
-    )
-    return model, optimizer
+# -------------------------------------------------------------------------------------------- points
+def _make_model(pretrained: bool):
+    return lambda: load_backbone("mobilenet_v2", pretrained=pretrained, fetch=False)
 
 
 def run_point(
-    scenario: str, n_per_class: int, config: SweepConfig, test: TensorDataset, test_features: dict | None = None
+    scenario: str,
+    n_per_class: int,
+    seed: int,
+    config: SweepConfig,
+    inputs: Inputs,
+    fixed_lr: float | None = None,
+    warm_lr: float | None = None,
 ) -> dict:
-    """Train one scenario at one size; return the measured point (test accuracy, training seconds, ...)."""
-    seed_everything(config.seed)
-    splits = fashion_mnist_splits(n_per_class, 0, 1, size=config.image_size, seed=config.seed)
-    train = _tensors(splits["train"])
-    epochs = config.epochs_for(n_per_class)
-    model, optimizer = build_model(scenario, config)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    if scenario == "A":
-        start = time.perf_counter()
-        feats, _ = extract_features(model, train, batch_size=256, progress=False)
-        head = train_linear_head(feats, train.tensors[1], 10, config.head_steps, config.lr_head, config.seed)
-        seconds = time.perf_counter() - start
-        if test_features is not None and "A" in test_features:
-            test_feats = test_features["A"]
-        else:
-            test_feats, _ = extract_features(model, test, batch_size=256, progress=False)
-            if test_features is not None:
-                test_features["A"] = test_feats
-        with torch.no_grad():
-            test_acc = (head(test_feats).argmax(1) == test.tensors[1]).float().mean().item()
-        trainable = sum(p.numel() for p in head.parameters())
+    """Train one contender at one size and seed with the shared protocol; return the measured point.
+
+    ``scenario`` is raw, A, B, C or scratch, or (freeze-depth) the first trainable stage. ``fixed_lr`` skips the
+    learning-rate search (the seed-0 choice is reused for later seeds); ``warm_lr`` is A's learning rate, used to
+    train the warm-up head of B, C and the freeze depths.
+    """
+    seed_everything(seed)
+    budget = config.budgets[n_per_class]
+    train_idx, val_idx = split_indices(inputs.fashion.train_y, config, n_per_class, seed)
+    first_trainable = FIRST_TRAINABLE.get(scenario, scenario)
+    cache_before = inputs.cache_seconds
+    warm_seconds = 0.0
+    if scenario == "raw":
+        data = inputs.data("raw", train_idx, val_idx, seed)
+        result = select_and_train(
+            linear_builder(28 * 28, NUM_CLASSES, seed),
+            config.lr_grids["linear"],
+            data,
+            budget,
+            recalibrate=False,
+            fixed_lr=fixed_lr,
+        )
+    elif scenario == "scratch":
+        data = inputs.data("images", train_idx, val_idx, seed)
+        result = select_and_train(
+            scratch_builder(_make_model(False), NUM_CLASSES, seed),
+            config.lr_grids["scratch"],
+            data,
+            budget,
+            recalibrate=True,
+            fixed_lr=fixed_lr,
+        )
+    elif first_trainable == "head":
+        data = inputs.data("head", train_idx, val_idx, seed)
+        result = select_and_train(
+            linear_builder(1280, NUM_CLASSES, seed),
+            config.lr_grids["linear"],
+            data,
+            budget,
+            recalibrate=False,
+            fixed_lr=fixed_lr,
+        )
     else:
-        loader = _loader(train, config.batch_size, True, config.seed)
-        history = fit(model, loader, optimizer, epochs, "cpu", frozen_bn_eval=True, progress=False)
-        seconds = sum(history.seconds)
-        _, test_acc = evaluate(model, _loader(test, 256, False, 0), "cpu")
+        start = time.perf_counter()
+        head_data = inputs.data("head", train_idx, val_idx, seed)
+        warm = select_and_train(
+            linear_builder(1280, NUM_CLASSES, seed),
+            config.lr_grids["linear"],
+            head_data,
+            budget,
+            recalibrate=False,
+            fixed_lr=warm_lr,
+        ).model
+        warm_seconds = time.perf_counter() - start
+        data = inputs.data(first_trainable, train_idx, val_idx, seed)
+        build = finetune_builder(_make_model(True), first_trainable, warm, NUM_CLASSES, seed)
+        result = select_and_train(build, config.lr_grids["finetune"], data, budget, recalibrate=True, fixed_lr=fixed_lr)
     return {
         "scenario": scenario,
+        "first_trainable": first_trainable if scenario not in ("raw", "scratch") else None,
         "n_per_class": n_per_class,
-        "test_acc": round(float(test_acc), 4),
-        "train_seconds": round(seconds, 2),
-        "epochs": epochs if scenario != "A" else 0,
-        "head_steps": config.head_steps if scenario == "A" else 0,
-        "image_size": config.image_size,
-        "n_test_per_class": config.n_test,
-        "trainable_params": trainable,
-        "seed": config.seed,
+        "train_per_class": len(train_idx) // NUM_CLASSES,
+        "seed": seed,
+        "lr": result.lr,
+        "lr_search": result.lr_search,
+        "lr_chosen_here": fixed_lr is None,
+        "val_acc": round(result.val_acc, 4),
+        "test_acc": round(result.test_acc, 4),
+        "n_test": len(inputs.fashion.test_idx),
+        "epochs_run": result.epochs_run,
+        "best_epoch": result.best_epoch,
+        "max_epochs": budget.max_epochs,
+        "stopped_early": result.stopped_early,
+        "train_seconds": round(result.train_seconds, 1),
+        "train_cpu_seconds": round(result.train_cpu_seconds, 1),
+        "search_seconds": round(result.search_seconds, 1),
+        "warmup_seconds": round(warm_seconds, 1),
+        "cache_seconds": round(inputs.cache_seconds - cache_before, 1),
+        "trainable_params": result.trainable_params,
     }
 
 
-def _key_for(scenario: str, n: int, config: SweepConfig) -> tuple:
-    return (scenario, n, config.seed, config.image_size, config.epochs_for(n) if scenario != "A" else 0)
+def run_experiment(
+    config: SweepConfig,
+    out: str | Path,
+    command: str = "",
+    note: str = "",
+    log=print,
+    fashion: Fashion | None = None,
+    root: Path | None = None,
+) -> dict:
+    """Run every point of ``config`` not yet in ``out``, saving after each; return the record.
 
-
-def run_sweep(config: SweepConfig, out: str | Path, note: str = "", command: str = "", log=print) -> dict:
-    """Run every (size, scenario) point not yet in ``out``; save after each one; return the record."""
+    ``fashion`` (default: all of Fashion-MNIST) and ``root`` (default: data/cache/experiments) let tests run on
+    a small slice in a scratch folder.
+    """
     out = Path(out)
     record = load_results(out)
     meta = record.setdefault("meta", {})
-    meta["config"] = {**asdict(config), "epochs": {str(k): v for k, v in config.epochs.items()}}
-    # The first run's command and machine are kept; a resume on another machine is recorded beside them.
-    meta.setdefault("command", command)
-    meta.setdefault("machine", machine_description(note))
+    if record["points"] and meta.get("config") != config.as_json():
+        raise ValueError(
+            f"{out} holds points of another configuration; resume with the same profile and options, "
+            "or pass another --out"
+        )
+    meta["config"] = config.as_json()
     meta.setdefault("started", datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    if record["points"] and machine_description(note) != meta["machine"]:
-        meta.setdefault("resumed_on", []).append(machine_description(note))
-    done = {point_key(p) for p in record["points"]}
-    test = _tensors(fashion_mnist_splits(1, 0, config.n_test, size=config.image_size, seed=config.seed)["test"])
-    test_features: dict = {}
+    meta.setdefault("runs", []).append(
+        {
+            "command": command,
+            "machine": machine_record(note),
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+    )
+    done = {point_key(p): p for p in record["points"]}
+    inputs = Inputs(config, fashion or load_fashion(config), root or cache_dir() / "experiments", log)
     for n in config.sizes:
-        for scenario in config.scenarios:
-            if _key_for(scenario, n, config) in done:
-                log(f"skip {scenario:<8} n={n:<5} (already in {out.name})")
-                continue
-            point = run_point(scenario, n, config, test, test_features)
-            point["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-            record["points"].append(point)
-            record["meta"]["finished"] = point["finished"]
-            save_results(out, record)
-            log(f"done {scenario:<8} n={n:<5} test_acc={point['test_acc']:.3f} train_s={point['train_seconds']:.1f}")
+        for seed in range(max(config.seeds_for(s, n) for s in config.scenarios)):
+            for scenario in config.scenarios:
+                if seed >= config.seeds_for(scenario, n):
+                    continue
+                if (scenario, n, seed) in done:
+                    log(f"skip {scenario:<9} n={n:<5} seed={seed} (already in {out.name})")
+                    continue
+                first = done.get((scenario, n, 0))
+                warm = done.get(("A", n, seed)) or done.get(("head", n, seed))
+                started = time.perf_counter()
+                point = run_point(
+                    scenario,
+                    n,
+                    seed,
+                    config,
+                    inputs,
+                    fixed_lr=first["lr"] if seed and first else None,
+                    warm_lr=warm["lr"] if warm else None,
+                )
+                point["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+                point["point_seconds"] = round(time.perf_counter() - started, 1)
+                record["points"].append(point)
+                done[point_key(point)] = point
+                meta["finished"] = point["finished"]
+                meta["runs"][-1]["finished"] = point["finished"]
+                save_results(out, record)
+                log(
+                    f"done {scenario:<9} n={n:<5} seed={seed} lr={point['lr']:g} val={point['val_acc']:.3f} "
+                    f"test={point['test_acc']:.3f} epochs={point['epochs_run']} ({point['point_seconds']:.0f} s)"
+                )
     return record
 
 
-def write_csv(record: dict, path: str | Path) -> None:
-    """The points as a CSV beside the JSON (for spreadsheets)."""
-    columns = [
-        "scenario",
-        "n_per_class",
-        "test_acc",
-        "train_seconds",
-        "epochs",
-        "head_steps",
-        "image_size",
-        "n_test_per_class",
-        "trainable_params",
-        "seed",
-    ]
-    lines = [",".join(columns)] + [",".join(str(p.get(c, "")) for c in columns) for p in record["points"]]
-    atomic_write_text(Path(path), "\n".join(lines) + "\n")
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Command line: run (or resume) the sweep of a profile."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", choices=sorted(PROFILES), default=None, help="default: $COURSE_PROFILE")
-    parser.add_argument("--out", default=None, help="results JSON (default: data/cache/sweep_<profile>.json)")
+    """`course sweep`: run (or resume) an experiment."""
+    parser = argparse.ArgumentParser(
+        prog="course sweep",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--experiment", choices=EXPERIMENTS, default="scenarios")
+    parser.add_argument("--profile", choices=["quick", "full"], default=None, help="default: $COURSE_PROFILE")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="results JSON (default data/cache/experiments/<experiment>_<profile>.json)",
+    )
     parser.add_argument("--note", default="", help="free text about the machine, stored with the results")
-    parser.add_argument("--sizes", default=None, help="comma-separated examples per class (default: the profile's)")
-    parser.add_argument("--scenarios", default=None, help=f"comma-separated subset of {','.join(SCENARIOS)}")
+    parser.add_argument("--sizes", default=None, help="comma-separated images per class (default: the profile's)")
     parser.add_argument(
         "--threads",
         type=int,
@@ -278,27 +446,34 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     profile = args.profile or course_profile()
-    config = config_for(profile)
-    if args.sizes:
-        sizes = tuple(int(s) for s in args.sizes.split(","))
-        config = SweepConfig(**{**asdict(config), "sizes": sizes})
-    if args.scenarios:
-        wanted = tuple(s.strip() for s in args.scenarios.split(","))
-        unknown = [s for s in wanted if s not in SCENARIOS]
-        if unknown:
-            parser.error(f"unknown scenario(s) {unknown}; choose from {', '.join(SCENARIOS)}")
-        config = SweepConfig(**{**asdict(config), "scenarios": wanted})
-    out = Path(args.out) if args.out else cache_dir() / f"sweep_{profile}.json"
-    command = "python -m course_utils.experiments.sweep " + shlex.join(argv if argv is not None else sys.argv[1:])
-    if not args.profile:
-        command = f"COURSE_PROFILE={profile} " + command
-    print(f"sweep ({profile}): sizes {config.sizes}, scenarios {config.scenarios}, {config.image_size} px -> {out}")
-    record = run_sweep(config, out, note=args.note, command=command.strip())
-    write_csv(record, out.with_suffix(".csv"))
-    print(
-        f"best scenario per size: {best_by_size(record['points'])}; crossover (B or C beats A from): "
-        f"{crossover(record['points'])}"
-    )
+    out = args.out or cache_dir() / "experiments" / f"{args.experiment.replace('-', '_')}_{profile}.json"
+    command = "course sweep " + shlex.join(argv if argv is not None else sys.argv[1:])
+
+    def log(message: str) -> None:
+        print(message, flush=True)
+
+    if args.experiment == "similarity":
+        from .similarity import PROFILES as SIMILARITY
+        from .similarity import run_similarity
+
+        print(f"similarity ({profile}) -> {out}", flush=True)
+        run, run_config = run_similarity, SIMILARITY[profile]
+    else:
+        config = config_for(args.experiment, profile)
+        if args.sizes:
+            sizes = tuple(int(s) for s in args.sizes.split(","))
+            unknown = [s for s in sizes if s not in config.budgets]
+            if unknown:
+                parser.error(f"no budget for size(s) {unknown}; sizes of this profile: {sorted(config.budgets)}")
+            config = replace(config, sizes=sizes)
+        print(f"{args.experiment} ({profile}): sizes {config.sizes}, {config.image_size} px -> {out}", flush=True)
+        run, run_config = run_experiment, config
+    try:
+        run(run_config, out, command=command, note=args.note, log=log)
+    except ValueError as exc:
+        print(f"course sweep: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {out} and {out.with_suffix('.csv')}")
     return 0
 
 

@@ -1,0 +1,263 @@
+"""One fair training protocol for every contender of the sweep and the freeze-depth experiment.
+
+Every run, whatever the scenario:
+
+- trains with Adam on mini-batches of ``batch_size``, for at most ``max_epochs`` epochs, and stops when the
+  validation accuracy has not improved for ``patience`` epochs; the weights of the best validation epoch are kept;
+- gets its learning rate from a small grid, chosen on the validation split (never on test). With
+  ``probe_epochs`` set (the largest size), every candidate trains that many epochs and only the best continues
+  (successive halving), which saves hours without looking at test;
+- is evaluated with BatchNorm statistics that match its weights: the trained BatchNorm layers are recalibrated on
+  training images before every evaluation (see course_utils.training.recalibrate_batchnorm);
+- touches the test set once, at the end.
+
+The scenarios differ only in what is trained:
+
+- ``raw``: multinomial logistic regression on the 784 raw pixels (standardised), the no-transfer baseline;
+- ``A``: a linear head on frozen ImageNet features f(x) (cached once);
+- ``B`` (and every freeze depth): A's trained head as the warm-up, then the stages from ``first_trainable`` on
+  and the head trained from a boundary cache (body at ``lr``, head at ``10 * lr``); the earlier stages frozen;
+- ``C``: the same with nothing frozen (``first_trainable='stem'``);
+- ``scratch``: the same architecture from random initialization, everything trained at one rate.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..backbones import freeze_all, replace_head, split_at, unfreeze_from
+from ..training import History, evaluate, fit
+
+
+class ArrayBatches:
+    """(inputs, labels) batches from arrays in memory or memory-mapped on disk, without per-item overhead.
+
+    ``inputs[indices]`` may be a uint8 image tensor or a numpy memmap of cached activations; ``convert`` turns a
+    batch into model input (e.g. resize and normalise). Shuffled batches differ every epoch, reproducibly.
+    """
+
+    def __init__(
+        self,
+        inputs,
+        labels,
+        indices: np.ndarray,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        convert: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ):
+        self.inputs, self.labels, self.indices = inputs, labels, np.asarray(indices, dtype=np.int64)
+        self.batch_size, self.shuffle, self.convert = batch_size, shuffle, convert
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.indices) / self.batch_size)
+
+    def __iter__(self):
+        order = self.indices
+        if self.shuffle:
+            order = order[torch.randperm(len(order), generator=self.generator).numpy()]
+        for start in range(0, len(order), self.batch_size):
+            chunk = np.sort(order[start : start + self.batch_size])  # sorted rows read faster from a memmap
+            x = self.inputs[chunk]
+            x = torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x
+            y = self.labels[chunk]
+            y = torch.from_numpy(np.asarray(y, dtype=np.int64)) if not isinstance(y, torch.Tensor) else y
+            yield (self.convert(x) if self.convert else x.float()), y
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long every contender may train at one size."""
+
+    max_epochs: int
+    patience: int
+    probe_epochs: int | None = None  # successive halving: candidates train this long, the best continues
+
+
+@dataclass
+class Data:
+    """One split of one size and seed: loaders over train, validation, test and a recalibration subset."""
+
+    train: ArrayBatches
+    val: ArrayBatches
+    test: ArrayBatches
+    recalibrate: ArrayBatches  # up to 2,048 training examples, for BatchNorm statistics
+
+
+@dataclass
+class RunResult:
+    """A trained contender: its learning rate, validation and test accuracy, and what the run cost."""
+
+    lr: float
+    lr_search: dict[str, float]  # candidate learning rate -> best validation accuracy it reached
+    val_acc: float
+    test_acc: float
+    epochs_run: int
+    best_epoch: int
+    stopped_early: bool
+    train_seconds: float
+    train_cpu_seconds: float
+    search_seconds: float
+    trainable_params: int
+    model: nn.Module
+
+
+def _adam(groups: list[dict]) -> torch.optim.Optimizer:
+    return torch.optim.Adam([g for g in groups if g["params"]])
+
+
+def _trainable(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+@dataclass
+class _Candidate:
+    """One learning rate's run: its model and optimizer, history, and the best validation state so far."""
+
+    lr: float
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    history: History
+    best_acc: float = -1.0
+    best_epoch: int = 0
+    best_state: dict | None = None
+    since_best: int = 0
+    stopped_early: bool = False
+    wall: float = 0.0
+    cpu: float = 0.0
+
+    def train(self, epochs: int, data: Data, recalibrate: ArrayBatches | None, patience: int | None) -> None:
+        """Up to ``epochs`` more epochs, one fit() epoch at a time; stop after ``patience`` epochs without progress."""
+        for _ in range(epochs):
+            if patience is not None and self.since_best >= patience:
+                self.stopped_early = True
+                return
+            wall, cpu = time.perf_counter(), time.process_time()
+            fit(
+                self.model,
+                data.train,
+                self.optimizer,
+                1,
+                frozen_bn_eval=True,
+                val_loader=data.val,
+                recalibrate_with=recalibrate,
+                progress=False,
+                history=self.history,
+            )
+            self.wall += time.perf_counter() - wall
+            self.cpu += time.process_time() - cpu
+            accuracy = self.history.val_acc[-1]
+            if accuracy > self.best_acc:
+                self.best_acc, self.best_epoch, self.since_best = accuracy, len(self.history.val_acc), 0
+                self.best_state = copy.deepcopy(self.model.state_dict())  # BatchNorm statistics as evaluated
+            else:
+                self.since_best += 1
+        if patience is not None and self.since_best >= patience:
+            self.stopped_early = True
+
+
+def select_and_train(
+    build: Callable[[float], tuple[nn.Module, torch.optim.Optimizer]],
+    lrs: Sequence[float],
+    data: Data,
+    budget: Budget,
+    recalibrate: bool,
+    fixed_lr: float | None = None,
+) -> RunResult:
+    """Train a model for each candidate learning rate (or only ``fixed_lr``), keep the best on validation, test it.
+
+    ``build(lr)`` returns a fresh (model, optimizer). Without ``budget.probe_epochs`` every candidate trains to its
+    early stop; with it, each candidate trains ``probe_epochs`` and only the best continues to its early stop.
+    """
+    lrs = [fixed_lr] if fixed_lr is not None else list(lrs)
+    recal = data.recalibrate if recalibrate else None
+    probe = budget.probe_epochs if len(lrs) > 1 else None
+    start = time.perf_counter()
+    candidates = []
+    for lr in lrs:
+        model, optimizer = build(lr)
+        candidate = _Candidate(lr, model, optimizer, History())
+        candidate.train(probe or budget.max_epochs, data, recal, None if probe else budget.patience)
+        candidates.append(candidate)
+    best = max(candidates, key=lambda c: c.best_acc)  # the first of equals: the grid's order breaks ties
+    if probe:
+        best.train(budget.max_epochs - probe, data, recal, budget.patience)
+    best.model.load_state_dict(best.best_state)
+    _, test_acc = evaluate(best.model, data.test, "cpu")
+    return RunResult(
+        lr=best.lr,
+        lr_search={f"{c.lr:g}": round(c.best_acc, 4) for c in candidates},
+        val_acc=best.best_acc,
+        test_acc=test_acc,
+        epochs_run=len(best.history.val_acc),
+        best_epoch=best.best_epoch,
+        stopped_early=best.stopped_early,
+        train_seconds=best.wall,
+        train_cpu_seconds=best.cpu,
+        search_seconds=time.perf_counter() - start,
+        trainable_params=_trainable(best.model),
+        model=best.model,
+    )
+
+
+def linear_builder(in_features: int, num_classes: int, seed: int):
+    """build(lr) for a linear head or logistic regression: Linear(in_features, num_classes) and Adam."""
+
+    def build(lr: float):
+        torch.manual_seed(seed)
+        head = nn.Linear(in_features, num_classes)
+        return head, _adam([{"params": list(head.parameters()), "lr": lr}])
+
+    return build
+
+
+def finetune_builder(
+    make_model: Callable[[], nn.Module],
+    first_trainable: str,
+    warm_head: nn.Linear | None,
+    num_classes: int,
+    seed: int,
+    head_lr_factor: float = 10.0,
+):
+    """build(lr) for B/C/freeze depths: the model's stages from ``first_trainable`` on, trained from the boundary.
+
+    Returns the part of the model after the cut (``split_at``), which reads boundary activations. The new head
+    starts from ``warm_head`` (A's trained head: the warm-up) when given. Body at ``lr``, head at ``10 * lr``.
+    """
+
+    def build(lr: float):
+        torch.manual_seed(seed)
+        model = make_model()
+        head = replace_head(model, num_classes)
+        if warm_head is not None:
+            head.load_state_dict(warm_head.state_dict())
+        freeze_all(model)
+        unfreeze_from(model, first_trainable)
+        _, rest = split_at(model, first_trainable)
+        head_ids = {id(p) for p in head.parameters()}
+        body = [p for p in rest.parameters() if p.requires_grad and id(p) not in head_ids]
+        groups = [{"params": body, "lr": lr}, {"params": list(head.parameters()), "lr": lr * head_lr_factor}]
+        return rest, _adam(groups)
+
+    return build
+
+
+def scratch_builder(make_model: Callable[[], nn.Module], num_classes: int, seed: int):
+    """build(lr) for from-scratch training: random initialization, everything trained at one rate."""
+
+    def build(lr: float):
+        torch.manual_seed(seed)
+        model = make_model()
+        replace_head(model, num_classes)
+        return model, _adam([{"params": list(model.parameters()), "lr": lr}])
+
+    return build
