@@ -6,6 +6,7 @@ Everything runs through `sys.executable`, never make or a shell, so the same tes
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import subprocess
@@ -33,9 +34,15 @@ def course(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
     )
 
 
+@functools.cache
+def help_of(name: str) -> subprocess.CompletedProcess:
+    """`course NAME --help`, run once per test session (bench and sweep load torch to answer)."""
+    return course(name, "--help")
+
+
 @pytest.mark.parametrize("name", list(cli.COMMANDS))
 def test_every_command_answers_help_with_its_own_usage(name):
-    result = course(name, "--help")
+    result = help_of(name)
     assert result.returncode == 0, result.stderr
     first = next(line for line in result.stdout.splitlines() if line.strip())
     assert f"course {name}" in first, f"`course {name} --help` should start with its usage, got: {first!r}"
@@ -109,7 +116,7 @@ def test_make_targets_call_only_existing_commands_and_subcommands():
     assert {"lab", "fetch", "slides", "handouts", "notebooks"} <= {name for name, _ in calls}
     for name, word in calls:
         assert name in cli.COMMANDS, f"the Makefile calls `course {name}`, which does not exist"
-        usage = course(name, "--help").stdout
+        usage = help_of(name).stdout
         choices = {c for group in re.findall(r"\{([\w,-]+)\}", usage.split("\n\n")[0]) for c in group.split(",")}
         word = word.rstrip(";")
         if choices and word and not word.startswith("-") and "." not in word:

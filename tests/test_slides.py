@@ -93,14 +93,18 @@ def test_rules_give_a_deck_that_reads_well():
     ]
 
 
-def test_a_check_that_does_not_follow_code_is_no_fragment_and_overflow_wins_over_fragment():
+def test_a_check_stays_with_its_code_unless_the_slide_is_far_too_long():
     nb = lesson_like()
     nb.cells.insert(3, new_markdown_cell("Text between the heading and the check."))
     nb.cells.insert(4, new_code_cell("# NBVAL_CHECK_OUTPUT\nprint('shown at once')"))
-    assert slide_metadata.slide_types(nb)[3:5] == ["-", "-"]
+    assert slide_metadata.slide_types(nb)[3:5] == ["-", "-"]  # no code before it: nothing to wait for
     nb = lesson_like()
-    nb.cells[3].source = "\n".join(f"a{i} = {i}" for i in range(22))  # the code fills the slide
+    nb.cells[3].source = "\n".join(f"a{i} = {i}" for i in range(22))  # the code fills the slide ...
+    assert slide_metadata.slide_types(nb)[4] == "fragment"  # ... its two-line check still goes with it
+    nb.cells[3].source = "\n".join(f"a{i} = {i}" for i in range(30))  # far too long: the check gets its own
     assert slide_metadata.slide_types(nb)[4] == "subslide"
+    nb = lesson_like(c0=["slide:skip"])
+    assert slide_metadata.slide_types(nb)[:3] == ["skip", "skip", "slide"]  # the first cell shown starts a slide
 
 
 def test_heights_count_figures_and_committed_output():
@@ -200,9 +204,10 @@ def tiny_deck_lesson(folder: Path) -> Path:
         cells=[
             new_markdown_cell("# 42 · A tiny deck\n\nThe first slide."),
             new_code_cell("SIZE = 3  # parameters", metadata={"tags": ["parameters"]}),
-            new_code_cell("import os\nprint('profile is', os.environ.get('COURSE_PROFILE'))"),
+            new_code_cell("# NBVAL_CHECK_OUTPUT\nimport os\nprint('profile is', os.environ.get('COURSE_PROFILE'))"),
             new_markdown_cell("## The second slide\n\nEuler on slide two: $e^{i\\pi} + 1 = 0$"),
             new_code_cell("import matplotlib.pyplot as plt\nplt.plot([0, 1, 4, 9])\nplt.show()"),
+            new_code_cell("import ipywidgets as w\nw.Button(description='Go on', icon='check')"),  # icon font
             new_markdown_cell("Speaker notes: pause here.", metadata={"tags": ["slide:notes"]}),
             new_markdown_cell("### A subslide below the second"),
         ],
@@ -243,6 +248,7 @@ def test_deck_has_one_section_per_slide_and_loads_nothing_from_the_network(deck)
     assert page.count("<section") == 5
     assert "profile is quick" in page and "data:image/png;base64," in page
     assert "SIZE = 3" not in page  # the parameters cell is skipped
+    assert "NBVAL_CHECK_OUTPUT" not in page  # nbval's marker is for the tests, not for the class
     assert re.search(r'<aside class="notes">.*?Speaker notes: pause here', page, re.DOTALL)
     index = (deck.parent / "index.html").read_text(encoding="utf-8")
     assert f'href="{deck.name}"' in index and "A tiny deck" in index and "reveal.js" in index
@@ -310,6 +316,9 @@ def test_deck_advances_in_chromium_with_the_network_blocked(deck):
             assert formula.bounding_box()["width"] > 20 and "Math Processing Error" not in second.inner_text()
             assert "$e^" not in second.inner_text()
             assert second.locator("img[src^='data:image/png']").first.is_visible()  # the figure
+            button = second.locator(".jupyter-widgets button", has_text="Go on")  # the widget, from its saved state
+            button.wait_for(state="visible", timeout=30_000)
+            page.wait_for_function("() => document.fonts.status === 'loaded'", timeout=30_000)  # its icon font too
             page.screenshot(path=str(SHOTS / "slides_second.png"))
             page.evaluate("Reveal.down()")  # the subslide below, through the API
             page.locator("h3", has_text=re.compile("A subslide below", re.IGNORECASE)).wait_for(state="visible")

@@ -198,6 +198,12 @@ def prepare_assets(out_dir: Path, npm_cache: Path | None = None) -> Assets:
             # the AMD bundle is all a page needs
             skip = ("embed.js", "libembed-amd.js", "embed.js.LICENSE.txt")
             extract_npm(manager, NPM_PACKAGES["@jupyter-widgets/html-manager@1"], widgets, skip=skip)
+        # The controls' icon font (e.g. the upload button's) is asked for from @jupyter-widgets/ itself: the
+        # bundle's inner modules are named @jupyter-widgets/base and so on, and fonts resolve beside them.
+        for font in widgets.iterdir():
+            beside = widgets.parent.parent / font.name
+            if font.suffix in (".woff", ".woff2", ".ttf", ".eot", ".svg") and not beside.is_file():
+                shutil.copyfile(font, beside)
         if not (assets / "require.js").is_file():
             extract_npm(requirejs, NPM_PACKAGES["requirejs@2"], assets)
         return Assets(mathjax_url, "assets/require.js", f"{WIDGETS_DIR}/embed-amd.js", widgets=True)

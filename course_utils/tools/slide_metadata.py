@@ -15,7 +15,8 @@ lesson, running the command again restores a deck that reads well. The rules, in
    ``LINES_PER_SLIDE`` lines, counting wrapped Markdown, code, and the room its output takes (a figure or a
    widget counts ``FIGURE_LINES``, a checked cell its committed output);
 6. a checked cell (``# NBVAL_CHECK_OUTPUT``) right after the code it checks is a fragment: the check appears on
-   the next click, after the class has seen the code;
+   the next click, after the class has seen the code. It stays with that code even when the slide is then up to
+   ``CHECK_SLACK`` lines too long (the slide scrolls): a check alone on a slide says nothing;
 7. everything else continues the current slide (``-``).
 
 The notebook also gets RISE's settings (``metadata.rise``): a slide that is still too long scrolls, and the white
@@ -33,6 +34,7 @@ OVERRIDE_TAG = "slide:"
 LINES_PER_SLIDE = 24
 WRAP = 90  # characters per line on a slide, Markdown and code alike
 FIGURE_LINES = 12
+CHECK_SLACK = 8
 RISE_SETTINGS = {"scroll": True, "theme": "white"}  # white: reveal.js's own fonts, none from the web
 CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
 DRAWS = re.compile(
@@ -92,12 +94,14 @@ def slide_types(nb) -> list[str]:
             level = _heading_level(cell)
             if "parameters" in cell.metadata.get("tags", []) or not cell.source.strip():
                 kind = "skip"
-            elif index == 0 or level in (1, 2):
+            elif index == 0 or level in (1, 2) or previous is None:
                 kind = "slide"
-            elif level == 3 or (previous is not None and used + height > LINES_PER_SLIDE):
+            elif level == 3:
                 kind = "subslide"
-            elif CHECK_MARK in cell.source and previous is not None and previous.cell_type == "code":
-                kind = "fragment"
+            elif CHECK_MARK in cell.source and previous.cell_type == "code":
+                kind = "fragment" if used + height <= LINES_PER_SLIDE + CHECK_SLACK else "subslide"
+            elif used + height > LINES_PER_SLIDE:
+                kind = "subslide"
             else:
                 kind = "-"
         types.append(kind)

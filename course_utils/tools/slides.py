@@ -16,6 +16,7 @@ To present live and run cells while presenting, use RISE in JupyterLab (README, 
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import sys
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ REVEAL_DIR = "assets/reveal.js"
 JQUERY_FILE = "assets/jquery.min.js"
 SUFFIX = ".slides.html"
 TEMPLATE = "course_slides.html.j2"
+TEST_MARKERS = ("# NBVAL_CHECK_OUTPUT", "# NBVAL_RAISES_EXCEPTION", "# NBVAL_SKIP", "# NBVAL_IGNORE_OUTPUT")
 
 
 class SlidesError(RuntimeError):
@@ -69,10 +71,21 @@ def prepare_reveal(out_dir: Path, npm_cache: Path | None = None) -> RevealAssets
     return RevealAssets()
 
 
+def without_test_markers(nb):
+    """A copy of the notebook whose code cells no longer show nbval's markers (lines the class need not read)."""
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            lines = cell.source.split("\n")
+            cell.source = "\n".join(line for line in lines if line.strip() not in TEST_MARKERS)
+    return nb
+
+
 def render_slides(nb, path: Path, assets: handouts.Assets, reveal: RevealAssets) -> str:
     """The reveal.js deck of an executed notebook: images embedded, every script and style from local assets."""
     from nbconvert import SlidesExporter
 
+    nb = without_test_markers(nb)
     handouts.drop_stale_widget_buffers(nb)
     exporter = SlidesExporter(
         template_name="reveal",
