@@ -95,7 +95,9 @@ def test_handout_pages_are_self_contained_and_indexed(tmp_path):
     tiny = timings["lessons"][0]  # the slowest of its 3 code cells, timed by the kernel's own messages
     assert 1 <= tiny["slowest_code_cell"] <= 3 and 0 < tiny["slowest_seconds"] <= tiny["seconds"]
     assert f"code cell {tiny['slowest_code_cell']}: {tiny['slowest_seconds']:.1f} s" in index
-    assert "ZeroDivisionError: division by zero" in timings["lessons"][1]["error"] and "failed" in index
+    assert timings["lessons"][1]["error"].endswith("ZeroDivisionError: division by zero")
+    assert '<span class="failed">failed: ' in index and "ZeroDivisionError: division by zero</span>" in index
+    assert timings["profile"] == "quick"
 
 
 def test_only_picks_lessons_by_name_or_number(tmp_path):
