@@ -7,7 +7,7 @@
     course grade               grade a folder of submissions (instructors)
     course handouts            executed lessons as HTML that reads offline (instructors)
     course slides              executed lessons as reveal.js decks that work offline (instructors)
-    course notebooks           keep committed notebooks clean (authors)
+    course notebooks           keep committed notebooks clean, derive their slide metadata (authors)
     course bench               the feature-cache benchmark of lessons 03 and 04
     course sweep               the scenario sweep, freeze-depth and similarity experiments of lesson 07
 
@@ -29,7 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "grade": ("course_utils.tools.grade", "grade a folder of submitted notebooks"),
     "handouts": ("course_utils.tools.handouts", "executed lessons as HTML that reads offline"),
     "slides": ("course_utils.tools.slides", "executed lessons as reveal.js decks that work offline"),
-    "notebooks": ("course_utils.tools.notebook_tools", "clean, check or refresh the committed notebooks"),
+    "notebooks": ("course_utils.tools.notebook_tools", "clean, check or refresh the notebooks; derive slide metadata"),
     "bench": ("course_utils.experiments.bench", "benchmark: feature cache (A) and boundary cache (B)"),
     "sweep": ("course_utils.experiments.sweep", "scenario sweep, freeze depth and similarity experiments"),
 }
