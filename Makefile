@@ -13,7 +13,7 @@ PROFILE ?= quick
 PYTEST_ARGS ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 
-.PHONY: lab test setup venv weights data unit notebooks diary clean-notebooks refresh-notebooks bench handouts sweep release-exercises grade clean
+.PHONY: lab test setup venv weights data unit notebooks diary clean-notebooks refresh-notebooks slide-metadata bench handouts slides sweep release-exercises grade clean
 
 lab: setup
 	$(COURSE) lab $(ARGS)
@@ -62,6 +62,10 @@ clean-notebooks: venv
 refresh-notebooks: setup
 	COURSE_PROFILE=$(PROFILE) $(COURSE) notebooks refresh notebooks
 
+# Slide metadata of every lesson, derived from its headings (run after editing a lesson).
+slide-metadata: venv
+	$(COURSE) notebooks slides notebooks
+
 # Lesson and instructor tools (see README): each runs after the set-up.
 bench: setup
 	$(COURSE) bench $(ARGS)
@@ -71,6 +75,9 @@ sweep: setup
 
 handouts: setup
 	$(COURSE) handouts --profile $(PROFILE) $(ARGS)
+
+slides: setup
+	$(COURSE) slides --profile $(PROFILE) $(ARGS)
 
 release-exercises: venv
 	$(COURSE) release

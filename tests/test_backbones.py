@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from course_utils import backbones as bb
 from course_utils.training import fit
+from course_utils.weights import SPECS, hub_checkpoint_dir
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +22,14 @@ def mobilenet():
 
 
 def test_pretrained_mobilenet_loads_real_imagenet_weights(mobilenet):
+    checkpoint = torch.load(
+        hub_checkpoint_dir() / SPECS["mobilenet_v2"].filename, map_location="cpu", weights_only=True
+    )
+    loaded = mobilenet.state_dict()
+    assert set(loaded) == set(checkpoint)
+    assert all(torch.equal(loaded[k], checkpoint[k]) for k in checkpoint)  # every tensor is the verified file's
     random = bb.load_backbone("mobilenet_v2", pretrained=False)
-    assert not torch.equal(mobilenet.features[0][0].weight, random.features[0][0].weight)
+    assert not torch.equal(random.features[0][0].weight, checkpoint["features.0.0.weight"])
     assert len(bb.imagenet_categories()) == 1000 and bb.imagenet_categories()[285] == "Egyptian cat"
 
 
@@ -46,15 +53,28 @@ def test_unfreeze_from_named_stage_and_report():
     bb.replace_head(model, 10)
     trainable = bb.unfreeze_from(model, "block6")
     assert trainable == ["block6", "block7", "last_conv", "head"]
+    # block6 is torchvision's features[14..16] (the 160-channel blocks): exactly those and later train.
+    later = ("features.14.", "features.15.", "features.16.", "features.17.", "features.18.", "classifier.")
+    for name, param in model.named_parameters():
+        assert param.requires_grad is name.startswith(later), name
     rows = {row["stage"]: row for row in bb.parameter_report(model)}
+    assert rows["all"]["total"] == 3_504_872 - 1_281_000 + 12_810  # torchvision's count, 10-class head
+    assert rows["all"]["trainable"] == sum(p.numel() for p in model.parameters() if p.requires_grad) == 1_694_154
     assert rows["block5"]["trainable"] == 0 and rows["stem"]["trainable"] == 0
-    assert rows["block6"]["trainable"] == rows["block6"]["total"] > 0
-    assert rows["all"]["total"] == bb.count_parameters(model)
-    assert rows["all"]["trainable"] == sum(rows[s]["trainable"] for s in trainable)
     assert (
-        sum(r["total"] for s, r in rows.items() if s != "all") == rows["all"]["total"]
-    )  # stages cover every parameter
-    assert "block6" in bb.format_parameter_report(model)
+        rows["block6"]["trainable"]
+        == rows["block6"]["total"]
+        == sum(p.numel() for i in (14, 15, 16) for p in model.features[i].parameters())
+    )
+    assert rows["head"]["total"] == 1280 * 10 + 10
+    assert sum(r["total"] for s, r in rows.items() if s != "all") == rows["all"]["total"]  # stages cover all
+    table = bb.format_parameter_report(model).splitlines()
+    assert table[0].split() == ["stage", "total", "trainable"] and len(table) == 1 + len(rows)
+    assert table[7].split() == ["block6", "795,264", "795,264"] and table[-1].split() == [
+        "all",
+        "2,236,682",
+        "1,694,154",
+    ]
     with pytest.raises(ValueError, match="stages: stem"):
         bb.unfreeze_from(model, "layer9")
 
@@ -71,12 +91,19 @@ def test_optimizer_check_finds_stale_and_frozen_parameters():
     bb.freeze_all(model)
     bb.replace_head(model, 3)
     good = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
-    assert bb.optimizer_matches_trainable(good, model)
+    assert bb.optimizer_matches_trainable(good, model) and bb.optimizer_parameter_problems(good, model) == []
     bb.unfreeze_from(model, "layer4")  # unfrozen after the optimizer was built: never updated
     problems = bb.optimizer_parameter_problems(good, model)
-    assert problems and all("layer4" in p for p in problems)
+    layer4 = sorted(
+        f"trainable but not in the optimizer (never updated): {n}"
+        for n, _ in model.layer4.named_parameters(prefix="layer4")
+    )
+    assert problems == layer4 and not bb.optimizer_matches_trainable(good, model)
     too_many = torch.optim.SGD(model.parameters(), lr=0.1)
-    assert any("frozen" in p for p in bb.optimizer_parameter_problems(too_many, model))
+    frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+    assert bb.optimizer_parameter_problems(too_many, model) == sorted(
+        f"in the optimizer but frozen: {n}" for n in frozen
+    )
 
 
 def test_frozen_body_stays_frozen_during_fit_including_batchnorm_statistics(mobilenet):

@@ -197,3 +197,24 @@ def test_analogy_runs_and_its_explorer_answers(lab, page):
     after = wait_for_new_output(page, cell, before)
     assert caption.search(after).group(1) == other, after[:300]
     cell.screenshot(path=str(SHOTS / "01_explorer_after.png"))
+
+
+def test_rise_presents_a_lesson_live_and_runs_a_cell(lab, page):
+    """RISE (jupyterlab-rise) shows lesson 00 as a deck from its slide metadata; a cell runs on its slide."""
+    page.goto(f"{lab.url}rise/00_start_here.ipynb?token={lab.token}")
+    current = page.locator(".reveal .slides > section.present")
+    current.wait_for(state="visible", timeout=90_000)
+    assert "START HERE" in current.inner_text().upper()
+    assert page.locator(".reveal .slides > section").count() >= 6  # a slide per section of the lesson
+    page.keyboard.press("ArrowRight")
+    heading = page.locator(".reveal .slides > section.present h2", has_text="Versions and device")
+    heading.wait_for(state="visible", timeout=30_000)
+    cell = page.locator(".reveal section.present .jp-CodeCell").first
+    assert "environment_report" in cell.inner_text()
+    cell.locator(".cm-content").click()
+    page.keyboard.press("Shift+Enter")  # run it, live, in the deck
+    output = page.locator(".reveal .jp-CodeCell .jp-OutputArea-output", has_text="torchvision")
+    output.first.wait_for(state="visible", timeout=120_000)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "rise_00_versions.png"))
+    assert re.search(r"torch\s+\d+\.\d+", output.first.inner_text())

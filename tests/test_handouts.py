@@ -95,7 +95,9 @@ def test_handout_pages_are_self_contained_and_indexed(tmp_path):
     tiny = timings["lessons"][0]  # the slowest of its 3 code cells, timed by the kernel's own messages
     assert 1 <= tiny["slowest_code_cell"] <= 3 and 0 < tiny["slowest_seconds"] <= tiny["seconds"]
     assert f"code cell {tiny['slowest_code_cell']}: {tiny['slowest_seconds']:.1f} s" in index
-    assert "ZeroDivisionError: division by zero" in timings["lessons"][1]["error"] and "failed" in index
+    assert timings["lessons"][1]["error"].endswith("ZeroDivisionError: division by zero")
+    assert '<span class="failed">failed: ' in index and "ZeroDivisionError: division by zero</span>" in index
+    assert timings["profile"] == "quick"
 
 
 def test_only_picks_lessons_by_name_or_number(tmp_path):
@@ -149,3 +151,48 @@ def test_stale_widget_buffers_are_dropped_and_live_ones_kept():
     state = nb.metadata.widgets["application/vnd.jupyter.widget-state+json"]["state"]
     assert [b["path"] for b in state["u"]["buffers"]] == [["value", 0, "content"]]
     assert [b["path"] for b in state["i"]["buffers"]] == [["value"]]
+
+
+def test_execute_lesson_gives_the_profile_to_the_kernel_only(tmp_path, monkeypatch):
+    """The kernel runs with COURSE_PROFILE=quick; this process (and any thread in it) keeps its own profile."""
+    import threading
+
+    monkeypatch.setenv("COURSE_PROFILE", "full")
+    lesson = tiny_lesson(tmp_path / "notebooks")
+    seen: set[str] = set()
+    running = threading.Event()
+
+    def watch():
+        while not running.is_set():
+            seen.add(os.environ.get("COURSE_PROFILE", ""))
+            running.wait(0.005)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        nb, seconds, error = handouts.execute_lesson(lesson, "quick", timeout=120)
+    finally:
+        running.set()
+        watcher.join()
+    assert error == "" and seconds > 0
+    printed = "".join(o.get("text", "") for o in nb.cells[1].outputs)
+    assert printed == "profile is quick\n"  # the kernel's environment
+    assert seen == {"full"} and os.environ["COURSE_PROFILE"] == "full"  # never changed here, not even briefly
+
+
+def test_index_is_rendered_from_the_template_and_escapes_what_lessons_say(tmp_path):
+    page = tmp_path / "42_x.html"
+    results = [
+        handouts.LessonResult("42_x", "Tags <b>&</b> more", 1.25, page, "", 2, 1, (3, 0.75)),
+        handouts.LessonResult("43_y", "Broken", 0.5, tmp_path / "43_y.html", "ValueError: a < b", 0, 0, (0, 0.0)),
+    ]
+    assets = handouts.Assets("m", "r", "w", widgets=False, note="widgets <off>")
+    index = handouts.write_index(tmp_path, results, "quick", assets, "course handouts --only <42>").read_text()
+    assert "Tags &lt;b&gt;&amp;&lt;/b&gt; more" in index and "<b>&" not in index
+    assert '<span class="failed">failed: ValueError: a &lt; b</span>' in index
+    assert "code cell 3: 0.8 s" in index and '<td class="time">1.2 s</td>' in index  # 1.25 rounds half to even
+    assert '<p class="note">widgets &lt;off&gt;</p>' in index
+    assert "<code>course handouts --only &lt;42&gt;</code>" in index
+    assert '<td class="time">1.8 s</td>' in index  # the total
+    assert "Pages are self-contained" in index and "<code>assets/</code>" in index  # the tool's own HTML, kept
+    assert (handouts.TEMPLATES / "index.html.j2").is_file()

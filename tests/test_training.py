@@ -33,6 +33,8 @@ def test_frozen_bn_eval_is_the_callers_choice_and_does_what_it_says():
             model, DataLoader(data(), batch_size=16), optimizer, "cpu", frozen_bn_eval=keep_eval, progress=False
         )
         assert (not torch.equal(model[1].running_mean, before)) is should_move
+        assert model[1].num_batches_tracked.item() == (4 if should_move else 0)  # 64 examples, batches of 16
+        assert model.training and model[1].training is should_move  # only the frozen BatchNorm in eval mode
 
 
 def test_fit_needs_the_batchnorm_choice_written_out():
@@ -41,28 +43,39 @@ def test_fit_needs_the_batchnorm_choice_written_out():
         fit(model, DataLoader(data()), torch.optim.SGD(model.parameters(), lr=0.1), 1, progress=False)
 
 
-def test_early_stopping_restores_the_best_epoch():
+def early_stopped_run(epochs, **kwargs):
+    """A linear model trained with a learning rate that makes validation accuracy jump around (seeded)."""
     seed_everything(0)
     train, val = data(64, seed=1), data(64, seed=2)
     model = nn.Linear(4, 2)
-    # A learning rate that makes validation accuracy jump around, so the best epoch is not the last one.
     optimizer = torch.optim.SGD(model.parameters(), lr=5.0)
     history = fit(
         model,
         DataLoader(train, batch_size=8, shuffle=True),
         optimizer,
-        30,
+        epochs,
         frozen_bn_eval=False,
         val_loader=DataLoader(val, batch_size=64),
-        patience=3,
-        restore_best=True,
         progress=False,
+        **kwargs,
     )
+    return model, history, DataLoader(val, batch_size=64)
+
+
+def test_early_stopping_restores_the_best_epoch():
+    model, history, val = early_stopped_run(30, patience=3, restore_best=True)
     assert history.stopped_early and len(history.val_acc) < 30
     assert history.best_epoch == 1 + max(range(len(history.val_acc)), key=history.val_acc.__getitem__)
+    assert history.best_epoch < len(history.val_acc)  # the best epoch is not the last one: restoring matters
     assert len(history.val_acc) - history.best_epoch == 3  # stopped exactly `patience` epochs after the best
-    _, acc = evaluate(model, DataLoader(val, batch_size=64), "cpu")
-    assert acc == max(history.val_acc)  # the weights in the model are the best epoch's
+    assert evaluate(model, val, "cpu")[1] == max(history.val_acc)
+    # The weights are the best epoch's, exactly: the same seeded run stopped there by hand ends with them.
+    reference, _, _ = early_stopped_run(history.best_epoch)
+    for restored, expected in zip(model.state_dict().values(), reference.state_dict().values(), strict=True):
+        assert torch.equal(restored, expected)
+    # Without restore_best the model keeps its last epoch's weights, which differ.
+    last, _, _ = early_stopped_run(30, patience=3)
+    assert not torch.equal(last.weight, model.weight)
 
 
 def test_early_stopping_needs_validation():

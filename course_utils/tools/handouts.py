@@ -13,7 +13,6 @@ Without npm the pages are still written; widgets then show a note instead of the
 from __future__ import annotations
 
 import argparse
-import html
 import json
 import os
 import platform
@@ -22,6 +21,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,10 +33,11 @@ from ..profiles import PROFILES, pick
 from .notebook_tools import last_exception
 
 LESSON_GLOB = "[0-9][0-9]_*.ipynb"
-NPM_PACKAGES = {  # npm spec -> (tarball name prefix, files taken from the package)
-    "@jupyter-widgets/html-manager@1": ("jupyter-widgets-html-manager-1.", "package/dist/"),
-    "requirejs@2": ("requirejs-2.", "package/require.js"),
+NPM_PACKAGES = {  # npm spec -> the files taken from the package
+    "@jupyter-widgets/html-manager@1": "package/dist/",
+    "requirejs@2": "package/require.js",
 }
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 WIDGETS_DIR = "@jupyter-widgets/html-manager/dist"
 MATHJAX_CONFIG = "TeX-AMS-MML_HTMLorMML-full,Safe,local/course"
 MATHJAX_LOCAL = """\
@@ -91,7 +92,7 @@ def lesson_paths(notebooks_dir: Path, only: list[str] | None = None) -> list[Pat
     """Lesson notebooks (NN_name.ipynb) in order; ``only`` keeps those whose name or number matches."""
     lessons = sorted(Path(notebooks_dir).glob(LESSON_GLOB))
     if not lessons:
-        raise SystemExit(f"handouts: no lesson notebooks ({LESSON_GLOB}) in {notebooks_dir}; pass --notebooks DIR.")
+        raise SystemExit(f"no lesson notebooks ({LESSON_GLOB}) in {notebooks_dir}; pass --notebooks DIR.")
     if not only:
         return lessons
     chosen = []
@@ -102,14 +103,25 @@ def lesson_paths(notebooks_dir: Path, only: list[str] | None = None) -> list[Pat
         ]
         if not matches:
             available = ", ".join(p.stem for p in lessons)
-            raise SystemExit(f"handouts: no lesson called {name!r}; choose from: {available}")
+            raise SystemExit(f"no lesson called {name!r}; choose from: {available}")
         chosen += [p for p in matches if p not in chosen]
     return sorted(chosen)
 
 
-def npm_tarball(spec: str, cache: Path) -> Path | None:
-    """The npm package's .tgz from the cache, else fetched with ``npm pack``; None (and a message) if impossible."""
-    prefix, _ = NPM_PACKAGES[spec]
+def npm_tarball_prefix(spec: str) -> str:
+    """The start of the file name `npm pack SPEC` writes: '@scope/name@1' -> 'scope-name-1.'."""
+    name, _, version = spec.rpartition("@")
+    return f"{name.lstrip('@').replace('/', '-')}-{version}."
+
+
+def npm_tarball(
+    spec: str, cache: Path, tool: str = "handouts", without: str = "widgets will show a note instead"
+) -> Path | None:
+    """The npm package's .tgz from the cache, else fetched with ``npm pack``; None (and a message) if impossible.
+
+    ``without`` says what happens when the package cannot be had, in the message printed then.
+    """
+    prefix = npm_tarball_prefix(spec)
     cache.mkdir(parents=True, exist_ok=True)
     found = sorted(cache.glob(prefix + "*.tgz"))
     if found:
@@ -117,8 +129,9 @@ def npm_tarball(spec: str, cache: Path) -> Path | None:
     npm = shutil.which("npm")
     if npm is None:
         print(
-            f"handouts: npm is not installed, so {spec} cannot be fetched; widgets will show a note instead. "
-            f"Install Node.js (npm), or put the file from `npm pack {spec}` into {cache}.",
+            f"{tool}: npm is not installed, so {spec} cannot be fetched; {without}. "
+            f"Install Node.js (npm), or copy the file that `npm pack {spec}` writes ({prefix}*.tgz, e.g. from "
+            f"another machine's {cache.name}/ folder) into {cache}.",
             file=sys.stderr,
         )
         return None
@@ -135,8 +148,9 @@ def npm_tarball(spec: str, cache: Path) -> Path | None:
     except (subprocess.SubprocessError, OSError) as err:
         detail = getattr(err, "stderr", "") or str(err)
         print(
-            f"handouts: `npm pack {spec}` failed ({detail.strip().splitlines()[-1] if detail.strip() else err}); "
-            f"widgets will show a note instead. Online, run the command again; offline, copy the .tgz into {cache}.",
+            f"{tool}: `npm pack {spec}` failed ({detail.strip().splitlines()[-1] if detail.strip() else err}); "
+            f"{without}. Online, run the command again; offline, copy {prefix}*.tgz (from `npm pack {spec}` on "
+            f"another machine) into {cache}.",
             file=sys.stderr,
         )
         return None
@@ -144,18 +158,22 @@ def npm_tarball(spec: str, cache: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def _extract(tarball: Path, member_prefix: str, dest: Path) -> None:
-    """Copy the members under ``member_prefix`` (source maps left out) flat into dest."""
+def extract_npm(tarball: Path, member_prefix: str, dest: Path, flat: bool = True, skip: tuple[str, ...] = ()) -> None:
+    """Copy the members under ``member_prefix`` (source maps and ``skip`` names left out) into dest.
+
+    ``flat`` puts every file directly in dest; otherwise the layout below ``member_prefix`` is kept.
+    """
     dest.mkdir(parents=True, exist_ok=True)
     with tarfile.open(tarball) as archive:
         for member in archive.getmembers():
             if not member.isfile() or not member.name.startswith(member_prefix) or member.name.endswith(".map"):
                 continue
-            name = Path(member.name).name
-            if name in ("embed.js", "libembed-amd.js", "embed.js.LICENSE.txt"):
-                continue  # the AMD bundle is all a page needs
-            source = archive.extractfile(member)
-            (dest / name).write_bytes(source.read())
+            relative = Path(member.name).name if flat else member.name[len(member_prefix) :].lstrip("/")
+            if Path(relative).name in skip or ".." in Path(relative).parts:
+                continue
+            target = dest / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(archive.extractfile(member).read())
 
 
 def prepare_assets(out_dir: Path, npm_cache: Path | None = None) -> Assets:
@@ -177,9 +195,17 @@ def prepare_assets(out_dir: Path, npm_cache: Path | None = None) -> Assets:
         # The renderer loads its icon fonts from @jupyter-widgets/html-manager/dist/ beside the page: keep that path.
         widgets = out_dir / WIDGETS_DIR
         if not (widgets / "embed-amd.js").is_file():
-            _extract(manager, NPM_PACKAGES["@jupyter-widgets/html-manager@1"][1], widgets)
+            # the AMD bundle is all a page needs
+            skip = ("embed.js", "libembed-amd.js", "embed.js.LICENSE.txt")
+            extract_npm(manager, NPM_PACKAGES["@jupyter-widgets/html-manager@1"], widgets, skip=skip)
+        # The controls' icon font (e.g. the upload button's) is asked for from @jupyter-widgets/ itself: the
+        # bundle's inner modules are named @jupyter-widgets/base and so on, and fonts resolve beside them.
+        for font in widgets.iterdir():
+            beside = widgets.parent.parent / font.name
+            if font.suffix in (".woff", ".woff2", ".ttf", ".eot", ".svg") and not beside.is_file():
+                shutil.copyfile(font, beside)
         if not (assets / "require.js").is_file():
-            _extract(requirejs, NPM_PACKAGES["requirejs@2"][1], assets)
+            extract_npm(requirejs, NPM_PACKAGES["requirejs@2"], assets)
         return Assets(mathjax_url, "assets/require.js", f"{WIDGETS_DIR}/embed-amd.js", widgets=True)
     atomic_write_text(assets / "no-widgets.js", NO_WIDGETS_JS)
     return Assets(
@@ -201,16 +227,16 @@ def notebook_title(nb, fallback: str) -> str:
     return fallback
 
 
-def execute_lesson(path: Path, profile: str, timeout: int = 600) -> tuple[object, float, str]:
-    """Run a lesson in its own folder with COURSE_PROFILE=profile; (notebook, seconds, error or '').
+def execute_lesson(path: Path, profile: str, timeout: int = 600, kind: str = "handout") -> tuple[object, float, str]:
+    """Run a lesson in its own folder, its kernel with COURSE_PROFILE=profile; (notebook, seconds, error or '').
 
-    ``timeout`` is per cell, in seconds. On failure the notebook keeps what ran and opens with a note.
+    ``timeout`` is per cell, in seconds. On failure the notebook keeps what ran and opens with a note
+    ("This handout is incomplete ..."; ``kind`` names the page).
     """
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
-    previous = os.environ.get("COURSE_PROFILE")
-    os.environ["COURSE_PROFILE"] = profile  # the kernel inherits the environment
+    env = {**os.environ, "COURSE_PROFILE": profile}  # the kernel's environment only, not this process's
     error = ""
     start = time.perf_counter()
     try:
@@ -220,7 +246,7 @@ def execute_lesson(path: Path, profile: str, timeout: int = 600) -> tuple[object
             kernel_name="python3",
             store_widget_state=True,
             resources={"metadata": {"path": str(path.parent)}},
-        ).execute()
+        ).execute(env=env)
     except Exception as err:  # noqa: BLE001 (any failure is reported on the index, the page is still written)
         lines, last = last_exception(str(err))  # tracebacks arrive coloured
         shown = lines[last].strip() if last is not None else next((line.strip() for line in lines if line.strip()), "")
@@ -228,16 +254,10 @@ def execute_lesson(path: Path, profile: str, timeout: int = 600) -> tuple[object
         nb.cells.insert(
             0,
             nbformat.v4.new_markdown_cell(
-                f"**This handout is incomplete: the lesson stopped ({error}).** "
-                "Cells below the failing one did not run."
+                f"**This {kind} is incomplete: the lesson stopped ({error}).** Cells below the failing one did not run."
             ),
         )
-    finally:
-        seconds = time.perf_counter() - start
-        if previous is None:
-            os.environ.pop("COURSE_PROFILE", None)
-        else:
-            os.environ["COURSE_PROFILE"] = previous
+    seconds = time.perf_counter() - start
     return nb, seconds, error
 
 
@@ -321,47 +341,49 @@ def count_outputs(nb) -> tuple[int, int]:
     return images, widgets
 
 
-def write_index(out_dir: Path, results: list[LessonResult], profile: str, assets: Assets, command: str) -> Path:
-    """index.html: one row per lesson with its title, run time and status."""
-    rows = []
-    for r in results:
-        status = f'<span class="failed">failed: {html.escape(r.error)}</span>' if r.error else "ran without error"
-        rows.append(
-            f'<tr><td><a href="{html.escape(r.html.name)}">{html.escape(r.name)}</a></td>'
-            f'<td>{html.escape(r.title)}</td><td class="time">{r.seconds:.1f} s</td>'
-            f'<td class="time">{f"code cell {r.slowest[0]}: {r.slowest[1]:.1f} s" if r.slowest[0] else ""}</td>'
-            f"<td>{r.images}</td><td>{r.widgets}</td><td>{status}</td></tr>"
-        )
-    total = sum(r.seconds for r in results)
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+def machine_line() -> str:
+    """The machine a run happened on, in words (a busy machine runs slower: the load average says so)."""
     machine = (
         f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}"
     )
     if hasattr(os, "getloadavg"):
-        machine += f", load average {os.getloadavg()[1]:.1f} over the last 5 min"  # a busy machine runs slower
-    note = f'<p class="note">{html.escape(assets.note)}</p>' if assets.note else ""
-    page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>Course handouts ({profile} profile)</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 60em; }}
-table {{ border-collapse: collapse; width: 100%; }}
-td, th {{ border-bottom: 1px solid #ccc; padding: .4em; text-align: left; }}
-td.time {{ text-align: right; white-space: nowrap; }} .failed {{ color: #b00; }} .note {{ color: #a60; }}
-</style></head><body>
-<h1>Transfer learning, hands-on: handouts</h1>
-<p>Each lesson executed top to bottom with <code>COURSE_PROFILE={profile}</code> on {html.escape(when)}
-({html.escape(machine)}). Pages are self-contained (images embedded; MathJax and widgets from <code>assets/</code>)
-and read offline.</p>
-{note}
-<table><thead><tr><th>lesson</th><th>title</th><th>run time</th><th>slowest cell</th><th>figures</th><th>widgets</th>
-<th>status</th></tr></thead>
-<tbody>
-{chr(10).join(rows)}
-</tbody>
-<tfoot><tr><td colspan="2">total</td><td class="time">{total:.1f} s</td><td colspan="4"></td></tr></tfoot></table>
-<p>Made with <code>{html.escape(command)}</code>.</p>
-</body></html>
-"""
+        machine += f", load average {os.getloadavg()[1]:.1f} over the last 5 min"
+    return machine
+
+
+def write_index(
+    out_dir: Path,
+    results: list[LessonResult],
+    profile: str,
+    assets: Assets,
+    command: str,
+    kind: str = "handouts",
+    about: str = "Pages are self-contained (images embedded; MathJax and widgets from <code>assets/</code>) "
+    "and read offline.",
+) -> Path:
+    """index.html (from templates/index.html.j2): one row per lesson with its title, run time and status.
+
+    ``about`` is trusted HTML written by the tool; everything else is escaped by the template.
+    """
+    import jinja2
+    from markupsafe import Markup
+
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined
+    )
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    machine = machine_line()
+    page = environment.get_template("index.html.j2").render(
+        kind=kind,
+        profile=profile,
+        when=when,
+        machine=machine,
+        about=Markup(about),
+        note=assets.note,
+        results=results,
+        total=sum(r.seconds for r in results),
+        command=command,
+    )
     path = out_dir / "index.html"
     atomic_write_text(path, page)
     path.chmod(0o644)
@@ -386,6 +408,34 @@ and read offline.</p>
     return path
 
 
+def run_lessons(
+    lessons: list[Path],
+    profile: str,
+    out_dir: Path,
+    render: Callable[[object, Path], str],
+    suffix: str = ".html",
+    kind: str = "handout",
+    cell_timeout: int | None = None,
+) -> list[LessonResult]:
+    """Execute each lesson and write ``render(notebook, path)`` to out_dir/<lesson><suffix>; one result each."""
+    results = []
+    for path in lessons:
+        print(f"{kind}s: running {path.name} ({profile}) ...", flush=True)
+        timeout = cell_timeout or pick(quick=600, full=1800, profile=profile)
+        nb, seconds, error = execute_lesson(path, profile, timeout, kind=kind)
+        page = out_dir / f"{path.stem}{suffix}"
+        atomic_write_text(page, render(nb, path))
+        page.chmod(0o644)  # readable when the folder is served or copied for students
+        images, widgets = count_outputs(nb)
+        results.append(
+            LessonResult(
+                path.stem, notebook_title(nb, path.stem), seconds, page, error, images, widgets, slowest_cell(nb)
+            )
+        )
+        print(f"  {seconds:.1f} s" + (f"  FAILED: {error}" if error else "") + f"  -> {page}", flush=True)
+    return results
+
+
 def build_handouts(
     profile: str,
     out_dir: Path,
@@ -403,20 +453,9 @@ def build_handouts(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     assets = prepare_assets(out_dir, npm_cache)
-    results = []
-    for path in lessons:
-        print(f"handouts: running {path.name} ({profile}) ...", flush=True)
-        nb, seconds, error = execute_lesson(path, profile, cell_timeout or pick(quick=600, full=1800, profile=profile))
-        page = out_dir / f"{path.stem}.html"
-        atomic_write_text(page, render_html(nb, path, assets))
-        page.chmod(0o644)  # readable when the folder is served or copied for students
-        images, widgets = count_outputs(nb)
-        results.append(
-            LessonResult(
-                path.stem, notebook_title(nb, path.stem), seconds, page, error, images, widgets, slowest_cell(nb)
-            )
-        )
-        print(f"  {seconds:.1f} s" + (f"  FAILED: {error}" if error else "") + f"  -> {page}", flush=True)
+    results = run_lessons(
+        lessons, profile, out_dir, lambda nb, path: render_html(nb, path, assets), cell_timeout=cell_timeout
+    )
     index = write_index(out_dir, results, profile, assets, command or f"course handouts --profile {profile}")
     print(f"handouts: {index} ({sum(r.seconds for r in results):.0f} s in all)")
     return results

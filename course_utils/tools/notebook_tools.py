@@ -7,6 +7,7 @@ Every other code cell has neither.
     course notebooks clean [PATH ...]     strip everything but checked outputs
     course notebooks check [PATH ...]     list notebooks that are not clean (exit 1)
     course notebooks refresh [PATH ...]   execute, then keep checked outputs only
+    course notebooks slides [--check] [PATH ...]   derive each lesson's slide metadata (see slide_metadata)
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from pathlib import Path
 import nbformat
 
 from ..paths import atomic_write_text
+from . import slide_metadata
 
 CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
+LESSON_GLOB = "[0-9][0-9]_*.ipynb"
 ANSI = re.compile(r"(\x1b|#x1B)\[[0-9;]*[A-Za-z]")  # colour codes; junit XML writes ESC as the text '#x1B'
 EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Failed|Interrupt|Exit|Warning)\b")
 VOLATILE_METADATA = ("widgets", "execution")
@@ -114,11 +117,44 @@ def refresh(path: Path, timeout: int = 600) -> float:
     return seconds
 
 
+def lesson_paths(paths: list[str | Path]) -> list[Path]:
+    """The lessons (NN_name.ipynb) in the given folders, and the given notebook files themselves."""
+    found = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found += sorted(path.glob(LESSON_GLOB))
+        elif path.suffix == ".ipynb" and path.is_file():
+            found.append(path)
+        else:
+            raise SystemExit(f"notebooks: {path} is neither a folder nor a notebook (.ipynb)")
+    return found
+
+
+def slides(paths: list[str | Path], check: bool = False) -> int:
+    """Write (or, with check, only compare) the derived slide metadata of lessons; 1 if a check found a difference."""
+    status = 0
+    for path in lesson_paths(paths):
+        nb = nbformat.read(path, as_version=4)
+        for note in slide_metadata.buried_headings(nb):
+            print(f"{path}: note: {note}", file=sys.stderr)
+        if check:
+            for problem in slide_metadata.slide_problems(nb):
+                print(f"{path}: {problem} (run `course notebooks slides {path}`)")
+                status = 1
+        elif slide_metadata.apply_slide_metadata(nb):
+            write_notebook(nb, path)
+            print(f"slide metadata written: {path}")
+    return status
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="course notebooks", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["clean", "check", "refresh"])
+    parser.add_argument("command", choices=["clean", "check", "refresh", "slides"])
     parser.add_argument("paths", nargs="*", default=["notebooks"])
-    args = parser.parse_args(argv)
+    parser.add_argument("--check", action="store_true", help="slides: only compare, exit 1 on a difference")
+    args = parser.parse_intermixed_args(argv)  # `slides --check notebooks` as well as `slides notebooks --check`
+    if args.command == "slides":
+        return slides(args.paths, check=args.check)
     status = 0
     for path in notebook_paths(args.paths):
         nb = nbformat.read(path, as_version=4)

@@ -1,0 +1,185 @@
+"""Lecture slides: execute every lesson and write a reveal.js deck of it that works offline, and an index.
+
+    course slides --profile quick|full [--out build/slides] [--only NAME ...]
+
+Each lesson's cells carry slide metadata derived from its structure (`course notebooks slides`, see
+``slide_metadata``): the title and each ``## `` section start a slide, and so on. The deck is nbconvert's
+reveal.js slideshow of the executed lesson, with every script and style from folders beside it: reveal.js
+(``reveal.js@4``) and jQuery (``jquery@3``, for slides that scroll) from the npm registry, MathJax, require.js and
+the widget renderer as for the handouts (``handouts.prepare_assets``). The npm packages are fetched once
+(``npm pack``) into ``data/cache/handout-assets``; offline, copy their ``.tgz`` files there from another machine.
+
+Keys in the deck: Space or the arrow keys move on, Esc shows the overview, S opens the speaker notes.
+To present live and run cells while presenting, use RISE in JupyterLab (README, "Presenting with slides").
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..paths import cache_dir, project_root
+from ..profiles import PROFILES
+from . import handouts
+
+REVEAL = "reveal.js@4"
+JQUERY = "jquery@3"
+REVEAL_DIR = "assets/reveal.js"
+JQUERY_FILE = "assets/jquery.min.js"
+SUFFIX = ".slides.html"
+TEMPLATE = "course_slides.html.j2"
+TEST_MARKERS = ("# NBVAL_CHECK_OUTPUT", "# NBVAL_RAISES_EXCEPTION", "# NBVAL_SKIP", "# NBVAL_IGNORE_OUTPUT")
+
+
+class SlidesError(RuntimeError):
+    """reveal.js (or jQuery) is not at hand; the message says what to copy where."""
+
+
+@dataclass
+class RevealAssets:
+    """Where a deck loads reveal.js and jQuery from (paths relative to the deck)."""
+
+    url_prefix: str = REVEAL_DIR
+    jquery_url: str = JQUERY_FILE
+
+
+def prepare_reveal(out_dir: Path, npm_cache: Path | None = None) -> RevealAssets:
+    """Copy reveal.js (dist/ and the speaker-notes plugin) and jQuery beside the decks; SlidesError if missing."""
+    npm_cache = Path(npm_cache or cache_dir() / "handout-assets")
+    missing = []
+    for spec, done in ((REVEAL, out_dir / REVEAL_DIR / "dist" / "reveal.js"), (JQUERY, out_dir / JQUERY_FILE)):
+        if done.is_file():
+            continue
+        tarball = handouts.npm_tarball(spec, npm_cache, tool="slides", without="no deck can be written")
+        if tarball is None:
+            missing.append(f"{handouts.npm_tarball_prefix(spec)}*.tgz (`npm pack {spec}`)")
+        elif spec == REVEAL:
+            for part in ("dist/", "plugin/notes/"):
+                handouts.extract_npm(tarball, "package/" + part, out_dir / REVEAL_DIR / part, flat=False)
+        else:
+            handouts.extract_npm(tarball, "package/dist/jquery.min.js", out_dir / "assets")
+    if missing:
+        raise SlidesError(
+            f"slides: reveal.js is needed and could not be had: {' and '.join(missing)}. Copy these files from "
+            f"another machine's data/cache/handout-assets/ (or run `npm pack` where the npm registry is reachable) "
+            f"into {npm_cache}, then run the command again."
+        )
+    return RevealAssets()
+
+
+def without_test_markers(nb):
+    """A copy of the notebook whose code cells no longer show nbval's markers (lines the class need not read)."""
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            lines = cell.source.split("\n")
+            cell.source = "\n".join(line for line in lines if line.strip() not in TEST_MARKERS)
+    return nb
+
+
+def render_slides(nb, path: Path, assets: handouts.Assets, reveal: RevealAssets) -> str:
+    """The reveal.js deck of an executed notebook: images embedded, every script and style from local assets."""
+    from nbconvert import SlidesExporter
+
+    nb = without_test_markers(nb)
+    handouts.drop_stale_widget_buffers(nb)
+    exporter = SlidesExporter(
+        template_name="reveal",
+        extra_template_paths=[str(handouts.TEMPLATES)],
+        template_file=TEMPLATE,
+        embed_images=True,
+    )
+    exporter.reveal_url_prefix = reveal.url_prefix
+    exporter.reveal_theme = "white"
+    exporter.reveal_transition = "none"  # a projector redraws slowly; the content matters
+    exporter.reveal_scroll = True  # a slide that is still too long scrolls (jQuery does it)
+    exporter.reveal_number = "c/t"
+    exporter.reveal_width = "1280"
+    exporter.reveal_height = "800"
+    exporter.jquery_url = reveal.jquery_url
+    exporter.mathjax_url = assets.mathjax_url
+    exporter.require_js_url = assets.require_js_url
+    exporter.widget_renderer_url = assets.widget_renderer_url
+    exporter.jupyter_widgets_base_url = ""
+    exporter.mermaid_js_url = ""
+    exporter.mermaid_layout_elk_js_url = ""
+    exporter.font_awesome_url = ""
+    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"path": str(path.parent), "name": path.stem}})
+    return body
+
+
+def build_slides(
+    profile: str,
+    out_dir: Path,
+    only: list[str] | None = None,
+    notebooks_dir: Path | None = None,
+    npm_cache: Path | None = None,
+    command: str = "",
+    cell_timeout: int | None = None,
+) -> list[handouts.LessonResult]:
+    """Execute the chosen lessons and write their decks and an index into out_dir."""
+    if profile not in PROFILES:
+        raise SystemExit(f"slides: profile {profile!r} is not one of {', '.join(PROFILES)}.")
+    notebooks_dir = Path(notebooks_dir or project_root() / "notebooks")
+    lessons = handouts.lesson_paths(notebooks_dir, only)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    reveal = prepare_reveal(out_dir, npm_cache)  # first: without reveal.js there is nothing to run the lessons for
+    assets = handouts.prepare_assets(out_dir, npm_cache)
+    results = handouts.run_lessons(
+        lessons,
+        profile,
+        out_dir,
+        lambda nb, path: render_slides(nb, path, assets, reveal),
+        suffix=SUFFIX,
+        kind="slide deck",
+        cell_timeout=cell_timeout,
+    )
+    about = (
+        "Each deck is a reveal.js slideshow that reads offline (images embedded; reveal.js, MathJax and widgets "
+        "from <code>assets/</code>). Space or the arrow keys move on, Esc shows every slide, S the speaker notes."
+    )
+    index = handouts.write_index(
+        out_dir, results, profile, assets, command or f"course slides --profile {profile}", "slides", about
+    )
+    print(f"slides: {index} ({sum(r.seconds for r in results):.0f} s in all)")
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="course slides", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", choices=PROFILES, default=os.environ.get("COURSE_PROFILE", "quick"))
+    parser.add_argument("--out", type=Path, default=None, help="folder for the decks (default build/slides)")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="lessons by name or number, e.g. 00_start_here or 03")
+    parser.add_argument("--notebooks", type=Path, default=None, help="folder holding the lessons (default notebooks/)")
+    parser.add_argument(
+        "--cell-timeout",
+        type=int,
+        default=None,
+        metavar="S",
+        help="seconds one cell may run (default 600 quick, 1800 full)",
+    )
+    args = parser.parse_args(argv)
+    out = args.out or project_root() / "build" / "slides"
+    command = "course slides " + " ".join(argv if argv is not None else sys.argv[1:])
+    try:
+        results = build_slides(
+            args.profile, out, args.only, args.notebooks, command=command, cell_timeout=args.cell_timeout
+        )
+    except SlidesError as err:
+        print(err, file=sys.stderr)
+        return 2
+    failed = [r.name for r in results if r.error]
+    if failed:
+        print(
+            f"slides: {len(failed)} lesson(s) failed: {', '.join(failed)} (their decks show the error)", file=sys.stderr
+        )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
