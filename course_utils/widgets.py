@@ -1,4 +1,4 @@
-"""Notebook widgets as plain functions: the activation explorer and the photo upload box.
+"""Notebook widgets as plain functions: the activation explorer, the photo upload box and the prediction box.
 
 The logic (which image a layer/channel choice shows, how uploaded files are checked and saved) lives in
 plain functions tested without a browser; the widgets only wire them to ipywidgets controls.
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .images import image_problem
+from .images import PhotoError, image_problem, load_rgb
 from .paths import atomic_write_bytes, file_sha256
 
 
@@ -171,6 +171,62 @@ def photo_upload_widget(
     show(f"Photos go to {Path(root)}/<class>/. Pick a class, choose photos, then press Save.")
     save.on_click(on_save)
     box.label, box.upload, box.save_button, box.status, box.save = label, upload, save, status, on_save
+    return box
+
+
+# ----------------------------------------------------------------------------------- photo prediction
+def predict_uploads(files, classify) -> list[dict]:
+    """Uploaded files -> [{'name', 'top': classify(photo)}] or [{'name', 'error'}]; each photo is read by the course's
+    one loader (upright by its EXIF tag, large ones reduced) and ``classify`` gets a PIL photo."""
+    results = []
+    for item in files:
+        name, content = item["name"], bytes(item["content"])
+        try:
+            photo = load_rgb(content, name=Path(name).name)
+        except PhotoError as exc:
+            results.append({"name": name, "error": str(exc)})
+            continue
+        results.append({"name": name, "top": list(classify(photo))})
+    return results
+
+
+def format_prediction_report(results: list[dict]) -> str:
+    """One line per photo: 'name: class 0.91, class 0.06, ...' or why it could not be read."""
+    if not results:
+        return "No photos chosen: choose photos first (the 'choose photos' button), then press Predict."
+    lines = []
+    for result in results:
+        if "error" in result:
+            lines.append(f"{result['name']}: not read: {result['error']}")
+        else:
+            lines.append(f"{result['name']}: " + ", ".join(f"{name} {prob:.2f}" for name, prob in result["top"]))
+    return "\n".join(lines)
+
+
+def photo_predict_widget(classify):
+    """Choose photos, press Predict: each photo's top classes with probabilities (``classify(photo)`` gives them).
+
+    ``box.predict()`` does what the button does and returns the results; ``box.status_text`` holds the text shown."""
+    import ipywidgets as widgets
+
+    upload = widgets.FileUpload(accept="image/*", multiple=True, description="choose photos")
+    button = widgets.Button(description="Predict", icon="search")
+    status = widgets.HTML(layout=widgets.Layout(width="100%"))
+    box = widgets.VBox([widgets.HBox([upload, button]), status])
+
+    def show(text: str) -> None:
+        box.status_text = text
+        status.value = _status_html(text)
+
+    def on_predict(_=None):
+        results = predict_uploads(upload.value, classify)
+        show(format_prediction_report(results))
+        upload.value = ()
+        return results
+
+    show("Choose photos, then press Predict.")
+    button.on_click(on_predict)
+    box.upload, box.predict_button, box.status, box.predict = upload, button, status, on_predict
     return box
 
 

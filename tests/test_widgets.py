@@ -159,3 +159,27 @@ def test_upload_widget_save_button_writes_into_the_chosen_class(tmp_path):
     assert not (tmp_path / "tigger").exists() or list((tmp_path / "tigger").iterdir()) == []
     box.save_button.click()  # nothing chosen
     assert "choose photos first" in box.status_text
+
+
+def test_predict_box_gives_each_photo_upright_to_the_classifier_and_names_unreadable_ones(tmp_path):
+    from photo_files import phone_photo
+
+    phone_photo(tmp_path / "IMG_1.jpg", "china", orientation=6)  # stored 427 x 640, displayed 640 x 427
+    seen = []
+
+    def classify(photo):
+        seen.append(photo.size)
+        return [("wide" if photo.width > photo.height else "tall", 0.75), ("other", 0.25)]
+
+    box = widgets.photo_predict_widget(classify)
+    box.upload.value = (
+        widgets.uploaded_file("IMG_1.jpg", (tmp_path / "IMG_1.jpg").read_bytes(), "image/jpeg"),
+        widgets.uploaded_file("IMG_2.HEIC", (FILES / "chelsea.heic").read_bytes()),
+    )
+    box.predict_button.click()
+    assert seen == [(640, 427)]
+    lines = box.status_text.splitlines()
+    assert lines[0] == "IMG_1.jpg: wide 0.75, other 0.25"
+    assert lines[1].startswith("IMG_2.HEIC: not read: HEIC/HEIF photo")
+    assert box.upload.value == () and "IMG_1.jpg: wide 0.75" in html.unescape(box.status.value)
+    assert box.predict() == [] and "choose photos first" in box.status_text
