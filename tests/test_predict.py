@@ -158,3 +158,10 @@ def test_command_line_with_an_unusable_model_file_exits_2_and_says_why(tmp_path)
     assert result.stdout == ""
     usage = run_predict(path)
     assert usage.returncode == 2 and "the following arguments are required: photos" in usage.stderr
+
+
+def test_course_help_lists_predict():
+    from course_utils.tools import cli
+
+    assert cli.COMMANDS["predict"][0] == "course_utils.predict"
+    assert "  predict " in cli.usage() and "lesson 08" in cli.usage()
