@@ -112,9 +112,14 @@ def _decode(source: SourceType, name: str) -> tuple[Image.Image, PhotoCheck]:
         raise PhotoError("empty file (0 bytes)")
     if is_heif(source, name):
         raise PhotoError(HEIF_ADVICE)
+    def opened() -> Image.Image:
+        return Image.open(io.BytesIO(bytes(source)) if _is_bytes(source) else source)
+
     try:
         with _pillow_limit_lifted() as limit:
-            img = Image.open(io.BytesIO(bytes(source)) if _is_bytes(source) else source)
+            with opened() as probe:
+                probe.verify()  # the file's structure (chunk checksums, markers), before decoding any pixel
+            img = opened()
     except UnidentifiedImageError:
         if suffix not in IMG_EXTENSIONS:
             raise PhotoError(f"not an image file (extension '{suffix or 'none'}')") from None
@@ -141,7 +146,10 @@ def _decode(source: SourceType, name: str) -> tuple[Image.Image, PhotoCheck]:
             img.load()
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise PhotoError(_read_error(exc)) from None
-        orientation = img.getexif().get(EXIF_ORIENTATION, 1)
+        try:
+            orientation = img.getexif().get(EXIF_ORIENTATION, 1)
+        except (OSError, SyntaxError, ValueError, TypeError):  # a damaged EXIF block: the pixels are still fine
+            orientation = 1
         upright = ImageOps.exif_transpose(img) if orientation in range(2, 9) else img
         if upright is not img:
             img.close()
