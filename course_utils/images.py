@@ -112,6 +112,7 @@ def _decode(source: SourceType, name: str) -> tuple[Image.Image, PhotoCheck]:
         raise PhotoError("empty file (0 bytes)")
     if is_heif(source, name):
         raise PhotoError(HEIF_ADVICE)
+
     def opened() -> Image.Image:
         return Image.open(io.BytesIO(bytes(source)) if _is_bytes(source) else source)
 
