@@ -18,12 +18,13 @@ What lessons and exercises import (this folder; small modules, one concern each)
     training       fit / evaluate / predict, early stopping, BatchNorm recalibration
     timing         wall-clock and CPU time of a block
     plots          learning curves, confusion matrix, image grids
-    widgets        activation explorer, photo upload box
+    widgets        activation explorer, photo upload box, prediction box
     stagewidgets   lesson 04's freeze-depth explorer
     explore        activations by stage, nearest neighbours in feature space
     checks         what the exercises' graded cells call
     measurements   the committed experiment results and what they say (no training code)
     advisor        lesson 07's "which scenario?" advisor
+    predict        lesson 08: one model file (weights, classes, preprocessing); `python -m course_utils.predict`
 
 Apart from them, not imported by lessons:
 

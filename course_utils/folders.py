@@ -6,11 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from PIL import Image
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from .images import image_problem, load_rgb
+from .images import check_photo, load_rgb
 from .paths import DataError
 from .preprocess import photo_transform
 
@@ -24,6 +23,8 @@ class FolderScan:
     files: dict[str, list[Path]]
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     small: list[Path] = field(default_factory=list)
+    rotated: list[Path] = field(default_factory=list)  # turned upright by their EXIF orientation tag
+    reduced: list[Path] = field(default_factory=list)  # very large: decoded at reduced size
 
     def counts(self) -> dict[str, int]:
         """Usable images per class."""
@@ -35,9 +36,20 @@ class FolderScan:
         lines += [f"  {name:<12} {count:>5}" for name, count in self.counts().items()]
         for path, reason in self.skipped:
             lines.append(f"  skipped {path.relative_to(self.root)}: {reason}")
-        if self.small:
-            lines.append(f"  note: {len(self.small)} image(s) are smaller than 32 px and will be upscaled (blurry)")
+        notes = [
+            (self.small, "smaller than 32 px on a side, upscaled (blurry); use larger photos if you can"),
+            (self.rotated, "turned upright by their EXIF orientation tag (as your phone shows them)"),
+            (self.reduced, "very large, read at reduced size (1/2 to 1/8: still more pixels than the model uses)"),
+        ]
+        for paths, what in notes:
+            if paths:
+                lines.append(f"  note: {len(paths)} image(s) {what}: {_names(paths, self.root)}")
         return "\n".join(lines)
+
+
+def _names(paths: list[Path], root: Path, limit: int = 8) -> str:
+    shown = ", ".join(str(p.relative_to(root)) for p in paths[:limit])
+    return shown + (f" and {len(paths) - limit} more" if len(paths) > limit else "")
 
 
 def scan_image_folder(root: str | Path, min_classes: int = 2) -> FolderScan:
@@ -68,13 +80,16 @@ def scan_image_folder(root: str | Path, min_classes: int = 2) -> FolderScan:
         for path in sorted(class_dir.rglob("*")):
             if path.is_dir():
                 continue
-            problem = image_problem(path)
-            if problem:
-                scan.skipped.append((path, problem))
+            check = check_photo(path)
+            if check.problem:
+                scan.skipped.append((path, check.problem))
                 continue
-            with Image.open(path) as img:
-                if min(img.size) < 32:
-                    scan.small.append(path)
+            if min(check.size) < 32:
+                scan.small.append(path)
+            if check.rotated:
+                scan.rotated.append(path)
+            if check.reduced_from:
+                scan.reduced.append(path)
             good.append(path)
         scan.files[class_dir.name] = good
     empty = [name for name, files in scan.files.items() if not files]

@@ -10,6 +10,7 @@ from torch.utils.data import Dataset, Subset
 
 from .fashion import FASHION_CLASSES, TensorImages, balanced_indices, load_fashion_mnist
 from .folders import image_folder_dataset, stratified_split
+from .images import image_problem, load_rgb
 from .paths import data_dir
 from .preprocess import photo_transform
 
@@ -25,6 +26,16 @@ class PetsData:
     val: Dataset
     classes: list[str]
     source: str
+
+
+def dataset_targets(dataset: Dataset) -> list[int]:
+    """The class index of every example, without loading an image (any source of pets_data, or a Subset of one)."""
+    if isinstance(dataset, Subset):
+        parent = dataset_targets(dataset.dataset)
+        return [parent[i] for i in dataset.indices]
+    if hasattr(dataset, "targets"):
+        return [int(t) for t in dataset.targets]
+    raise TypeError(f"{type(dataset).__name__} has no targets; pass a dataset made by pets_data (or a Subset of one)")
 
 
 def my_pets_dir() -> Path:
@@ -59,7 +70,8 @@ def pets_data(
             say(f"Source: Oxford-IIIT Pet subset ({data.source})")
             return data
         except Exception as exc:  # offline, or the download broke: fall through to the stand-in
-            say(f"Oxford-IIIT Pet not available ({type(exc).__name__}); using the offline stand-in.")
+            reason = " ".join(str(exc).split())[:200]
+            say(f"Oxford-IIIT Pet not available ({type(exc).__name__}: {reason}); using the offline stand-in.")
     data = _fashion_stand_in(size, n_per_class, seed)
     say(f"Source: {data.source}")
     return data
@@ -98,18 +110,26 @@ def _fashion_stand_in(size: int, n_per_class: int, seed: int) -> PetsData:
 def _oxford_pets(size: int, n_per_class: int, seed: int) -> PetsData:
     from torchvision.datasets import OxfordIIITPet
 
-    pets = OxfordIIITPet(
-        str(data_dir()), split="trainval", target_types="category", download=True, transform=photo_transform(size)
-    )
+    pets = OxfordIIITPet(str(data_dir()), split="trainval", target_types="category", download=True)
+    transform = photo_transform(size)
     breed = {name: i for i, name in enumerate(pets.classes)}
     mapping = {breed["Bengal"]: 2, breed["Russian Blue"]: 0}
     labels = torch.tensor([mapping.get(label, 1) for label in pets._labels])
     generator = torch.Generator().manual_seed(seed)
-    chosen = []
+    wanted = n_per_class + max(5, n_per_class // 3)
+    index, unusable = [], []
     for cls in range(3):
         idx = torch.nonzero(labels == cls).flatten()
-        chosen.append(idx[torch.randperm(len(idx), generator=generator)][: n_per_class + max(5, n_per_class // 3)])
-    index = torch.cat(chosen).tolist()
+        taken = 0
+        for i in idx[torch.randperm(len(idx), generator=generator)].tolist():
+            if taken == wanted:
+                break
+            problem = image_problem(pets._images[i])  # the archive holds a few broken files: checked, skipped
+            if problem:
+                unusable.append(f"{pets._images[i].name}: {problem}")
+                continue
+            index.append(i)
+            taken += 1
     train_idx, val_idx = stratified_split(labels[index], 0.25, seed)
 
     class Relabelled(Dataset):
@@ -122,11 +142,13 @@ def _oxford_pets(size: int, n_per_class: int, seed: int) -> PetsData:
             return len(self.ids)
 
         def __getitem__(self, i: int):
-            return pets[self.ids[i]][0], self.targets[i]
+            # the course's one loader (EXIF orientation, large photos), not torchvision's plain Image.open
+            return transform(load_rgb(pets._images[self.ids[i]])), self.targets[i]
 
     return PetsData(
         Relabelled([index[i] for i in train_idx]),
         Relabelled([index[i] for i in val_idx]),
         list(PETS_CLASSES),
-        "Oxford-IIIT Pet: Bengal -> tigger, Russian Blue -> misty, other breeds -> neither",
+        "Oxford-IIIT Pet: Bengal -> tigger, Russian Blue -> misty, other breeds -> neither"
+        + (f"; skipped {len(unusable)} unusable file(s): {'; '.join(unusable[:3])}" if unusable else ""),
     )

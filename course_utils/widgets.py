@@ -1,4 +1,4 @@
-"""Notebook widgets as plain functions: the activation explorer and the photo upload box.
+"""Notebook widgets as plain functions: the activation explorer, the photo upload box and the prediction box.
 
 The logic (which image a layer/channel choice shows, how uploaded files are checked and saved) lives in
 plain functions tested without a browser; the widgets only wire them to ipywidgets controls.
@@ -6,6 +6,8 @@ plain functions tested without a browser; the widgets only wire them to ipywidge
 
 from __future__ import annotations
 
+import hashlib
+import html
 import io
 import re
 from collections.abc import Mapping
@@ -15,8 +17,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .images import image_problem
-from .paths import atomic_write_bytes
+from .images import PhotoError, image_problem, load_rgb
+from .paths import atomic_write_bytes, file_sha256
 
 
 # --------------------------------------------------------------------------- activation explorer
@@ -74,20 +76,37 @@ def _safe_name(name: str) -> str:
     return stem
 
 
-def save_uploads(files, dest_dir: str | Path) -> dict[str, list]:
+def _photo_hashes(root: Path) -> dict[str, Path]:
+    """sha256 -> file for every file in the class folders under ``root``."""
+    if not root.is_dir():
+        return {}
+    files = (p for p in sorted(root.rglob("*")) if p.is_file() and not p.name.startswith("."))
+    return {file_sha256(p): p for p in files}
+
+
+def save_uploads(files, dest_dir: str | Path, dataset_root: str | Path | None = None) -> dict[str, list]:
     """Save uploaded files ({'name', 'content'} dicts, as FileUpload.value gives) into ``dest_dir``.
 
-    Each file is checked first; good ones are written atomically under a name that never overwrites an
-    existing photo. Returns {'saved': [paths], 'skipped': [(name, reason)]}.
+    Each file is checked first (the same check as the dataset); good ones are written atomically under a name
+    that never overwrites an existing photo. A file whose bytes are already in ``dataset_root`` (default
+    ``dest_dir``; the upload widget passes the folder holding every class) is refused: the same photo twice could
+    land in both training and validation. Returns {'saved': [(name, path)], 'skipped': [(name, reason)]}.
     """
     dest = Path(dest_dir).expanduser()
+    root = Path(dataset_root).expanduser() if dataset_root is not None else dest
     dest.mkdir(parents=True, exist_ok=True)
+    known = _photo_hashes(root)
     report: dict[str, list] = {"saved": [], "skipped": []}
     for item in files:
         name, content = item["name"], bytes(item["content"])
         problem = image_problem(content, name=Path(name).name)
         if problem:
             report["skipped"].append((name, problem))
+            continue
+        digest = hashlib.sha256(content).hexdigest()
+        if digest in known:
+            where = known[digest].relative_to(root.parent if root == dest else root)
+            report["skipped"].append((name, f"the same photo is already saved as {where}"))
             continue
         target = dest / _safe_name(name)
         stem, suffix, n = target.stem, target.suffix or ".jpg", 1
@@ -96,37 +115,118 @@ def save_uploads(files, dest_dir: str | Path) -> dict[str, list]:
             target = dest / f"{stem}_{n}{suffix}"
             n += 1
         atomic_write_bytes(target, content)
-        report["saved"].append(target)
+        known[digest] = target
+        report["saved"].append((name, target))
     return report
 
 
-def format_upload_report(report: Mapping[str, list]) -> str:
-    """One line per skipped file and a count of saved ones."""
-    lines = [f"saved {len(report['saved'])} photo(s)"]
-    lines += [f"skipped {name}: {reason}" for name, reason in report["skipped"]]
+def format_upload_report(report: Mapping[str, list], dataset_cell: str = "the cell that loads the dataset") -> str:
+    """Plain lines: which file was saved under which name, which was not and why, and what to do next."""
+    if not report["saved"] and not report["skipped"]:
+        return "No photos chosen: choose photos first (the 'choose photos' button), then press Save."
+    lines = []
+    if report["saved"]:
+        lines.append(f"Saved {len(report['saved'])} photo(s):")
+        for name, path in report["saved"]:
+            renamed = "" if path.name == name else f"  (renamed: {name} -> {path.name})"
+            lines.append(f"  {name} -> {path.parent.name}/{path.name}{renamed}")
+    if report["skipped"]:
+        lines.append(f"Not saved: {len(report['skipped'])} file(s):")
+        lines += [f"  {name}: {reason}" for name, reason in report["skipped"]]
+    if report["saved"]:
+        lines.append(f"Re-run {dataset_cell} so that training sees the new photos.")
     return "\n".join(lines)
 
 
-def photo_upload_widget(root: str | Path, classes=("tigger", "misty", "neither")):
-    """Pick a class, choose photos, press Save: they land (checked) in root/<class>/."""
+def _status_html(text: str) -> str:
+    return (
+        f"<pre style='white-space: pre-wrap; margin: 0; font-size: 0.95em; line-height: 1.35'>{html.escape(text)}</pre>"
+    )
+
+
+def photo_upload_widget(
+    root: str | Path, classes=("tigger", "misty", "neither"), dataset_cell: str = "the cell that loads the dataset"
+):
+    """Pick a class, choose photos, press Save: they land (checked, no duplicates) in root/<class>/.
+
+    ``box.status.value`` is HTML; ``box.status_text`` holds the same as plain text."""
     import ipywidgets as widgets
 
     label = widgets.Dropdown(options=list(classes), value=classes[0], description="class")
     upload = widgets.FileUpload(accept="image/*", multiple=True, description="choose photos")
     save = widgets.Button(description="Save", icon="save")
-    status = widgets.Textarea(
-        value=f"photos go to {Path(root)}/<class>/", disabled=True, layout=widgets.Layout(width="100%", height="6em")
-    )
+    status = widgets.HTML(layout=widgets.Layout(width="100%"))
+    box = widgets.VBox([widgets.HBox([label, upload, save]), status])
+
+    def show(text: str) -> None:
+        box.status_text = text
+        status.value = _status_html(text)
 
     def on_save(_=None):
-        report = save_uploads(upload.value, Path(root) / label.value)
-        status.value = f"{label.value}: " + format_upload_report(report)
+        report = save_uploads(upload.value, Path(root) / label.value, dataset_root=root)
+        show(f"class {label.value} ({Path(root) / label.value}):\n" + format_upload_report(report, dataset_cell))
         upload.value = ()
         return report
 
+    show(f"Photos go to {Path(root)}/<class>/. Pick a class, choose photos, then press Save.")
     save.on_click(on_save)
-    box = widgets.VBox([widgets.HBox([label, upload, save]), status])
     box.label, box.upload, box.save_button, box.status, box.save = label, upload, save, status, on_save
+    return box
+
+
+# ----------------------------------------------------------------------------------- photo prediction
+def predict_uploads(files, classify) -> list[dict]:
+    """Uploaded files -> [{'name', 'top': classify(photo)}] or [{'name', 'error'}]; each photo is read by the course's
+    one loader (upright by its EXIF tag, large ones reduced) and ``classify`` gets a PIL photo."""
+    results = []
+    for item in files:
+        name, content = item["name"], bytes(item["content"])
+        try:
+            photo = load_rgb(content, name=Path(name).name)
+        except PhotoError as exc:
+            results.append({"name": name, "error": str(exc)})
+            continue
+        results.append({"name": name, "top": list(classify(photo))})
+    return results
+
+
+def format_prediction_report(results: list[dict]) -> str:
+    """One line per photo: 'name: class 0.91, class 0.06, ...' or why it could not be read."""
+    if not results:
+        return "No photos chosen: choose photos first (the 'choose photos' button), then press Predict."
+    lines = []
+    for result in results:
+        if "error" in result:
+            lines.append(f"{result['name']}: not read: {result['error']}")
+        else:
+            lines.append(f"{result['name']}: " + ", ".join(f"{name} {prob:.2f}" for name, prob in result["top"]))
+    return "\n".join(lines)
+
+
+def photo_predict_widget(classify):
+    """Choose photos, press Predict: each photo's top classes with probabilities (``classify(photo)`` gives them).
+
+    ``box.predict()`` does what the button does and returns the results; ``box.status_text`` holds the text shown."""
+    import ipywidgets as widgets
+
+    upload = widgets.FileUpload(accept="image/*", multiple=True, description="choose photos")
+    button = widgets.Button(description="Predict", icon="search")
+    status = widgets.HTML(layout=widgets.Layout(width="100%"))
+    box = widgets.VBox([widgets.HBox([upload, button]), status])
+
+    def show(text: str) -> None:
+        box.status_text = text
+        status.value = _status_html(text)
+
+    def on_predict(_=None):
+        results = predict_uploads(upload.value, classify)
+        show(format_prediction_report(results))
+        upload.value = ()
+        return results
+
+    show("Choose photos, then press Predict.")
+    button.on_click(on_predict)
+    box.upload, box.predict_button, box.status, box.predict = upload, button, status, on_predict
     return box
 
 

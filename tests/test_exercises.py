@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import copy
 import re
 
 import nbformat
@@ -140,7 +141,10 @@ def test_sources_and_copies_are_committed_clean_and_parse(path):
 
 
 def _failing_cells(path, tmp_path):
-    nb = nbformat.read(path, as_version=4)
+    return _failing_cells_of(nbformat.read(path, as_version=4), tmp_path)
+
+
+def _failing_cells_of(nb, tmp_path):
     code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
     result = run_nbval(nb, tmp_path, timeout=300)
     assert result.status == "ok", result.detail
@@ -158,6 +162,44 @@ def test_student_copy_fails_exactly_its_graded_cells_with_not_implemented(path, 
     assert failed == graded, {n: results[n][1] for n in failed ^ graded}
     for number in graded:
         assert re.match(r"NotImplementedError\b", results[number][1]), results[number][1]
+
+
+def _with_solution(nb, function: str, body: str):
+    """A copy of a source notebook whose solution region inside ``def function`` is replaced by ``body``."""
+    nb = copy.deepcopy(nb)
+    [cell] = [c for c in nb.cells if c.cell_type == "code" and f"def {function}(" in c.source]
+    lines = cell.source.split("\n")
+    first = next(i for i, line in enumerate(lines) if line.strip().startswith(BEGIN_SOLUTION))
+    last = next(i for i, line in enumerate(lines) if line.strip().startswith(END_SOLUTION))
+    cell.source = "\n".join(lines[:first] + body.strip("\n").split("\n") + lines[last + 1 :])
+    return nb
+
+
+def test_ex5_graded_cells_measure_what_the_code_did(tmp_path):
+    """Plausible wrong solutions of exercise 5 fail the graded cell that should catch them, saying why: a model
+    saved for the wrong input size, predictions made in the notebook's own process behind a dummy subprocess
+    (the audit hook sees the model file opened here), and a hard-coded scenario."""
+    nb = nbformat.read(exercises.source_path("ex5_use_your_model"), as_version=4)
+    nb = _with_solution(nb, "save_model", '    save_classifier(path, model, classes, "mobilenet_v2", 224)')
+    nb = _with_solution(
+        nb,
+        "predict_in_fresh_process",
+        """    subprocess.run([sys.executable, "-c", "pass"], check=True)   # a process is started, but does nothing
+    records = predict_photos(load_classifier(model_path), photos, top=1)
+    return {Path(r["photo"]).name: (r["top"][0]["class"] if "top" in r else None) for r in records}""",
+    )
+    nb = _with_solution(nb, "choose_scenario", '    return "C"')
+    code_cells, results = _failing_cells_of(nb, tmp_path)
+    failed = {
+        code_cells[number].metadata.get("grade", {}).get("id", f"cell {number}"): message
+        for number, (outcome, message) in results.items()
+        if outcome != "pass"
+    }
+    assert set(failed) == {"ex5_save_load", "ex5_fresh_process", "ex5_held_out_accuracy", "ex5_choose_scenario"}
+    assert "the file says size 224, the model was trained at 32" in failed["ex5_save_load"]
+    assert "this notebook's own process opened the model file" in failed["ex5_fresh_process"]
+    assert "below the floor of 0.80" in failed["ex5_held_out_accuracy"]
+    assert "you chose 'C'; the sweep's best at" in failed["ex5_choose_scenario"]
 
 
 # ------------------------------------------------------------------ checks: what a failing student reads

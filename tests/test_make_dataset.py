@@ -52,6 +52,12 @@ def source(tmp_path) -> Path:
     return src
 
 
+def _jpeg(name: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(getattr(skdata, name)()).resize((64, 64)).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
 def snapshot(folder: Path) -> dict[str, tuple[str, int]]:
     return {
         str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
@@ -65,24 +71,111 @@ def test_copies_readable_photos_and_reports_the_rest(source, tmp_path):
     dest = tmp_path / "data" / "my_pets"
     report = make_dataset.make_dataset(source, dest)
     assert {name: len(files) for name, files in report.copied.items()} == {"tigger": 4, "misty": 5, "neither": 4}
+    assert report.counts == {"tigger": 4, "misty": 5, "neither": 4}
     assert sorted(p.name for p, _ in report.skipped) == [".DS_Store", "broken.jpg", "notes.txt"]
     reasons = dict((p.name, r) for p, r in report.skipped)
-    assert "cannot be read" in reasons["broken.jpg"]
+    assert reasons["broken.jpg"] == "file is truncated (incomplete download or copy?): copy or download it again"
     assert sorted(p.name for p in (dest / "misty").iterdir()) == ["0.png", "0_1.png", "1.png", "2.png", "3.png"]
     assert (dest / "tigger" / "IMG_2.jpg").read_bytes() == (source / "Tigger" / "IMG_2.jpg").read_bytes()
     assert snapshot(source) == before  # the source is only read
     assert [p.name for p in dest.parent.iterdir()] == ["my_pets"]  # no temporary folders left
+    text = report.summary()
+    assert "renamed misty/holiday/0.png -> misty/0_1.png (a photo named 0.png is already there; " in text
+    assert "flattened from the sub-folder holiday/)" in text
 
 
-def test_existing_destination_is_kept_unless_replace(source, tmp_path):
+def test_a_missing_source_is_reported_as_missing_even_when_the_destination_exists(tmp_path):
+    dest = tmp_path / "my_pets"
+    (dest / "tigger").mkdir(parents=True)
+    with pytest.raises(make_dataset.DatasetError, match=r"the source folder .*/nope does not exist"):
+        make_dataset.make_dataset(tmp_path / "nope", dest)
+
+
+def test_adding_photos_needs_no_rebuild(source, tmp_path):
     dest = tmp_path / "my_pets"
     make_dataset.make_dataset(source, dest)
-    (dest / "tigger" / "mine.jpg").write_bytes(b"keep me")
-    with pytest.raises(make_dataset.DatasetError, match="--replace"):
-        make_dataset.make_dataset(source, dest)
-    assert (dest / "tigger" / "mine.jpg").read_bytes() == b"keep me"
-    make_dataset.make_dataset(source, dest, replace=True)
-    assert not (dest / "tigger" / "mine.jpg").exists() and len(list((dest / "tigger").iterdir())) == 4
+    (dest / "tigger" / "uploaded.jpg").write_bytes(_jpeg("coffee"))  # e.g. with the upload box
+    extra = _crops(skdata.astronaut(), 2)
+    extra[0].save(source / "Tigger" / "new.jpg")
+    extra[1].save(source / "neither" / "IMG_0.jpg")  # same name as nothing there; a new photo
+    before = snapshot(dest)
+    report = make_dataset.make_dataset(source, dest)  # the same command again: only the new photos are copied
+    copied = {k: [p.name for p in v] for k, v in report.copied.items()}
+    assert copied == {"tigger": ["new.jpg"], "neither": ["IMG_0.jpg"]}
+    assert report.already == {"tigger": 4, "misty": 5, "neither": 4}
+    after = snapshot(dest)
+    kept = [name for name, (digest, _) in before.items() if after[name][0] == digest]
+    assert kept == [name for name in before if name != make_dataset.MANIFEST]  # nothing changed or lost
+    assert report.counts == {"tigger": 6, "misty": 5, "neither": 5}  # the upload is counted too
+    assert "2 new from" in report.summary() and "13 already there" in report.summary()
+
+
+def test_the_same_photo_in_two_classes_is_not_copied_twice(source, tmp_path):
+    (source / "misty" / "dup.jpg").write_bytes((source / "Tigger" / "IMG_1.jpg").read_bytes())
+    report = make_dataset.make_dataset(source, tmp_path / "my_pets")
+    assert [p.name for p, _ in report.duplicates] == ["dup.jpg"]
+    why = report.duplicates[0][1]
+    assert "the same photo as Tigger/IMG_1.jpg (labelled tigger there, misty here: which is it?)" in why
+    assert not (tmp_path / "my_pets" / "misty" / "dup.jpg").exists()
+
+
+def test_rebuild_after_an_upload_loses_nothing(source, tmp_path):
+    """Lesson 02's upload box adds a photo to data/my_pets only; --replace must keep it (and say so). A photo
+    deleted from the source since the last run is moved aside, never deleted."""
+    from course_utils.widgets import save_uploads, uploaded_file
+
+    dest = tmp_path / "data" / "my_pets"
+    make_dataset.make_dataset(source, dest)
+    upload = _jpeg("astronaut")
+    saved = save_uploads([uploaded_file("IMG_2.jpg", upload)], dest / "tigger", dataset_root=dest)["saved"]
+    assert [p.name for _, p in saved] == ["IMG_2_1.jpg"]  # IMG_2.jpg exists: never overwritten
+    gone = (source / "neither" / "r3.jpg").read_bytes()
+    (source / "neither" / "r3.jpg").unlink()  # the student removed a photo from the source
+    old = snapshot(dest)
+    report = make_dataset.make_dataset(source, dest, replace=True)
+    assert (dest / "tigger" / "IMG_2_1.jpg").read_bytes() == upload  # the upload is kept
+    assert [p.relative_to(dest) for p in report.kept] == [Path("tigger/IMG_2_1.jpg")]
+    assert not (dest / "neither" / "r3.jpg").exists()
+    [(rel, aside)] = report.moved_aside
+    assert (
+        rel == Path("neither/r3.jpg")
+        and aside.read_bytes() == gone
+        and aside.parent.parent.name.startswith("my_pets.removed-")
+    )
+    new_digests = {digest for digest, _ in snapshot(dest).values()}
+    for name, (digest, _) in old.items():  # every file that was in DEST is in the new DEST or moved aside
+        assert digest in new_digests or name == "neither/r3.jpg" or name == make_dataset.MANIFEST, name
+    text = report.summary()
+    assert "kept 1 file(s) that were only in" in text and "tigger/IMG_2_1.jpg" in text
+    assert "moved aside 1 photo(s) that are no longer in" in text
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["my_pets", aside.parent.parent.name]
+
+
+def test_rebuild_of_a_folder_made_by_hand_keeps_everything_it_does_not_know(source, tmp_path):
+    dest = tmp_path / "my_pets"
+    (dest / "tigger").mkdir(parents=True)
+    (dest / "tigger" / "mine.jpg").write_bytes(_jpeg("coffee"))
+    (dest / "notes.txt").write_text("my notes")
+    report = make_dataset.make_dataset(source, dest, replace=True)
+    assert (dest / "tigger" / "mine.jpg").read_bytes() == _jpeg("coffee")
+    assert (dest / "notes.txt").read_text() == "my notes"
+    assert sorted(str(p.relative_to(dest)) for p in report.kept) == ["notes.txt", "tigger/mine.jpg"]
+    assert report.counts["tigger"] == 5 and report.moved_aside == []
+
+
+def test_large_heic_and_empty_photos_in_the_source(source, tmp_path):
+    from photo_files import heic_photo, huge_jpeg, huge_png
+
+    huge_jpeg(source / "Tigger" / "IMG_200MP.jpg")
+    huge_png(source / "misty" / "scan.png")
+    heic_photo(source / "misty" / "IMG_5.HEIC")
+    (source / "neither" / "empty.jpg").write_bytes(b"")
+    report = make_dataset.make_dataset(source, tmp_path / "my_pets")  # no DecompressionBombError traceback
+    assert "IMG_200MP.jpg" in [p.name for p in report.copied["tigger"]]
+    reasons = {p.name: r for p, r in report.skipped}
+    assert reasons["scan.png"].startswith("too large to decode safely")
+    assert reasons["IMG_5.HEIC"].startswith("HEIC/HEIF photo") and "heif-convert" in reasons["IMG_5.HEIC"]
+    assert reasons["empty.jpg"] == "empty file (0 bytes)"
 
 
 def test_missing_class_folder_is_explained_and_nothing_written(source, tmp_path):
@@ -110,9 +203,12 @@ def test_command_line(source, tmp_path, capsys):
     dest = tmp_path / "out"
     assert make_dataset.main([str(source), "--dest", str(dest)]) == 0
     out = capsys.readouterr().out
-    assert "13 photos" in out and "skipped neither/.DS_Store" in out and "skipped neither/broken.jpg" in out
-    assert make_dataset.main([str(source), "--dest", str(dest)]) == 1
-    assert "already exists" in capsys.readouterr().err
+    assert "13 photos (13 new from" in out
+    assert "skipped neither/.DS_Store" in out and "skipped neither/broken.jpg" in out
+    assert make_dataset.main([str(source), "--dest", str(dest)]) == 0  # again: nothing new, nothing lost
+    assert "13 photos (0 new from" in capsys.readouterr().out
+    assert make_dataset.main([str(tmp_path / "missing"), "--dest", str(dest)]) == 1
+    assert "does not exist" in capsys.readouterr().err
 
 
 def test_lesson_02_uses_your_photos_when_present(source, tmp_path, capsys):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +14,8 @@ from skimage import data as skdata
 
 from course_utils import widgets
 from course_utils.explore import activations_by_stage, cosine_neighbours, one_nn_accuracy
+
+FILES = Path(__file__).resolve().parent / "files"
 
 
 @pytest.fixture
@@ -70,9 +74,9 @@ def test_nearest_neighbours_and_one_nn_accuracy():
     assert one_nn_accuracy(refs, torch.tensor([0, 1, 2]), queries, torch.tensor([0, 2])) == 0.5
 
 
-def _jpeg() -> bytes:
+def _jpeg(name: str = "chelsea") -> bytes:
     buffer = io.BytesIO()
-    Image.fromarray(skdata.chelsea()).resize((40, 30)).save(buffer, format="JPEG")
+    Image.fromarray(getattr(skdata, name)()).resize((40, 30)).save(buffer, format="JPEG")
     return buffer.getvalue()
 
 
@@ -82,22 +86,100 @@ def test_save_uploads_keeps_photos_and_skips_the_rest(tmp_path):
         widgets.uploaded_file("cat.jpg", photo),
         widgets.uploaded_file(".DS_Store", b"\0\0\0\1Bud1"),
         widgets.uploaded_file("half.jpg", photo[: len(photo) // 3]),
-        widgets.uploaded_file("../../evil.jpg", photo),
+        widgets.uploaded_file("../../evil.jpg", _jpeg("coffee")),
+        widgets.uploaded_file("IMG_7.HEIC", (FILES / "chelsea.heic").read_bytes()),
+        widgets.uploaded_file("empty.jpg", b""),
     ]
     report = widgets.save_uploads(files, tmp_path / "tigger")
-    assert [p.name for p in report["saved"]] == ["cat.jpg", "evil.jpg"]
-    assert all(p.parent == tmp_path / "tigger" for p in report["saved"])
-    assert [name for name, _ in report["skipped"]] == [".DS_Store", "half.jpg"]
+    assert [(name, p.name) for name, p in report["saved"]] == [("cat.jpg", "cat.jpg"), ("../../evil.jpg", "evil.jpg")]
+    assert all(p.parent == tmp_path / "tigger" for _, p in report["saved"])
+    reasons = dict(report["skipped"])
+    assert list(reasons) == [".DS_Store", "half.jpg", "IMG_7.HEIC", "empty.jpg"]
+    assert reasons["half.jpg"].startswith("file is truncated (incomplete download or copy?)")
+    assert reasons["IMG_7.HEIC"].startswith("HEIC/HEIF photo") and reasons["empty.jpg"] == "empty file (0 bytes)"
     assert (tmp_path / "tigger" / "cat.jpg").read_bytes() == photo
-    again = widgets.save_uploads([widgets.uploaded_file("cat.jpg", photo)], tmp_path / "tigger")
-    assert [p.name for p in again["saved"]] == ["cat_1.jpg"]  # never overwrites
+    other = _jpeg("rocket")
+    again = widgets.save_uploads([widgets.uploaded_file("cat.jpg", other)], tmp_path / "tigger")
+    assert [p.name for _, p in again["saved"]] == ["cat_1.jpg"]  # another photo with the same name: never overwrites
     assert sorted(p.name for p in (tmp_path / "tigger").iterdir()) == ["cat.jpg", "cat_1.jpg", "evil.jpg"]
 
 
+def test_the_same_photo_is_refused_in_any_class_folder(tmp_path):
+    """Saved twice, one photo could land in training and in validation: the check compares the bytes (sha256)."""
+    photo = _jpeg()
+    first = widgets.save_uploads([widgets.uploaded_file("cat.jpg", photo)], tmp_path / "tigger", dataset_root=tmp_path)
+    assert len(first["saved"]) == 1
+    files = [
+        widgets.uploaded_file("copy of cat.jpg", photo),
+        widgets.uploaded_file("new.jpg", _jpeg("coffee")),
+        widgets.uploaded_file("new again.jpg", _jpeg("coffee")),
+    ]
+    report = widgets.save_uploads(files, tmp_path / "misty", dataset_root=tmp_path)
+    assert [p.name for _, p in report["saved"]] == ["new.jpg"]
+    assert report["skipped"] == [
+        ("copy of cat.jpg", "the same photo is already saved as tigger/cat.jpg"),
+        ("new again.jpg", "the same photo is already saved as misty/new.jpg"),
+    ]
+    assert sorted(p.name for p in (tmp_path / "misty").iterdir()) == ["new.jpg"]
+
+
+def test_upload_report_says_what_was_saved_where_and_what_to_do_next(tmp_path):
+    report = widgets.save_uploads(
+        [widgets.uploaded_file("My Cat (1).jpg", _jpeg()), widgets.uploaded_file("x.txt", b"hi")], tmp_path / "misty"
+    )
+    text = widgets.format_upload_report(report, dataset_cell="the pets_data cell")
+    assert text.splitlines() == [
+        "Saved 1 photo(s):",
+        "  My Cat (1).jpg -> misty/My_Cat_1_.jpg  (renamed: My Cat (1).jpg -> My_Cat_1_.jpg)",
+        "Not saved: 1 file(s):",
+        "  x.txt: not an image file (extension '.txt')",
+        "Re-run the pets_data cell so that training sees the new photos.",
+    ]
+    nothing = widgets.format_upload_report(widgets.save_uploads([], tmp_path / "misty"))
+    assert nothing == "No photos chosen: choose photos first (the 'choose photos' button), then press Save."
+
+
 def test_upload_widget_save_button_writes_into_the_chosen_class(tmp_path):
-    box = widgets.photo_upload_widget(tmp_path)
+    box = widgets.photo_upload_widget(tmp_path, dataset_cell="the dataset cell")
     box.label.value = "misty"
     box.upload.value = (widgets.uploaded_file("m.jpg", _jpeg(), "image/jpeg"),)
     box.save_button.click()
     assert [p.name for p in (tmp_path / "misty").iterdir()] == ["m.jpg"]
-    assert "misty: saved 1 photo(s)" in box.status.value and box.upload.value == ()
+    assert box.upload.value == ()
+    assert box.status_text.splitlines()[1:] == [
+        "Saved 1 photo(s):",
+        "  m.jpg -> misty/m.jpg",
+        "Re-run the dataset cell so that training sees the new photos.",
+    ]
+    assert html.unescape(box.status.value).count("m.jpg -> misty/m.jpg") == 1  # shown as readable text
+    box.label.value = "tigger"
+    box.upload.value = (widgets.uploaded_file("same.jpg", _jpeg(), "image/jpeg"),)
+    box.save_button.click()
+    assert "same.jpg: the same photo is already saved as misty/m.jpg" in box.status_text
+    assert not (tmp_path / "tigger").exists() or list((tmp_path / "tigger").iterdir()) == []
+    box.save_button.click()  # nothing chosen
+    assert "choose photos first" in box.status_text
+
+
+def test_predict_box_gives_each_photo_upright_to_the_classifier_and_names_unreadable_ones(tmp_path):
+    from photo_files import phone_photo
+
+    phone_photo(tmp_path / "IMG_1.jpg", "china", orientation=6)  # stored 427 x 640, displayed 640 x 427
+    seen = []
+
+    def classify(photo):
+        seen.append(photo.size)
+        return [("wide" if photo.width > photo.height else "tall", 0.75), ("other", 0.25)]
+
+    box = widgets.photo_predict_widget(classify)
+    box.upload.value = (
+        widgets.uploaded_file("IMG_1.jpg", (tmp_path / "IMG_1.jpg").read_bytes(), "image/jpeg"),
+        widgets.uploaded_file("IMG_2.HEIC", (FILES / "chelsea.heic").read_bytes()),
+    )
+    box.predict_button.click()
+    assert seen == [(640, 427)]
+    lines = box.status_text.splitlines()
+    assert lines[0] == "IMG_1.jpg: wide 0.75, other 0.25"
+    assert lines[1].startswith("IMG_2.HEIC: not read: HEIC/HEIF photo")
+    assert box.upload.value == () and "IMG_1.jpg: wide 0.75" in html.unescape(box.status.value)
+    assert box.predict() == [] and "choose photos first" in box.status_text
