@@ -375,7 +375,7 @@ def course_mounts() -> list[Path]:
 def isolation_for(mode: str = "auto") -> Isolation:
     """The isolation this machine gives (checked once per process and mode with a real sandboxed Python)."""
     probe = sandbox.Plan(
-        [sys.executable, "-c", "import nbval.plugin, ipykernel, course_utils.tools.nbval_guard"],
+        [sys.executable, "-c", "import course_utils.tools.nbval_guard, nbval.plugin, ipykernel"],
         env={"PYTHONPATH": str(PACKAGE_DIR.parent)},
         read_only=course_mounts(),
     )
@@ -425,9 +425,9 @@ def run_nbval(
             "-p",
             "no:cacheprovider",
             "-p",
-            "nbval.plugin",
+            "course_utils.tools.nbval_guard",  # first: it keeps a slow optional import out (see there)
             "-p",
-            "course_utils.tools.nbval_guard",
+            "nbval.plugin",
             "--nbval-lax",
             "--nbval-current-env",
             f"--nbval-cell-timeout={cell_timeout}",

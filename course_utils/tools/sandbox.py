@@ -33,6 +33,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -48,7 +49,7 @@ TOKEN_VARIABLE = "COURSE_SANDBOX_TOKEN"
 RESULTS_FD_VARIABLE = "COURSE_GRADE_RESULTS_FD"
 ISOLATION_VARIABLE = "COURSE_GRADE_ISOLATION"  # auto | bwrap | none: what `course grade` uses unless told
 RESULTS_LIMIT = 8 * 1024 * 1024  # bytes of result lines kept from one run
-PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 4, 36
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 1, 4, 36
 
 
 @dataclass(frozen=True)
@@ -299,14 +300,15 @@ def _supervise(argv, read_results: int, opened: list[int], timeout: float, limit
     readers = [threading.Thread(target=read_records, daemon=True), threading.Thread(target=read_log, daemon=True)]
     for reader in readers:
         reader.start()
+    from .processes import kill_tree, sweep_marked  # psutil: only on the grader's side
+
     timed_out = False
     try:
         process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         timed_out = True
-    from .processes import kill_tree, sweep_marked  # psutil: only on the grader's side
-
-    kill_tree(process)  # the whole tree, whichever way it ended (under bwrap: PID 1 of the namespace, so all)
+    finally:  # the whole tree, however it ended (Ctrl-C too); under bwrap that is PID 1 of the namespace, so all
+        kill_tree(process)
     seconds = time.perf_counter() - start
     for reader in readers:
         reader.join(timeout=5)
@@ -515,8 +517,15 @@ def launch(config: dict) -> int:
     if config.get("root") and config.get("drop_to") is None:
         failed.append("processes")  # Linux does not apply RLIMIT_NPROC to root's processes
     _prctl(PR_SET_DUMPABLE, 0)
-    if config.get("subreaper"):
+    if config.get("subreaper"):  # no PID namespace: orphans come back to us, and we end them if the grader dies
         _prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+        def end_all(signum, frame):
+            _kill_descendants()
+            os._exit(1)
+
+        signal.signal(signal.SIGTERM, end_all)
+        _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if failed:
         _write_record(fd, {"event": "limits-not-enforced", "limits": sorted(set(failed))})
     try:
