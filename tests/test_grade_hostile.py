@@ -335,7 +335,7 @@ def test_two_notebooks_of_one_student_are_both_graded_with_a_warning(hostile):
 
 
 def test_no_cell_of_the_csv_can_run_as_a_formula(hostile):
-    assert "\n'=1+1,'=1+1.ipynb," in hostile["csv_text"]
+    assert '\n"\'=1+1","\'=1+1.ipynb",' in hostile["csv_text"]
     for row in hostile["rows"]:
         for value in row.values():
             assert not value.startswith(grade.FORMULA_STARTS), value

@@ -772,7 +772,8 @@ def spreadsheet_safe(value: str) -> str:
 def report_csv(rows: list[Row], isolation: Isolation | None = None) -> str:
     """The report as CSV text (one row per student and test, plus a TOTAL row per student); no formula can run."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=REPORT_FIELDS, lineterminator="\n")
+    # Every field quoted: a carriage return or newline inside a name or message cannot start a new row.
+    writer = csv.DictWriter(buffer, fieldnames=REPORT_FIELDS, lineterminator="\n", quoting=csv.QUOTE_ALL)
     writer.writeheader()
     for row in rows:
         data = asdict(row)

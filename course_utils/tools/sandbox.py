@@ -140,7 +140,11 @@ def choose_isolation(mode: str = "auto", probe: Plan | None = None, bwrap: str |
         tried = []
         for privileged in [True, False] if os.geteuid() == 0 else [False]:
             candidate = Isolation("bwrap", "", bwrap, privileged)
-            outcome = run(probe, candidate, timeout=60)
+            try:
+                outcome = run(probe, candidate, timeout=60)
+            except OSError as exc:
+                tried.append(f"{bwrap}: {exc.strerror or exc}")
+                continue
             if outcome.exit_code == 0 and not outcome.timed_out:
                 version = _bwrap_version(bwrap)
                 how = "root drops to uid 65534" if privileged else "user namespace, uid 65534"
@@ -240,7 +244,7 @@ def run(plan: Plan, isolation: Isolation, timeout: float) -> Outcome:
             "limits": asdict(plan.limits),
             "results_fd": write_results,
             "drop_to": NOBODY if isolation.privileged else None,
-            "chown": [work, "/dev/shm"] if isolation.privileged else [],
+            "chown": [work, "/tmp", "/dev/shm"] if isolation.privileged else [],
             "subreaper": isolation.kind != "bwrap",
             "startup_dirs": [f"{env['IPYTHONDIR']}", f"{env['HOME']}/.ipython", f"{env['JUPYTER_CONFIG_DIR']}"],
             "nproc_base": _tasks_of(NOBODY) if isolation.privileged else _tasks_of(os.getuid()),
@@ -359,12 +363,14 @@ def bwrap_args(isolation: Isolation, plan: Plan, fds: dict[str, int], work: str 
         created.add(str(host))
     args += ["--proc", "/proc", "--dev", "/dev"]
     size = str(int(plan.limits.disk_mb * 1024 * 1024))
-    args += ["--size", size, "--tmpfs", work, "--size", size, "--tmpfs", "/dev/shm"]
+    for folder in (work, "/tmp", "/dev/shm"):  # the only writable places, each a tmpfs of Limits.disk_mb
+        args += ["--size", size, "--tmpfs", folder]
     for sub in ("run", "home", "tmp"):
         args += ["--dir", f"{work}/{sub}"]
-    args += ["--symlink", f"{work}/tmp", "/tmp"]
     created |= {"/proc", "/dev", work, "/tmp"}
-    targets = [(Path(p), Path(p)) for p in plan.read_only] + [(Path(h), Path(i)) for i, h in plan.mounts.items()]
+    launcher = Path(__file__).resolve()  # the launcher, and the Python that runs it, are always there
+    visible = [*python_paths(), launcher, *plan.read_only]
+    targets = [(Path(p), Path(p)) for p in visible] + [(Path(h), Path(i)) for i, h in plan.mounts.items()]
     for host, inside in sorted(_outermost(targets), key=lambda pair: len(pair[1].parts)):
         if any(_inside(inside, b) for b in bound):
             continue
