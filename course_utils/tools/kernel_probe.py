@@ -42,7 +42,7 @@ SHELL_METHODS = (
     "ex",
 )
 # Modules and classes whose functions and methods the tests rely on, fingerprinted when they are loaded.
-MODULES = ("torch", "torch.nn", "torch.nn.functional", "torch.optim", "torchvision.models", "inspect", "unittest")
+MODULES = ("torch", "torch.nn", "torch.nn.functional", "torch.optim", "torchvision.models")
 CLASSES = (
     "IPython.core.interactiveshell.InteractiveShell",
     "ipykernel.zmqshell.ZMQInteractiveShell",
@@ -89,6 +89,12 @@ def _fid(obj, folders: tuple[str, ...] = ()) -> int:
     return id(function)
 
 
+def _library_fid(obj, folders: tuple[str, ...]) -> int:
+    """Like _fid, but 0 for Python code of the installation: libraries patch their own functions (torch.package
+    replaces inspect.getfile, torch.optim wraps Optimizer.step); a function from the notebook is still seen."""
+    return 0 if _trusted(obj, folders) else _fid(obj, folders)
+
+
 def _resolve(dotted: str):
     """The object at ``module.attr.attr``, if its module is already loaded (never imports), else None."""
     parts = dotted.split(".")
@@ -132,7 +138,11 @@ def _shell_entries(out: dict, ip, folders: tuple[str, ...]) -> None:
         out[f"shell.input_transformer_manager.{name}"] = [_fid(f) for f in getattr(manager, name, [])]
     out["shell.ast_transformers"] = [id(t) for t in ip.ast_transformers]
     for name in ("displayhook", "display_pub", "display_formatter", "InteractiveTB", "SyntaxTB", "events"):
-        out[f"shell.{name}"] = id(getattr(ip, name, None))
+        helper = getattr(ip, name, None)
+        out[f"shell.{name}"] = id(helper)
+        for key, value in vars(helper).items() if hasattr(helper, "__dict__") else ():
+            if callable(value) and hasattr(type(helper), key) and not isinstance(value, type):
+                out[f"shell.{name}-instance.{key}"] = _fid(value)
     for event, callbacks in ip.events.callbacks.items():  # extensions (autoreload...) are installed code: fine
         out[f"events.{event}"] = [_fid(c) for c in callbacks if not _trusted(c, folders)]
     kernel = getattr(ip, "kernel", None)
@@ -186,13 +196,15 @@ def state(package_dir: str, preload: tuple[str, ...] = ()) -> str:
         if module is not None:
             for name, value in list(vars(module).items()):
                 if callable(value) and not name.startswith("__"):
-                    out[f"module.{module_name}.{name}"] = id(value)
+                    out[f"module.{module_name}.{name}"] = _library_fid(value, folders)
     for dotted in CLASSES:
         cls = _resolve(dotted)
+        library = dotted.startswith(("torch", "torchvision"))
         if isinstance(cls, type):
             for name, value in list(vars(cls).items()):
                 if name not in ("__dict__", "__weakref__", "__doc__", "__annotations__", "__abstractmethods__"):
-                    out[f"class.{dotted}.{name}"] = _fid(value, folders)
+                    out[f"class.{dotted}.{name}"] = _library_fid(value, folders) if library else _fid(value, folders)
+
     package = os.path.realpath(package_dir)
     for module_name, module in list(sys.modules.items()):
         if module is None or not (module_name == "course_utils" or module_name.startswith("course_utils.")):

@@ -16,8 +16,9 @@ Loaded with ``-p course_utils.tools.nbval_guard`` next to ``--nbval-lax``. It
   messages hold the exception line only (``ename: evalue``), never a traceback, so the source of hidden
   tests never reaches them through us.
 
-The plugin makes the pytest process non-dumpable first (Linux): the kernel runs with the same uid, and may
-otherwise open this process's file descriptors through /proc or read its memory.
+Loaded as a plugin, it first makes the pytest process non-dumpable (Linux): the kernel runs with the same uid,
+and may otherwise open this process's file descriptors through /proc or read its memory. Importing the module
+changes nothing else (its functions are tested on their own).
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ PROBE_KEY = "course_grader_probe"
 PACKAGE_DIR = str(Path(__file__).resolve().parents[1])
 
 
-def _non_dumpable() -> None:
+def protect_process() -> None:
+    """Make this process non-dumpable (Linux): a same-uid process can then neither read its memory nor open its fds."""
     if sys.platform.startswith("linux"):
         try:
             import ctypes
@@ -53,7 +55,6 @@ def _non_dumpable() -> None:
             pass
 
 
-_non_dumpable()
 _RESULTS_FD = int(os.environ["COURSE_GRADE_RESULTS_FD"]) if os.environ.get("COURSE_GRADE_RESULTS_FD") else None
 _OUTPUT_LIMIT = int(os.environ.get("COURSE_GRADE_OUTPUT_KB", "256")) * 1024
 _PRELOAD = tuple(filter(None, os.environ.get("COURSE_GRADE_PRELOAD", "").split(",")))
@@ -293,6 +294,8 @@ def compare(baseline: dict, now: dict, first_seen: dict, package_dir: str = PACK
             changed.append(f"{key[len('file.') :]} loaded from {value}")
         elif key == "ipython.startup-files" and value:
             changed.append(f"IPython startup files {value}")
+        elif "-instance." in key:  # a method set on the object itself: there was none at the start
+            changed.append(key)
         elif key in first_seen:
             if first_seen[key] != value:
                 changed.append(key)
@@ -315,10 +318,18 @@ def _judge_probe(record: CellRecord, expressions: dict, when: str) -> None:
             record.tamper.append(entry)
 
 
-RunningKernel.get_message = _get_message
-RunningKernel.execute_cell_input = _execute_cell_input
-RunningKernel.await_reply = _await_reply
-RunningKernel.__init__ = _init
+def install() -> None:
+    """Put the guard's versions of nbval's kernel methods in place (what loading the plugin does)."""
+    RunningKernel.get_message = _get_message
+    RunningKernel.execute_cell_input = _execute_cell_input
+    RunningKernel.await_reply = _await_reply
+    RunningKernel.__init__ = _init
+
+
+def pytest_configure(config):
+    """Loaded as a plugin: protect this process, then watch every kernel nbval starts."""
+    protect_process()
+    install()
 
 
 # ------------------------------------------------------------------------------------- pytest hooks
@@ -440,7 +451,6 @@ def _finish(record: CellRecord, reports: dict, cell_timeout: float) -> None:
         record.reason, record.message = "error", "the cell showed an error"
     else:
         record.verdict, record.reason = "pass", ""
-    if record.tamper:
-        record.verdict = "review" if record.graded else record.verdict
-        if record.graded:
-            record.reason = "tampered"
+    if record.tamper and record.graded:
+        record.verdict = "review"
+        record.reason = record.reason or "tampered"
