@@ -373,14 +373,17 @@ def test_processes_left_by_a_stopped_cell_or_a_stopped_run_are_all_gone(tmp_path
 def test_hitting_a_limit_is_a_row_with_the_reason_and_the_next_submission_is_graded(tmp_path):
     sources = make_sources(tmp_path / "sources")
     folder = tmp_path / "subs"
-    hog = "def answer():\n    block = bytearray(3 * 1024**3)  # more than the memory limit\n    return 42"
+    hog = (
+        "def answer():\n    print('x' * 2_000_000)\n"
+        "    block = bytearray(3 * 1024**3)  # more than the memory limit\n    return 42"
+    )
     big_file = "def double(x):\n    open('big.bin', 'wb').write(b'x' * 2 * 1024**2)\n    return 2 * x"
     fork_bomb = (
         "import os\nfor _ in range(1000):\n    if os.fork() == 0:\n        import time; time.sleep(60); os._exit(0)"
     )
     write(folder, "a_hog.ipynb", submission(replace={"answer": hog, "double": big_file}, middle=fork_bomb))
     write(folder, "b_spin.ipynb", submission(replace={"answer": "def answer():\n    while True:\n        pass"}))
-    limits = sandbox.Limits(memory_gb=2, file_mb=1, processes=64, cpu_seconds=3)
+    limits = sandbox.Limits(memory_gb=2, file_mb=1, processes=64, cpu_seconds=3, output_kb=64)
     batch = grade.grade_folder(
         folder,
         EXERCISE,
@@ -395,6 +398,7 @@ def test_hitting_a_limit_is_a_row_with_the_reason_and_the_next_submission_is_gra
     hog_rows, spin = got[("a_hog", "a_hog.ipynb")], got[("b_spin", "b_spin.ipynb")]
     assert hog_rows["t_answer"]["status"] == "fail"
     assert "memory limit of 2 GB per process was reached" in hog_rows["t_answer"]["message"]
+    assert "[output cut at 64 KB]" in hog_rows["t_answer"]["message"]  # 2 MB printed, 64 KB kept
     assert "file-size limit of 1 MB was reached" in hog_rows["t_double"]["message"]
     assert "limit of 64 processes and threads was reached" in hog_rows["TOTAL"]["note"]
     assert spin["t_answer"]["status"] == "fail" and "CPU-time limit of 3 s" in spin["t_answer"]["message"]

@@ -533,8 +533,13 @@ def grade_submission(
     preload: list[str] = (),
     weights_home: Path | None = None,
     extra_note: str = "",
+    log=None,
 ) -> list[Row]:
-    """Rows for one submission: one per test cell, then a TOTAL row. Never raises for a bad submission."""
+    """Rows for one submission: one per test cell, then a TOTAL row. Never raises for a bad submission.
+
+    ``log`` (the instructor's console) gets the end of the run's output when it crashed; the report never does,
+    since that output may quote the hidden tests.
+    """
     label = label or path.name
     possible = sum(t.points for t in tests)
     isolation = isolation or isolation_for(default_isolation_mode())
@@ -584,6 +589,9 @@ def grade_submission(
     except Exception as exc:  # a notebook nbformat cannot write back, a full disk: report it, grade the rest
         result = RunResult({}, "crashed", f"could not run the notebook: {type(exc).__name__}: {exc}")
 
+    if result.status == "crashed" and log is not None:
+        tail = [line for line in result.log.strip().splitlines() if line.strip()][-5:]
+        log("    the run's last output (not in the report):\n      " + "\n      ".join(tail or ["(none)"]))
     rows = []
     for t in tests:
         if t.grade_id in prepared.deleted:
@@ -756,6 +764,7 @@ def grade_folder(
                     preload=preload,
                     weights_home=weights_home,
                     extra_note=note,
+                    log=log,
                 )
             last = student_rows[-1]
             log(f"    {last.points:g}/{last.points_possible:g}" + (f"  ({last.note})" if last.note else ""))
