@@ -47,10 +47,12 @@ def tiny_source():
     nb = new_notebook(metadata={"exercise": {"name": EXERCISE}})
     nb.cells = [
         new_markdown_cell("# A tiny exercise"),
-        new_code_cell("OFFSET = 0"),
+        new_code_cell(
+            "import math\n\nOFFSET = 0\n\n\ndef close_to(value, target):\n    return math.isclose(value, target)"
+        ),
         new_code_cell("def answer():\n    ### BEGIN SOLUTION\n    return 42\n    ### END SOLUTION"),
         new_code_cell(
-            '# Graded test t_answer (2 points)\nassert answer() == 42, "answer() should return 42"\n'
+            '# Graded test t_answer (2 points)\nassert close_to(answer(), 42), "answer() should return 42"\n'
             f"### BEGIN HIDDEN TESTS\n{HIDDEN_LINE}\n### END HIDDEN TESTS\nprint('ok')",
             metadata={"grade": {"id": "t_answer", "points": 2}},
         ),
@@ -165,6 +167,14 @@ DAEMON = {daemon!r}
 """
 
 
+REBIND = """
+class AlwaysClose:
+    def isclose(self, *args, **kwargs):
+        return True
+
+
+math = AlwaysClose()
+"""
 CHEATING_ANSWER = """
 def answer():
     try:  # the instructor's solutions, if they can be read
@@ -220,6 +230,9 @@ def hostile(tmp_path_factory):
         folder, "mallory.ipynb", submission(done=("double",), replace={"answer": cheat}, after_tests=saboteur(targets))
     )
     write(folder, "zoe.ipynb", submission(drop_answer=True))  # graded after mallory: no answer() of its own
+    eve = submission(done=("double",), replace={"answer": "def answer():\n    return 0"}, early=REBIND)
+    eve.cells[1].source = eve.cells[1].source.replace("math.isclose(value, target)", "True")  # the instructor's cell
+    write(folder, "eve.ipynb", eve)
     (folder / "notes.txt").write_text("not a notebook", encoding="utf-8")
     (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
     write(folder, ".ipynb_checkpoints/=1+1-checkpoint.ipynb", submission(done=every))
@@ -289,6 +302,14 @@ def test_switching_off_the_checks_scores_nothing_and_is_marked_for_review(hostil
     assert f"- {student} ({submission})" in hostile["md"].split("## Needs review")[1].split("##")[0]
 
 
+def test_lying_helpers_and_edited_instructor_cells_are_marked_for_review(hostile):
+    eve = _get(hostile, "eve")
+    assert eve["t_answer"]["status"] == "review" and eve["t_answer"]["points"] == "0"
+    assert "the instructor's function 'close_to' was redefined" in eve["t_answer"]["message"]
+    assert "the name 'math' is a AlwaysClose" in eve["t_answer"]["message"]
+    assert "instructor's cell 'import math' edited" in eve["TOTAL"]["note"] and eve["TOTAL"]["status"] == "review"
+
+
 def test_the_solutions_cannot_be_read_and_hidden_tests_never_reach_the_report(hostile):
     mallory = _get(hostile, "mallory")
     assert mallory["t_answer"]["status"] == "fail"
@@ -324,7 +345,8 @@ def test_collection_quirks_get_a_row_or_a_logged_reason(hostile):
     not_graded = hostile["md"].split("## Files not graded")[1]
     for name in ("notes.txt", ".DS_Store", "._mallory.ipynb", ".ipynb_checkpoints/"):
         assert f"`{name}`" in not_graded, name
-    assert {s for s, _ in hostile["by"]} == {"'=1+1", ".dotty", "carl", "mallory", "zoe", "link", "linkdir", "fifo"}
+    graded = {"'=1+1", ".dotty", "carl", "eve", "mallory", "zoe"}
+    assert {s for s, _ in hostile["by"]} == graded | {"link", "linkdir", "fifo"}
 
 
 def test_two_notebooks_of_one_student_are_both_graded_with_a_warning(hostile):

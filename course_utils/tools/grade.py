@@ -42,6 +42,7 @@ import nbformat
 from ..paths import PACKAGE_DIR, atomic_write_text, data_dir, file_sha256, project_root
 from . import sandbox
 from .exercises import (
+    BEGIN_SOLUTION,
     ExerciseError,
     GradedCell,
     exercise_name,
@@ -299,7 +300,76 @@ def preload_modules(source_nb) -> list[str]:
                 found += [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
                 found.append(node.module)
+                found += [f"{node.module}.{alias.name}" for alias in node.names]  # submodules (fails quietly if not)
     return list(dict.fromkeys(found))
+
+
+def import_bindings(source_nb) -> dict[str, str]:
+    """Names the source notebook's own cells bind by importing: {'checks': 'course_utils:checks', 'torch': 'torch'}."""
+    bound = {}
+    for cell in _scaffolding_cells(source_nb):
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    top = alias.name.split(".")[0]
+                    bound[alias.asname or top] = alias.name if alias.asname else top
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                for alias in node.names:
+                    if alias.name != "*":
+                        bound[alias.asname or alias.name] = f"{node.module}:{alias.name}"
+    return bound
+
+
+def source_digest(text: str) -> str:
+    """sha256 of source text with trailing spaces and surrounding blank lines removed (the probe computes the same)."""
+    import hashlib
+
+    lines = text.strip("\n").split("\n")
+    return hashlib.sha256("\n".join(line.rstrip() for line in lines).encode()).hexdigest()
+
+
+def defined_functions(source_nb) -> dict[str, str]:
+    """Functions the source notebook's own cells define (helpers the tests call): name -> digest of their source."""
+    found = {}
+    for cell in _scaffolding_cells(source_nb):
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:
+            continue
+        lines = cell.source.split("\n")
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+                found[node.name] = source_digest("\n".join(lines[first - 1 : node.end_lineno]))
+    return found
+
+
+def _scaffolding_cells(source_nb) -> list:
+    """The source notebook's own code cells: neither graded tests nor cells with a solution region."""
+    return [
+        cell
+        for cell in source_nb.cells
+        if cell.cell_type == "code" and grade_meta(cell) is None and BEGIN_SOLUTION not in cell.source
+    ]
+
+
+def edited_scaffolding(nb, source_nb) -> list[str]:
+    """The instructor's cells (setup, parameters, data, helpers) that the submission changed or removed."""
+    by_id = {cell.get("id"): cell for cell in nb.cells if cell.get("cell_type") == "code" and cell.get("id")}
+    sources = {normalized(cell.get("source", "")) for cell in nb.cells if cell.get("cell_type") == "code"}
+    edited = []
+    for cell in _scaffolding_cells(source_nb):
+        wanted = normalized(cell.source)
+        mine = by_id.get(cell.get("id"))
+        if (mine is not None and normalized(mine.get("source", "")) == wanted) or wanted in sources:
+            continue
+        first = next((line for line in cell.source.split("\n") if line.strip()), "")[:40]
+        edited.append(f"cell '{first}'")
+    return edited
 
 
 def hidden_lines(tests: list[GradedCell]) -> list[str]:
@@ -399,6 +469,8 @@ def run_nbval(
     hidden: list[Path] = (),
     preload: list[str] = (),
     weights_home: Path | None = None,
+    bindings: dict[str, str] | None = None,
+    defined: dict[str, str] | None = None,
 ) -> RunResult:
     """Run ``nb`` under pytest --nbval-lax and nbval_guard in a sandbox, stopped after ``timeout`` s.
 
@@ -449,6 +521,8 @@ def run_nbval(
                 "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
                 "COURSE_GRADE_OUTPUT_KB": str(limits.output_kb),
                 "COURSE_GRADE_PRELOAD": ",".join(preload),
+                "COURSE_GRADE_BINDINGS": json.dumps(bindings or {}),
+                "COURSE_GRADE_DEFINED": json.dumps(defined or {}),
             },
             read_only=course_mounts(),
             mounts={"/opt/course-torch": torch_home} if isolation.isolated else {},
@@ -534,11 +608,13 @@ def grade_submission(
     weights_home: Path | None = None,
     extra_note: str = "",
     log=None,
+    reference=None,
 ) -> list[Row]:
     """Rows for one submission: one per test cell, then a TOTAL row. Never raises for a bad submission.
 
     ``log`` (the instructor's console) gets the end of the run's output when it crashed; the report never does,
-    since that output may quote the hidden tests.
+    since that output may quote the hidden tests. With the source notebook as ``reference``, names its cells
+    import are watched in the kernel, and an edited instructor cell (setup, parameters, data) is marked for review.
     """
     label = label or path.name
     possible = sum(t.points for t in tests)
@@ -585,6 +661,8 @@ def grade_submission(
             hidden=[path, *invisible],
             preload=preload,
             weights_home=weights_home,
+            bindings=import_bindings(reference) if reference is not None else None,
+            defined=defined_functions(reference) if reference is not None else None,
         )
     except Exception as exc:  # a notebook nbformat cannot write back, a full disk: report it, grade the rest
         result = RunResult({}, "crashed", f"could not run the notebook: {type(exc).__name__}: {exc}")
@@ -626,6 +704,10 @@ def grade_submission(
     if planted:
         review = True
         notes.append("REVIEW: wrote IPython/Jupyter start-up or config files: " + ", ".join(planted[:3]))
+    edited = edited_scaffolding(prepared.nb, reference) if reference is not None else []
+    if edited:
+        review = True
+        notes.append(f"REVIEW: the instructor's {', '.join(edited[:3])} edited or removed; the tests ran after it")
     if any(r.status == "review" for r in rows):
         notes.append("REVIEW: the machinery that runs or checks cells was changed; read the notebook")
     if result.status == "timeout":
@@ -765,6 +847,7 @@ def grade_folder(
                     weights_home=weights_home,
                     extra_note=note,
                     log=log,
+                    reference=reference,
                 )
             last = student_rows[-1]
             log(f"    {last.points:g}/{last.points_possible:g}" + (f"  ({last.note})" if last.note else ""))

@@ -161,8 +161,50 @@ def _shell_entries(out: dict, ip, folders: tuple[str, ...]) -> None:
         out["ipython.startup-files"] = sorted(os.listdir(startup))
 
 
-def state(package_dir: str, preload: tuple[str, ...] = ()) -> str:
-    """JSON {name: fingerprint} of the kernel's machinery; imports ``preload`` first (for the baseline)."""
+def _bindings(out: dict, namespace: dict, bindings: dict[str, str]) -> None:
+    """Whether each name the instructor's cells import ('checks', 'torch', 'evaluate'...) is still that object."""
+    for name, target in bindings.items():
+        if name not in namespace:
+            out[f"binding.{name}"] = "missing"
+            continue
+        module_name, _, attribute = target.partition(":")
+        module = sys.modules.get(module_name)
+        if module is None:
+            out[f"binding.{name}"] = "unknown"
+            continue
+        expected = getattr(module, attribute, None) if attribute else module
+        out[f"binding.{name}"] = "ok" if namespace[name] is expected else f"is a {type(namespace[name]).__name__}"
+
+
+def _defined(out: dict, namespace: dict, names: tuple[str, ...]) -> None:
+    """sha256 of the source of each helper function the instructor's cells define (a redefinition shows)."""
+    import hashlib
+    import inspect
+
+    for name in names:
+        value = namespace.get(name)
+        if value is None:
+            out[f"defined.{name}"] = "missing"
+            continue
+        try:
+            lines = inspect.getsource(value).strip("\n").split("\n")
+        except (OSError, TypeError):
+            out[f"defined.{name}"] = f"a {type(value).__name__} without source"
+            continue
+        out[f"defined.{name}"] = hashlib.sha256("\n".join(line.rstrip() for line in lines).encode()).hexdigest()
+
+
+def state(
+    package_dir: str,
+    preload: tuple[str, ...] = (),
+    bindings: dict[str, str] | None = None,
+    defined: tuple[str, ...] = (),
+) -> str:
+    """JSON {name: fingerprint} of the kernel's machinery; imports ``preload`` first (for the baseline).
+
+    ``bindings`` maps names of the notebook's namespace to what the instructor's cells bound them to
+    ('module' or 'module:attribute'); each is reported 'ok', 'missing' or what it is instead.
+    """
     import importlib
 
     for name in preload:
@@ -180,6 +222,8 @@ def state(package_dir: str, preload: tuple[str, ...] = ()) -> str:
         ip = get_ipython()
         if ip is not None:
             _shell_entries(out, ip, folders)
+            _bindings(out, ip.user_ns, bindings or {})
+            _defined(out, ip.user_ns, defined)
     except Exception as exc:  # noqa: BLE001 - reported, then judged by the grader
         out["probe-error.shell"] = f"{type(exc).__name__}: {exc}"[:200]
     for name in ("excepthook", "displayhook", "breakpointhook"):

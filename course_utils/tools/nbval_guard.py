@@ -58,6 +58,15 @@ def protect_process() -> None:
 _RESULTS_FD = int(os.environ["COURSE_GRADE_RESULTS_FD"]) if os.environ.get("COURSE_GRADE_RESULTS_FD") else None
 _OUTPUT_LIMIT = int(os.environ.get("COURSE_GRADE_OUTPUT_KB", "256")) * 1024
 _PRELOAD = tuple(filter(None, os.environ.get("COURSE_GRADE_PRELOAD", "").split(",")))
+try:
+    _BINDINGS = {str(k): str(v) for k, v in json.loads(os.environ.get("COURSE_GRADE_BINDINGS") or "{}").items()}
+except (ValueError, AttributeError):
+    _BINDINGS = {}
+try:  # helper functions of the instructor's cells: name -> sha256 of their source
+    _DEFINED = {str(k): str(v) for k, v in json.loads(os.environ.get("COURSE_GRADE_DEFINED") or "{}").items()}
+except (ValueError, AttributeError):
+    _DEFINED = {}
+PROBE_TEXT_LIMIT = 4 * 1024 * 1024  # an honest answer is ~150 KB; a bigger one is refused unread
 
 
 class KernelDied(RuntimeError):
@@ -202,7 +211,8 @@ def _get_message(self, stream, timeout=None):
 
 
 def _probe_expression(preload: tuple[str, ...] = ()) -> str:
-    return f"__import__('course_utils.tools.kernel_probe', fromlist=['state']).state({PACKAGE_DIR!r}, {preload!r})"
+    module = "__import__('course_utils.tools.kernel_probe', fromlist=['state'])"
+    return f"{module}.state({PACKAGE_DIR!r}, {preload!r}, {_BINDINGS!r}, {tuple(_DEFINED)!r})"
 
 
 def _execute_cell_input(self, cell_input, allow_stdin=None):
@@ -275,6 +285,8 @@ def _parse_probe(expressions: dict) -> dict | None:
     if not isinstance(value, dict) or value.get("status") != "ok":
         return None
     text = value.get("data", {}).get("text/plain", "")
+    if not isinstance(text, str) or len(text) > PROBE_TEXT_LIMIT:
+        return None
     try:
         parsed = json.loads(ast.literal_eval(text))
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
@@ -282,10 +294,25 @@ def _parse_probe(expressions: dict) -> dict | None:
     return parsed if isinstance(parsed, dict) else None
 
 
-def compare(baseline: dict, now: dict, first_seen: dict, package_dir: str = PACKAGE_DIR) -> list[str]:
-    """What changed since the baseline: keys whose value differs, course_utils loaded from elsewhere, foreign code."""
-    changed = [key for key, value in baseline.items() if now.get(key) != value]
+def compare(
+    baseline: dict, now: dict, first_seen: dict, package_dir: str = PACKAGE_DIR, defined: dict | None = None
+) -> list[str]:
+    """What changed since the baseline: keys whose value differs, course_utils loaded from elsewhere, foreign code,
+    and names the instructor's cells imported that now stand for something else."""
+    defined = _DEFINED if defined is None else defined
+    changed = [
+        key for key, value in baseline.items() if now.get(key) != value and not key.startswith(("binding.", "defined."))
+    ]
     for key, value in now.items():
+        if key.startswith("defined."):
+            name = key[len("defined.") :]
+            if value not in ("missing", defined.get(name)):
+                changed.append(f"the instructor's function {name!r} was redefined")
+            continue
+        if key.startswith("binding."):
+            if value not in ("ok", "missing", "unknown"):
+                changed.append(f"the name {key[len('binding.') :]!r} {value}, not what the notebook imported")
+            continue
         if key in baseline:
             continue
         if key.startswith("foreign."):
