@@ -18,378 +18,58 @@ kernel or hits a limit gets a row with the reason, and the batch goes on. Every 
 is named in the log and the Markdown report with the reason it was not graded. The exit status is non-zero
 only when nothing could be graded: an unknown exercise, a missing folder, or no notebooks in it (2), or
 when the report could not be written (1).
+
+Modules: ``submissions`` (find, read, prepare; what the source notebook says), ``sandbox`` (isolation, limits,
+cleanup), ``nbval_guard`` and ``kernel_probe`` (judging cells inside the run), ``grade_report`` (CSV, Markdown);
+this one runs and grades, and is the command line.
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
-import csv
-import io
 import json
 import os
 import shutil
 import signal
-import stat
 import sys
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 import nbformat
 
-from ..paths import PACKAGE_DIR, atomic_write_text, data_dir, file_sha256, project_root
+from ..paths import PACKAGE_DIR, data_dir, file_sha256, project_root
 from . import sandbox
-from .exercises import (
-    BEGIN_SOLUTION,
-    ExerciseError,
-    GradedCell,
-    exercise_name,
-    grade_meta,
-    graded_cells,
-    normalized,
-    source_dir,
-    source_path,
-    strip_solutions,
+from .exercises import ExerciseError, GradedCell, graded_cells, source_dir, source_path
+from .grade_report import (  # noqa: F401 - the report's names, importable from here too
+    FORMULA_STARTS,
+    Batch,
+    Row,
+    report_csv,
+    report_markdown,
+    spreadsheet_safe,
+    write_report,
 )
 from .sandbox import Isolation, Limits
+from .submissions import (  # noqa: F401 - finding and preparing submissions, importable from here too
+    Collected,
+    Prepared,
+    SubmissionProblem,
+    collect,
+    defined_functions,
+    edited_scaffolding,
+    find_submissions,
+    hidden_lines,
+    import_bindings,
+    preload_modules,
+    prepare,
+    read_submission,
+    redact,
+)
 
 DEFAULT_TIMEOUT = 600
 MESSAGE_LIMIT = 600
-MAX_NOTEBOOK_MB = 100
-REPORT_FIELDS = ["student", "submission", "exercise", "test", "status", "points", "points_possible", "note", "message"]
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-JUNK_FILES = {".DS_Store": "macOS folder metadata", "Thumbs.db": "Windows thumbnail cache", "desktop.ini": "Windows"}
-JUNK_FOLDERS = {
-    ".ipynb_checkpoints": "Jupyter's autosave copies",
-    "__MACOSX": "macOS archive metadata",
-    ".git": "a git repository's internals",
-}
-
-
-@dataclass
-class Row:
-    """One line of the report: a student's result on one test cell (test 'TOTAL' for the sum)."""
-
-    student: str
-    submission: str
-    exercise: str
-    test: str
-    # pass | fail | review | deleted | timeout | crashed | invalid-notebook | wrong-exercise | refused;
-    # on the TOTAL row: total | review
-    status: str
-    points: float
-    points_possible: float
-    note: str = ""
-    message: str = ""
-
-
-@dataclass
-class Prepared:
-    """A submission turned into the notebook to run, and what was found for each test cell."""
-
-    nb: object
-    code_cell_of: dict[str, int] = field(default_factory=dict)  # test id -> nbval cell number
-    notes: dict[str, str] = field(default_factory=dict)  # test id -> 'edited ...' etc.
-    deleted: set[str] = field(default_factory=set)
-
-
-class SubmissionProblem(Exception):
-    """The submission cannot be run; ``status`` and the message go into the report."""
-
-    def __init__(self, status: str, message: str):
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass
-class Collected:
-    """What is in a submissions folder: notebooks to grade, entries refused (a row each), files skipped (logged)."""
-
-    submissions: list[tuple[str, Path]] = field(default_factory=list)
-    refused: list[tuple[str, str, str]] = field(default_factory=list)  # (student, label, reason)
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (label, reason)
-
-
-@dataclass
-class Batch:
-    """The result of grading a folder: rows, how the runs were isolated and limited, what was not graded."""
-
-    rows: list[Row]
-    isolation: Isolation
-    limits: Limits
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-
-# ------------------------------------------------------------------------------------------ finding
-def _student_of(relative: Path) -> str:
-    return relative.parts[0] if len(relative.parts) > 1 else relative.stem
-
-
-def collect(folder: Path) -> Collected:
-    """Every entry under ``folder``: notebooks to grade, symbolic links and special files refused, the rest skipped.
-
-    Symbolic links are never followed (a link could point at the instructor's solutions or another student's
-    file). Names starting with a dot are graded like any other, except known clutter (checkpoints, macOS and
-    Windows metadata), which is skipped with its reason.
-    """
-    found = Collected()
-    for root, dirs, files in os.walk(folder, followlinks=False):
-        root_path = Path(root)
-        for name in sorted(dirs):
-            path = root_path / name
-            label = str(path.relative_to(folder))
-            if path.is_symlink():
-                found.refused.append(
-                    (_student_of(Path(label) / "x"), label, "a symbolic link to a folder; links are never followed")
-                )
-                dirs.remove(name)
-            elif name in JUNK_FOLDERS:
-                found.skipped.append((label + "/", f"skipped: {JUNK_FOLDERS[name]}"))
-                dirs.remove(name)
-        dirs.sort()
-        for name in sorted(files):
-            path = root_path / name
-            relative = path.relative_to(folder)
-            label = str(relative)
-            try:
-                info = path.lstat()
-            except OSError as exc:
-                found.skipped.append((label, f"skipped: cannot be read ({exc.strerror})"))
-                continue
-            is_notebook = name.lower().endswith(".ipynb")
-            if stat.S_ISLNK(info.st_mode):
-                if is_notebook:
-                    target = os.path.basename(os.readlink(path))
-                    found.refused.append(
-                        (_student_of(relative), label, f"a symbolic link (to {target}), not a file; links are refused")
-                    )
-                else:
-                    found.skipped.append((label, "skipped: a symbolic link, not a notebook"))
-            elif not stat.S_ISREG(info.st_mode):
-                if is_notebook:
-                    why = "not a regular file (a pipe, socket or device)"
-                    found.refused.append((_student_of(relative), label, why))
-                else:
-                    found.skipped.append((label, "skipped: not a regular file"))
-            elif name in JUNK_FILES:
-                found.skipped.append((label, f"skipped: {JUNK_FILES[name]}"))
-            elif name.startswith("._"):
-                found.skipped.append((label, "skipped: a macOS resource-fork file (._name), not a notebook"))
-            elif not is_notebook:
-                found.skipped.append((label, "skipped: not a notebook (.ipynb)"))
-            else:
-                found.submissions.append((_student_of(relative), path))
-    found.submissions.sort(key=lambda pair: str(pair[1]))
-    return found
-
-
-def find_submissions(folder: Path) -> list[tuple[str, Path]]:
-    """(student, path) for each notebook ``collect`` would grade, sorted."""
-    return collect(Path(folder)).submissions
-
-
-def read_submission(path: Path) -> bytes:
-    """The file's bytes, refusing a symbolic link or special file that appeared since it was listed."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise SubmissionProblem("refused", "not a regular file")
-        if info.st_size > MAX_NOTEBOOK_MB * 1024 * 1024:
-            raise SubmissionProblem(
-                "invalid-notebook", f"larger than {MAX_NOTEBOOK_MB} MB ({info.st_size / 1e6:.0f} MB); clear its outputs"
-            )
-        with os.fdopen(fd, "rb", closefd=True) as handle:
-            fd = -1
-            return handle.read()
-    finally:
-        if fd >= 0:
-            os.close(fd)
-
-
-# ---------------------------------------------------------------------------------------- preparing
-def prepare(raw: bytes, exercise: str, tests: list[GradedCell], hidden: bool) -> Prepared:
-    """The notebook to run: the submission with the instructor's test cells put back, outputs cleared."""
-    try:
-        text = raw.decode("utf-8")
-        json.loads(text)
-    except UnicodeDecodeError as exc:
-        raise SubmissionProblem(
-            "invalid-notebook", f"not UTF-8 text ({exc.reason}); ask the student to save it again from Jupyter"
-        ) from None
-    except json.JSONDecodeError as exc:
-        raise SubmissionProblem(
-            "invalid-notebook",
-            f"not a valid notebook: not valid JSON ({exc.msg} at line {exc.lineno}, "
-            f"column {exc.colno}; a cut-off upload or a file edited by hand?)",
-        ) from None
-    except RecursionError:
-        raise SubmissionProblem("invalid-notebook", "not a valid notebook: JSON nested too deeply") from None
-    try:
-        nb = nbformat.reads(text, as_version=4)
-    except Exception as exc:  # nbformat's own errors, or anything a malformed notebook raises
-        first = str(exc).strip().split("\n")[0][:200]
-        raise SubmissionProblem(
-            "invalid-notebook", f"not a valid notebook: valid JSON, but not a notebook Jupyter can open ({first})"
-        ) from None
-    if not isinstance(getattr(nb, "cells", None), list):
-        raise SubmissionProblem("invalid-notebook", "not a valid notebook (no list of cells)")
-    named = exercise_name(nb)
-    if named and named != exercise:
-        raise SubmissionProblem("wrong-exercise", f"this notebook is exercise {named!r}, not {exercise!r}")
-
-    by_id, by_source = {}, {}
-    for index, cell in enumerate(nb.cells):
-        if cell.get("cell_type") != "code":
-            continue
-        meta = grade_meta(cell)
-        if meta is not None:
-            by_id.setdefault(meta["id"], index)
-        by_source.setdefault(normalized(cell.get("source", "")), index)
-    prepared = Prepared(nb)
-    located = {}
-    for test in tests:
-        if test.grade_id in by_id:
-            index = by_id[test.grade_id]
-        elif normalized(test.released_source) in by_source:
-            index = by_source[normalized(test.released_source)]
-            prepared.notes[test.grade_id] = "test cell had lost its metadata; matched by its source"
-        else:
-            prepared.deleted.add(test.grade_id)
-            continue
-        located[index] = test
-        if normalized(nb.cells[index].source) != normalized(test.released_source):
-            prepared.notes[test.grade_id] = "test cell was edited; graded with the original test"
-    if not located and not named:
-        raise SubmissionProblem(
-            "wrong-exercise", f"none of the test cells of {exercise!r} were found; is this the right notebook?"
-        )
-
-    code_number = 0
-    for index, cell in enumerate(nb.cells):
-        if cell.get("cell_type") != "code":
-            continue
-        cell.outputs, cell.execution_count = [], None
-        if index in located:
-            test = located[index]
-            cell.source = test.full_source if hidden else test.released_source
-            cell.metadata = nbformat.NotebookNode({"grade": {"id": test.grade_id, "points": test.points}})
-            prepared.code_cell_of[test.grade_id] = code_number
-        elif "grade" in cell.get("metadata", {}):
-            cell.metadata.pop("grade")  # only the instructor's test cells are graded cells
-        code_number += 1
-    nb.metadata.pop("widgets", None)
-    return prepared
-
-
-def preload_modules(source_nb) -> list[str]:
-    """Modules the source notebook's own (non-test, non-solution) cells import: imported before the first check."""
-    found = []
-    for cell in source_nb.cells:
-        if cell.cell_type != "code" or grade_meta(cell) is not None:
-            continue
-        try:
-            tree = ast.parse(strip_solutions(cell.source))
-        except (SyntaxError, ExerciseError):
-            continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                found += [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                found.append(node.module)
-                found += [f"{node.module}.{alias.name}" for alias in node.names]  # submodules (fails quietly if not)
-    return list(dict.fromkeys(found))
-
-
-def import_bindings(source_nb) -> dict[str, str]:
-    """Names the source notebook's own cells bind by importing: {'checks': 'course_utils:checks', 'torch': 'torch'}."""
-    bound = {}
-    for cell in _scaffolding_cells(source_nb):
-        try:
-            tree = ast.parse(cell.source)
-        except SyntaxError:
-            continue
-        for node in tree.body:
-            if isinstance(node, ast.Import):
-                for alias in node.names:
-                    top = alias.name.split(".")[0]
-                    bound[alias.asname or top] = alias.name if alias.asname else top
-            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                for alias in node.names:
-                    if alias.name != "*":
-                        bound[alias.asname or alias.name] = f"{node.module}:{alias.name}"
-    return bound
-
-
-def source_digest(text: str) -> str:
-    """sha256 of source text with trailing spaces and surrounding blank lines removed (the probe computes the same)."""
-    import hashlib
-
-    lines = text.strip("\n").split("\n")
-    return hashlib.sha256("\n".join(line.rstrip() for line in lines).encode()).hexdigest()
-
-
-def defined_functions(source_nb) -> dict[str, str]:
-    """Functions the source notebook's own cells define (helpers the tests call): name -> digest of their source."""
-    found = {}
-    for cell in _scaffolding_cells(source_nb):
-        try:
-            tree = ast.parse(cell.source)
-        except SyntaxError:
-            continue
-        lines = cell.source.split("\n")
-        for node in tree.body:
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                first = min([node.lineno] + [d.lineno for d in node.decorator_list])
-                found[node.name] = source_digest("\n".join(lines[first - 1 : node.end_lineno]))
-    return found
-
-
-def _scaffolding_cells(source_nb) -> list:
-    """The source notebook's own code cells: neither graded tests nor cells with a solution region."""
-    return [
-        cell
-        for cell in source_nb.cells
-        if cell.cell_type == "code" and grade_meta(cell) is None and BEGIN_SOLUTION not in cell.source
-    ]
-
-
-def edited_scaffolding(nb, source_nb) -> list[str]:
-    """The instructor's cells (setup, parameters, data, helpers) that the submission changed or removed."""
-    by_id = {cell.get("id"): cell for cell in nb.cells if cell.get("cell_type") == "code" and cell.get("id")}
-    sources = {normalized(cell.get("source", "")) for cell in nb.cells if cell.get("cell_type") == "code"}
-    edited = []
-    for cell in _scaffolding_cells(source_nb):
-        wanted = normalized(cell.source)
-        mine = by_id.get(cell.get("id"))
-        if (mine is not None and normalized(mine.get("source", "")) == wanted) or wanted in sources:
-            continue
-        first = next((line for line in cell.source.split("\n") if line.strip()), "")[:40]
-        edited.append(f"cell '{first}'")
-    return edited
-
-
-def hidden_lines(tests: list[GradedCell]) -> list[str]:
-    """Lines of hidden tests long enough to be recognised, longest first (what a message must never show)."""
-    lines = set()
-    for test in tests:
-        shown = {line.strip() for line in test.released_source.split("\n")}
-        for line in test.full_source.split("\n"):
-            stripped = line.strip()
-            if len(stripped) >= 12 and stripped not in shown and not stripped.startswith("###"):
-                lines.add(stripped)
-    return sorted(lines, key=len, reverse=True)
-
-
-def redact(message: str, secret_lines: list[str]) -> str:
-    """``message`` with any line of hidden test source replaced by '[hidden test]'."""
-    for line in secret_lines:
-        if line in message:
-            message = message.replace(line, "[hidden test]")
-    return message
 
 
 # ------------------------------------------------------------------------------------------ running
@@ -853,85 +533,6 @@ def grade_folder(
             log(f"    {last.points:g}/{last.points_possible:g}" + (f"  ({last.note})" if last.note else ""))
             rows += student_rows
     return Batch(rows, isolation, limits, found.skipped, warnings)
-
-
-# ------------------------------------------------------------------------------------------- report
-def spreadsheet_safe(value: str) -> str:
-    """``value`` with a leading quote when a spreadsheet would read it as a formula (=, +, -, @, tab, CR)."""
-    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
-
-
-def report_csv(rows: list[Row], isolation: Isolation | None = None) -> str:
-    """The report as CSV text (one row per student and test, plus a TOTAL row per student); no formula can run."""
-    buffer = io.StringIO()
-    # Every field quoted: a carriage return or newline inside a name or message cannot start a new row.
-    writer = csv.DictWriter(buffer, fieldnames=REPORT_FIELDS, lineterminator="\n", quoting=csv.QUOTE_ALL)
-    writer.writeheader()
-    for row in rows:
-        data = asdict(row)
-        data["points"], data["points_possible"] = f"{row.points:g}", f"{row.points_possible:g}"
-        if row.test == "TOTAL" and isolation is not None and not isolation.isolated and "NOT ISOLATED" not in row.note:
-            data["note"] = "; ".join(filter(None, ["NOT ISOLATED (see the report header)", row.note]))
-        writer.writerow({key: spreadsheet_safe(value) for key, value in data.items()})
-    return buffer.getvalue()
-
-
-def _md(text: str) -> str:
-    text = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return text.replace("|", "\\|").replace("\n", "<br>").replace("\r", "")
-
-
-def report_markdown(batch: Batch, exercise: str, hidden: bool) -> str:
-    """The report as Markdown: how runs were isolated, a summary per student, then every test cell's result."""
-    rows = batch.rows
-    totals = [r for r in rows if r.test == "TOTAL"]
-    lines = [f"# Grades: {exercise}" + (" (with hidden tests)" if hidden else ""), ""]
-    if batch.isolation.isolated:
-        lines.append(f"Isolation: {_md(batch.isolation.summary)}.")
-    else:
-        lines += [
-            f"> **WARNING: the submissions were NOT isolated.** {_md(batch.isolation.summary)}.",
-            "> Install bubblewrap (`apt-get install bubblewrap`) and grade again before trusting these results.",
-        ]
-    lines += ["", f"Limits: {_md(batch.limits.describe())}.", ""]
-    review = [r for r in totals if r.status == "review"]
-    if review:
-        lines += ["## Needs review", ""]
-        lines += [f"- {_md(r.student)} ({_md(r.submission)}): {_md(r.note)}" for r in review]
-        lines.append("")
-    if batch.warnings:
-        lines += ["## Warnings", ""] + [f"- {_md(w)}" for w in batch.warnings] + [""]
-    lines += ["| student | submission | points | of | status | notes |", "|---|---|---:|---:|---|---|"]
-    for r in totals:
-        points = f"{r.points:g} | {r.points_possible:g}"
-        lines.append(f"| {_md(r.student)} | {_md(r.submission)} | {points} | {r.status} | {_md(r.note)} |")
-    lines += [
-        "",
-        "## Test cells",
-        "",
-        "| student | test | result | points | note | message |",
-        "|---|---|---|---:|---|---|",
-    ]
-    for r in rows:
-        if r.test != "TOTAL":
-            lines.append(
-                f"| {_md(r.student)} | {_md(r.test)} | {r.status} | {r.points:g}/{r.points_possible:g} | {_md(r.note)} "
-                f"| {_md(r.message)} |"
-            )
-    if batch.skipped:
-        lines += ["", "## Files not graded", ""] + [f"- `{_md(label)}`: {_md(why)}" for label, why in batch.skipped]
-    return "\n".join(lines) + "\n"
-
-
-def write_report(batch: Batch, stem: Path, exercise: str, hidden: bool) -> tuple[Path, Path]:
-    """Write STEM.csv and STEM.md atomically; return both paths."""
-    stem = Path(stem)
-    if stem.suffix in (".csv", ".md"):
-        stem = stem.with_suffix("")
-    csv_path, md_path = stem.with_name(stem.name + ".csv"), stem.with_name(stem.name + ".md")
-    atomic_write_text(csv_path, report_csv(batch.rows, batch.isolation))
-    atomic_write_text(md_path, report_markdown(batch, exercise, hidden))
-    return csv_path, md_path
 
 
 def main(argv: list[str] | None = None) -> int:

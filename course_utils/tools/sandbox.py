@@ -5,10 +5,10 @@ Two kinds of isolation, chosen by ``choose_isolation``:
 ``bwrap`` (Linux with bubblewrap): new mount, PID, network (loopback only), IPC and UTS namespaces; the
 root file system is a fresh read-only tmpfs that holds only what the command needs, bound read-only
 (system folders, the Python installation, the folders the caller names); paths the caller lists as hidden
-are covered with empty tmpfs even when they lie inside those. The one writable place is the work folder
-(a tmpfs of ``Limits.disk_mb``): the command's files are copied in, HOME, TMPDIR, IPYTHONDIR and the Jupyter
-folders live there, and it disappears with the sandbox. Its process is PID 1 of the new PID namespace:
-when it ends, the kernel kills every process inside, double-forked daemons included. The command runs as
+are covered with empty tmpfs even when they lie inside those. The only writable places are tmpfs of
+``Limits.disk_mb`` each: the work folder (the command's files are copied into it; HOME, TMPDIR, IPYTHONDIR and
+the Jupyter folders live there), /tmp and /dev/shm; they vanish with the sandbox. Its process is PID 1 of the
+new PID namespace: when it ends, the kernel kills every process inside, double-forked daemons included. It runs as
 uid/gid 65534 ("nobody"): started by root, bubblewrap keeps only CAP_SETUID/SETGID/CHOWN and the launcher
 switches to the real unprivileged uid; started by anyone else, a user namespace maps the caller to 65534.
 
@@ -56,9 +56,9 @@ PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 1, 4, 36
 class Limits:
     """Per-submission resource limits (per process where the OS counts per process)."""
 
-    memory_gb: float = 8.0  # address space of each process (RLIMIT_AS); torch + MobileNetV2 reserve ~4.5 GB
+    memory_gb: float = 8.0  # address space of each process (RLIMIT_AS); an exercise-1 kernel reserves 4.1 GB
     file_mb: float = 256.0  # largest file a process may write (RLIMIT_FSIZE)
-    disk_mb: float = 1024.0  # size of the work folder (tmpfs under bubblewrap)
+    disk_mb: float = 1024.0  # size of the work folder, /tmp and /dev/shm (each a tmpfs under bubblewrap)
     processes: int = 256  # processes and threads of the sandbox's uid (RLIMIT_NPROC)
     cpu_seconds: int = 1200  # CPU time of each process (RLIMIT_CPU)
     output_kb: int = 256  # printed output kept per cell, and of the run's log
@@ -372,8 +372,8 @@ def bwrap_args(isolation: Isolation, plan: Plan, fds: dict[str, int], work: str 
     visible = [*python_paths(), launcher, *plan.read_only]
     targets = [(Path(p), Path(p)) for p in visible] + [(Path(h), Path(i)) for i, h in plan.mounts.items()]
     for host, inside in sorted(_outermost(targets), key=lambda pair: len(pair[1].parts)):
-        if any(_inside(inside, b) for b in bound):
-            continue
+        if host == inside and any(_inside(inside, b) for b in bound):
+            continue  # already visible (under /usr, say)
         for parent in reversed(inside.parents):
             if str(parent) not in created and not any(_inside(parent, b) for b in bound):
                 args += ["--perms", "0755", "--dir", str(parent)]
