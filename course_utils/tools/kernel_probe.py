@@ -112,14 +112,15 @@ def _resolve(dotted: str):
 
 
 def _trusted(obj, folders: tuple[str, ...]) -> bool:
-    """True when a callable's code lives in one of ``folders`` (the installation, not the notebook)."""
+    """True when a Python function's code lives in one of ``folders`` (the installation, not the notebook).
+
+    A callable without code of its own (a builtin, a class, functools.partial around anything) is never trusted:
+    it is compared by identity.
+    """
     code = getattr(getattr(obj, "__func__", obj), "__code__", None)
     if code is None:
-        cls = obj if isinstance(obj, type) else type(obj)
-        module = sys.modules.get(getattr(cls, "__module__", ""), None)
-        filename = getattr(module, "__file__", None) or ""
-    else:
-        filename = code.co_filename
+        return False
+    filename = code.co_filename
     filename = os.path.realpath(filename) if filename and not filename.startswith("<") else filename
     return any(filename.startswith(folder + os.sep) for folder in folders)
 
