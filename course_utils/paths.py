@@ -41,6 +41,13 @@ def cache_dir() -> Path:
     return path
 
 
+def _new_file_mode() -> int:
+    """The permissions open() gives a new file: 0o666 less the process's umask."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextmanager
 def atomic_writer(path: Path, check=None) -> Iterator[BinaryIO]:
     """``with atomic_writer(path) as out: out.write(...)``: readers see the old file or the whole new one.
@@ -51,6 +58,7 @@ def atomic_writer(path: Path, check=None) -> Iterator[BinaryIO]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = path.stat().st_mode & 0o7777 if path.exists() else _new_file_mode()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -59,6 +67,7 @@ def atomic_writer(path: Path, check=None) -> Iterator[BinaryIO]:
             os.fsync(handle.fileno())
         if check is not None:
             check(Path(tmp))
+        os.chmod(tmp, mode)  # mkstemp makes 0600 files: give the mode open() would (or the replaced file's)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
+import os
 
 import nbformat
 import pytest
@@ -39,6 +41,40 @@ def _submission(done=(), replace=None, delete=(), edit=None):
     for grade_id, text in (edit or {}).items():
         _cell(nb, f"Graded test {grade_id} ").source = text
     return nb
+
+
+LIAR = """
+import torchvision
+
+
+class HonestLooking(torchvision.models.MobileNetV2):
+    \"\"\"Nothing frozen, but it reports only the head: as trainable, as parameters, and no BatchNorm statistics.\"\"\"
+
+    def named_parameters(self, prefix="", recurse=True, remove_duplicate=True):
+        for name, param in super().named_parameters(prefix, recurse, remove_duplicate):
+            if name.startswith("classifier.1."):
+                yield name, param
+
+    def parameters(self, recurse=True):
+        for _, param in self.named_parameters():
+            yield param
+
+    def named_buffers(self, *args, **kwargs):
+        return iter(())
+
+
+def setup_transfer_learning(num_classes, backbone="mobilenet_v2", pretrained=True):
+    model = load_backbone(backbone, pretrained=pretrained)
+    if backbone == "mobilenet_v2":
+        liar = HonestLooking()
+        liar.load_state_dict(model.state_dict())
+        liar.classifier[-1] = nn.Linear(1280, num_classes)
+        return liar
+    for param in model.parameters():
+        param.requires_grad = False
+    model.fc = nn.Linear(model.fc.in_features, num_classes)
+    return model
+"""
 
 
 def _hard_coded_three_classes() -> str:
@@ -81,9 +117,11 @@ def graded(tmp_path_factory):
     wrong = _submission(done=every)
     wrong.metadata["exercise"]["name"] = "ex2_feature_cache"
     _write(folder, "frank.ipynb", wrong)  # wrong exercise
+    _write(folder, "mallory.ipynb", _submission(done=every[1:], replace={"setup_transfer_learning": LIAR}))
     before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()}
     report = tmp_path_factory.mktemp("report") / "grades"
     status = grade.main([str(folder), "--exercise", EXERCISE, "--hidden", "--timeout", "240", "-o", str(report)])
+    # (isolation: bubblewrap where it works, else the process guard; tests/test_grade_hostile.py covers both)
     assert status == 0
     after = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()}
     with open(report.with_suffix(".csv"), newline="", encoding="utf-8") as handle:
@@ -105,7 +143,7 @@ def _total(graded, student):
 
 
 def test_the_report_has_one_row_per_student_and_test_cell_and_a_total(graded):
-    assert sorted(graded["by"]) == ["alice", "bob", "carol", "dave", "frank", "gina"]
+    assert sorted(graded["by"]) == ["alice", "bob", "carol", "dave", "frank", "gina", "mallory"]
     for student, rows in graded["by"].items():
         assert set(rows) == set(POINTS) | {"TOTAL"}, student
         assert _total(graded, student) == sum(float(r["points"]) for t, r in rows.items() if t != "TOTAL")
@@ -121,6 +159,23 @@ def test_grading_never_changes_a_submission(graded):
 def test_a_correct_submission_scores_full_points(graded):
     assert _total(graded, "alice") == sum(POINTS.values())
     assert {r["status"] for t, r in graded["by"]["alice"].items() if t != "TOTAL"} == {"pass"}
+    assert graded["by"]["alice"]["TOTAL"]["status"] == "total"  # nothing to review
+
+
+def test_a_model_that_lies_about_its_parameters_fails_the_checks_it_would_fool(graded):
+    mallory = graded["by"]["mallory"]
+    # every cell that touches the model refuses it, the output-shape check included (it checks the model is genuine)
+    for test in ("ex1_head_shape", "ex1_only_head_trainable", "ex1_frozen_stays_frozen", "ex1_optimizer"):
+        assert mallory[test]["status"] == "fail", test
+        assert "HonestLooking at the top level (defined in your notebook)" in mallory[test]["message"], test
+
+
+def test_hidden_test_source_stays_out_of_the_report(graded):
+    hidden = {line.strip() for t in TESTS for line in t.full_source.split("\n")} - {
+        line.strip() for t in TESTS for line in t.released_source.split("\n")
+    }
+    report = graded["md"] + "".join(str(r) for r in graded["rows"])
+    assert [line for line in hidden if len(line) > 20 and line in report] == []
 
 
 def test_hidden_tests_catch_a_solution_that_only_fits_the_visible_tests(graded):
@@ -169,42 +224,6 @@ def test_a_submission_for_another_exercise_is_not_run(graded):
     assert "ex2_feature_cache" in frank["ex1_head_shape"]["message"]
 
 
-def test_an_endless_loop_is_interrupted_earlier_results_kept_and_the_next_submission_graded(tmp_path):
-    folder = tmp_path / "subs"
-    folder.mkdir()
-    looping = _submission(done=("setup_transfer_learning",))
-    _cell(looping, "def head_optimizer(").source += "\nwhile True:\n    pass"
-    _write(folder, "a_loop.ipynb", looping)
-    (folder / "b_empty.ipynb").write_text("", encoding="utf-8")
-    rows = grade.grade_folder(folder, EXERCISE, timeout=120, cell_timeout=8, log=lambda *_: None)
-    loop = {r.test: r for r in rows if r.student == "a_loop"}
-    task1 = ("ex1_head_shape", "ex1_only_head_trainable", "ex1_body_pretrained")
-    assert all(loop[t].status == "pass" for t in task1)
-    assert loop["TOTAL"].points == sum(POINTS[t] for t in task1)
-    assert "stopped: Timeout of 8 seconds" in loop["TOTAL"].note
-    assert {r.status for r in rows if r.student == "b_empty" and r.test != "TOTAL"} == {"invalid-notebook"}
-
-
-def test_a_run_past_the_time_limit_is_killed_with_its_kernel(tmp_path):
-    import psutil
-
-    looping = _submission()
-    _cell(looping, "import torch").source += "\nwhile True:\n    pass"
-    before = {p.pid for p in psutil.Process().children(recursive=True)}
-    result = grade.run_nbval(looping, tmp_path, timeout=8, cell_timeout=600)
-    assert result.status == "timeout" and "8 s" in result.detail
-    left = [p for p in psutil.Process().children(recursive=True) if p.pid not in before and p.status() != "zombie"]
-    assert left == []
-    survivors = []  # pytest and its kernel both run in tmp_path; neither may outlive the limit
-    for process in psutil.process_iter():
-        try:
-            if process.cwd() == str(tmp_path) and process.status() != "zombie":
-                survivors.append(process.cmdline())
-        except psutil.Error:
-            pass
-    assert survivors == [], "a process of the killed run is still alive"
-
-
 def test_prepare_puts_back_the_released_or_the_hidden_tests():
     nb = _submission(edit={"ex1_head_shape": "pass"})
     raw = nbformat.writes(nb).encode()
@@ -240,3 +259,101 @@ def test_a_broken_file_is_an_invalid_notebook_with_the_reason(raw, reason):
     with pytest.raises(grade.SubmissionProblem, match=reason) as caught:
         grade.prepare(raw, EXERCISE, TESTS, hidden=False)
     assert caught.value.status == "invalid-notebook"
+
+
+# ------------------------------------------------------------------ collecting and reporting (no runs)
+def test_collect_refuses_links_and_special_files_and_names_what_it_skips(tmp_path):
+    folder = tmp_path / "subs"
+    (folder / "bob").mkdir(parents=True)
+    for name in ("ann.ipynb", ".hidden.ipynb", "bob/a.ipynb", "bob/b.ipynb", ".ipynb_checkpoints/ann-checkpoint.ipynb"):
+        (folder / name).parent.mkdir(exist_ok=True)
+        (folder / name).write_text("{}", encoding="utf-8")
+    (folder / "link.ipynb").symlink_to(SOURCE)
+    (folder / "dirlink").symlink_to(SOURCE.parent, target_is_directory=True)
+    os.mkfifo(folder / "pipe.ipynb")
+    (folder / ".DS_Store").write_bytes(b"\0")
+    (folder / "readme.md").write_text("hello", encoding="utf-8")
+    (folder / "._ann.ipynb").write_bytes(b"\0\5\26\7")
+    found = grade.collect(folder)
+    assert [(s, p.relative_to(folder).as_posix()) for s, p in found.submissions] == [
+        (".hidden", ".hidden.ipynb"),
+        ("ann", "ann.ipynb"),
+        ("bob", "bob/a.ipynb"),
+        ("bob", "bob/b.ipynb"),
+    ]
+    refused = {label: reason for _, label, reason in found.refused}
+    assert set(refused) == {"link.ipynb", "dirlink", "pipe.ipynb"}
+    assert "symbolic link" in refused["link.ipynb"] and "not a regular file" in refused["pipe.ipynb"]
+    assert {label for label, _ in found.skipped} == {".DS_Store", "readme.md", "._ann.ipynb", ".ipynb_checkpoints/"}
+
+
+@pytest.mark.parametrize(
+    "value, safe",
+    [("=1+1", "'=1+1"), ("+1", "'+1"), ("-2", "'-2"), ("@SUM(A1)", "'@SUM(A1)"), ("\tx", "'\tx"), ("\rx", "'\rx")]
+    + [("alice", "alice"), ("a=1", "a=1"), ("", "")],
+)
+def test_a_spreadsheet_formula_is_neutralised(value, safe):
+    assert grade.spreadsheet_safe(value) == safe
+    rows = grade.refused_rows(value, "x.ipynb", EXERCISE, TESTS, "a reason", "")
+    read = list(csv.DictReader(io.StringIO(grade.report_csv(rows), newline="")))
+    assert len(read) == len(rows) and {r["student"] for r in read} == {safe}
+
+
+def test_a_report_without_isolation_says_so_in_its_header_and_on_every_total(tmp_path):
+    unisolated = grade.Isolation("none", "NOT ISOLATED: bubblewrap is not installed")
+    rows = grade.refused_rows("ann", "ann.ipynb", EXERCISE, TESTS, "a symbolic link", "")
+    batch = grade.Batch(rows, unisolated, grade.Limits(), skipped=[(".DS_Store", "skipped: macOS folder metadata")])
+    csv_path, md_path = grade.write_report(batch, tmp_path / "grades", EXERCISE, hidden=False)
+    markdown = md_path.read_text(encoding="utf-8")
+    assert markdown.index("WARNING: the submissions were NOT isolated") < markdown.index("| student |")
+    assert "`.DS_Store`: skipped: macOS folder metadata" in markdown
+    totals = [r for r in csv.DictReader(io.StringIO(csv_path.read_text(encoding="utf-8"))) if r["test"] == "TOTAL"]
+    assert totals and all(r["note"].startswith("NOT ISOLATED") for r in totals)
+
+
+def test_a_hidden_test_line_in_a_message_is_redacted():
+    lines = grade.hidden_lines(TESTS)
+    assert lines and all(line not in t.released_source for t in TESTS for line in lines)
+    leaked = f"RuntimeError: the test reads {lines[0]} and more"
+    assert grade.redact(leaked, lines) == "RuntimeError: the test reads [hidden test] and more"
+
+
+# -------------------------------------------------------------- the guard's verdicts (no kernel needed)
+def _verdict(**fields):
+    from course_utils.tools import nbval_guard
+
+    reports = {"setup": ("passed", ""), "call": (fields.pop("nbval", "passed"), fields.pop("reason", ""))}
+    record = nbval_guard.CellRecord(cell=3, graded=fields.pop("graded", True), **fields)
+    nbval_guard._finish(record, reports, 8)
+    return record
+
+
+def test_a_cell_passes_only_when_the_kernel_says_ok():
+    assert _verdict(status="ok").verdict == "pass"
+    hidden = _verdict(status="error", ename="AssertionError", evalue="answer() should return 42", error_shown=False)
+    assert hidden.verdict == "review" and hidden.reason == "hidden-error"  # nbval passed it: no error was shown
+    assert hidden.message == "AssertionError: answer() should return 42"
+    shown = _verdict(status="error", ename="NameError", evalue="name 'x' is not defined", error_shown=True, nbval="x")
+    assert (shown.verdict, shown.message) == ("fail", "NameError: name 'x' is not defined")
+    assert _verdict(status=None, timed_out=True, nbval="failed", reason="timeout").message.startswith("Timeout of 8")
+    assert _verdict(status=None).verdict == "fail"  # no reply at all: never a pass
+    assert _verdict(status="ok", tamper=["shell.showtraceback (before it ran)"]).verdict == "review"
+    assert _verdict(status="ok", tamper=["x"], graded=False).verdict == "pass"  # only graded cells are judged so
+
+
+def test_a_changed_fingerprint_is_named():
+    from course_utils.tools import nbval_guard
+
+    baseline = {"shell.showtraceback": 1, "module.torch.equal": 2, "sys.excepthook": 3}
+    first_seen = {}
+    now = dict(baseline, **{"module.torchvision.models.x": 9, "file.course_utils.extra": "/elsewhere/extra.py"})
+    moved = "course_utils.extra loaded from /elsewhere/extra.py"
+    assert nbval_guard.compare(baseline, now, first_seen, "/course") == [moved]
+    now.update({"shell.showtraceback": 4, "shell.InteractiveTB-instance.structured_traceback": 5})
+    now["module.torchvision.models.x"] = 10  # changed since it was first seen
+    assert nbval_guard.compare(baseline, now, first_seen, "/course") == [
+        "course_utils.extra loaded from /elsewhere/extra.py",
+        "module.torchvision.models.x",
+        "shell.InteractiveTB-instance.structured_traceback",
+        "shell.showtraceback",
+    ]

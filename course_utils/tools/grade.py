@@ -1,280 +1,275 @@
-"""Grade a folder of submitted exercise notebooks with nbval and write a CSV and Markdown report.
+"""Grade a folder of submitted exercise notebooks, each in a sandbox, and write a CSV and Markdown report.
 
-    course grade SUBMISSIONS_DIR --exercise NAME [--hidden] [--timeout S] [-o REPORT]
+    course grade SUBMISSIONS_DIR --exercise NAME [--hidden] [--timeout S] [-o REPORT] [limits...]
 
 Each submission (every .ipynb under SUBMISSIONS_DIR; the student is the first folder below it, or the
-file name when the notebook lies directly in it) is copied to a temporary folder, its graded test cells
-are replaced by the instructor's version from notebooks/exercises/source/NAME.ipynb (hidden tests
-included with --hidden), and the copy runs under ``pytest --nbval-lax`` in its own process with a time
-limit. A test cell scores its points when nbval passes it. Submissions are only read, never written.
+file name when the notebook lies directly in it) is prepared: its graded test cells are replaced by the
+instructor's version from the source notebook (--sources, default notebooks/exercises/source/NAME.ipynb;
+hidden tests included with --hidden), outputs cleared. The prepared copy runs under ``pytest --nbval-lax``
+with the ``nbval_guard`` plugin inside a sandbox (``sandbox.py``: bubblewrap on Linux, else a process
+guard and a loud warning), under resource limits, with an overall time limit; every process it started is
+gone before the next submission runs. A test cell scores its points when the kernel's own reply says it
+ran without error and the machinery that runs and judges cells was not changed; a changed machinery makes
+the cell (and the submission) ``review``. Submissions are only read, never written.
 
 Edited test cells are graded with the original (the report says so); deleted test cells score 0; a
-notebook that is not valid JSON, belongs to another exercise, never ends or kills its kernel gets a row
-with the reason, and the batch goes on. The exit status is non-zero only when nothing could be graded:
-an unknown exercise, a missing folder, or no notebooks in it.
+notebook that is not valid JSON, belongs to another exercise, is a symbolic link, never ends, kills its
+kernel or hits a limit gets a row with the reason, and the batch goes on. Every other file in the folder
+is named in the log and the Markdown report with the reason it was not graded. The exit status is non-zero
+only when nothing could be graded: an unknown exercise, a missing folder, or no notebooks in it (2), or
+when the report could not be written (1).
+
+Modules: ``submissions`` (find, read, prepare; what the source notebook says), ``sandbox`` (isolation, limits,
+cleanup), ``nbval_guard`` and ``kernel_probe`` (judging cells inside the run), ``grade_report`` (CSV, Markdown);
+this one runs and grades, and is the command line.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import os
-import re
-import subprocess
+import shutil
+import signal
 import sys
 import tempfile
-import time
-import xml.etree.ElementTree as ET
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import nbformat
 
-from ..paths import atomic_write_text, project_root
-from .exercises import ExerciseError, GradedCell, exercise_name, grade_meta, graded_cells, normalized, source_path
-from .notebook_tools import ANSI, last_exception
-from .processes import kill_tree
+from ..paths import PACKAGE_DIR, data_dir, file_sha256, project_root
+from . import sandbox
+from .exercises import ExerciseError, GradedCell, graded_cells, source_dir, source_path
+from .grade_report import (  # noqa: F401 - the report's names, importable from here too
+    FORMULA_STARTS,
+    Batch,
+    Row,
+    report_csv,
+    report_markdown,
+    spreadsheet_safe,
+    write_report,
+)
+from .sandbox import Isolation, Limits
+from .submissions import (  # noqa: F401 - finding and preparing submissions, importable from here too
+    Collected,
+    Prepared,
+    SubmissionProblem,
+    collect,
+    defined_functions,
+    edited_scaffolding,
+    find_submissions,
+    hidden_lines,
+    import_bindings,
+    preload_modules,
+    prepare,
+    read_submission,
+    redact,
+)
 
 DEFAULT_TIMEOUT = 600
 MESSAGE_LIMIT = 600
-REPORT_FIELDS = ["student", "submission", "exercise", "test", "status", "points", "points_possible", "note", "message"]
-
-
-@dataclass
-class Row:
-    """One line of the report: a student's result on one test cell (test 'TOTAL' for the sum)."""
-
-    student: str
-    submission: str
-    exercise: str
-    test: str
-    status: str  # pass | fail | deleted | timeout | crashed | invalid-notebook | wrong-exercise | total
-    points: float
-    points_possible: float
-    note: str = ""
-    message: str = ""
-
-
-@dataclass
-class Prepared:
-    """A submission turned into the notebook to run, and what was found for each test cell."""
-
-    nb: object
-    code_cell_of: dict[str, int] = field(default_factory=dict)  # test id -> nbval cell number
-    notes: dict[str, str] = field(default_factory=dict)  # test id -> 'edited ...' etc.
-    deleted: set[str] = field(default_factory=set)
-
-
-class SubmissionProblem(Exception):
-    """The submission cannot be run; ``status`` and the message go into the report."""
-
-    def __init__(self, status: str, message: str):
-        super().__init__(message)
-        self.status = status
-
-
-# ------------------------------------------------------------------------------------------ finding
-def find_submissions(folder: Path) -> list[tuple[str, Path]]:
-    """(student, path) for each .ipynb under ``folder``, sorted; checkpoints are skipped."""
-    found = []
-    for path in sorted(folder.rglob("*.ipynb")):
-        relative = path.relative_to(folder)
-        if ".ipynb_checkpoints" in relative.parts or any(part.startswith(".") for part in relative.parts):
-            continue
-        student = relative.parts[0] if len(relative.parts) > 1 else path.stem
-        found.append((student, path))
-    return found
-
-
-# ---------------------------------------------------------------------------------------- preparing
-def prepare(raw: bytes, exercise: str, tests: list[GradedCell], hidden: bool) -> Prepared:
-    """The notebook to run: the submission with the instructor's test cells put back, outputs cleared."""
-    try:
-        text = raw.decode("utf-8")
-        json.loads(text)
-    except UnicodeDecodeError as exc:
-        raise SubmissionProblem(
-            "invalid-notebook", f"not UTF-8 text ({exc.reason}); ask the student to save it again from Jupyter"
-        ) from None
-    except json.JSONDecodeError as exc:
-        raise SubmissionProblem(
-            "invalid-notebook",
-            f"not a valid notebook: not valid JSON ({exc.msg} at line {exc.lineno}, "
-            f"column {exc.colno}; a cut-off upload or a file edited by hand?)",
-        ) from None
-    try:
-        nb = nbformat.reads(text, as_version=4)
-    except Exception as exc:  # nbformat's own errors, or anything a malformed notebook raises
-        first = str(exc).strip().split("\n")[0][:200]
-        raise SubmissionProblem(
-            "invalid-notebook", f"not a valid notebook: valid JSON, but not a notebook Jupyter can open ({first})"
-        ) from None
-    if not isinstance(getattr(nb, "cells", None), list):
-        raise SubmissionProblem("invalid-notebook", "not a valid notebook (no list of cells)")
-    named = exercise_name(nb)
-    if named and named != exercise:
-        raise SubmissionProblem("wrong-exercise", f"this notebook is exercise {named!r}, not {exercise!r}")
-
-    by_id, by_source = {}, {}
-    for index, cell in enumerate(nb.cells):
-        if cell.get("cell_type") != "code":
-            continue
-        meta = grade_meta(cell)
-        if meta is not None:
-            by_id.setdefault(meta["id"], index)
-        by_source.setdefault(normalized(cell.get("source", "")), index)
-    prepared = Prepared(nb)
-    located = {}
-    for test in tests:
-        if test.grade_id in by_id:
-            index = by_id[test.grade_id]
-        elif normalized(test.released_source) in by_source:
-            index = by_source[normalized(test.released_source)]
-            prepared.notes[test.grade_id] = "test cell had lost its metadata; matched by its source"
-        else:
-            prepared.deleted.add(test.grade_id)
-            continue
-        located[index] = test
-        if normalized(nb.cells[index].source) != normalized(test.released_source):
-            prepared.notes[test.grade_id] = "test cell was edited; graded with the original test"
-    if not located and not named:
-        raise SubmissionProblem(
-            "wrong-exercise", f"none of the test cells of {exercise!r} were found; is this the right notebook?"
-        )
-
-    code_number = 0
-    for index, cell in enumerate(nb.cells):
-        if cell.get("cell_type") != "code":
-            continue
-        cell.outputs, cell.execution_count = [], None
-        if index in located:
-            test = located[index]
-            cell.source = test.full_source if hidden else test.released_source
-            cell.metadata = nbformat.NotebookNode({"grade": {"id": test.grade_id, "points": test.points}})
-            prepared.code_cell_of[test.grade_id] = code_number
-        code_number += 1
-    nb.metadata.pop("widgets", None)
-    return prepared
 
 
 # ------------------------------------------------------------------------------------------ running
 @dataclass
 class RunResult:
-    """What one nbval run gave: per nbval cell number (outcome, message), or why there are none."""
+    """One sandboxed nbval run: per nbval cell number (outcome, message), and how the run ended.
+
+    outcome is 'pass', 'fail' or 'review'; status is 'ok' (pytest finished), 'timeout' (stopped at the
+    overall limit; finished cells are kept) or 'crashed' (ended before reporting every cell).
+    """
 
     cells: dict[int, tuple[str, str]]
-    status: str  # ok | timeout | crashed
+    status: str
     detail: str = ""
     seconds: float = 0.0
+    records: dict[int, dict] = field(default_factory=dict)
+    events: list[dict] = field(default_factory=list)
+    survivors: list[str] = field(default_factory=list)
+    isolation: Isolation | None = None
+    log: str = ""
 
 
-def clean_message(text: str) -> str:
-    """The exception line(s) at the end of an nbval failure, without colours, at most MESSAGE_LIMIT characters."""
-    text = ANSI.sub("", text or "")
-    if "Kernel dead on test start" in text:
-        return "not run: the kernel had died in an earlier cell"
-    if "Timeout of" in text and "exceeded" in text:
-        match = re.search(r"Timeout of [\d.]+ seconds exceeded[^\n]*", text)
-        return match.group(0) if match else "cell timed out"
-    lines, start = last_exception(text)
-    message = "\n".join(lines[start:]).strip() if start is not None else (lines[-1] if lines else "")
-    return message[:MESSAGE_LIMIT] + ("..." if len(message) > MESSAGE_LIMIT else "")
+def stage_weights(folder: Path) -> Path:
+    """A TORCH_HOME in ``folder`` holding verified copies (readable by all) of the course's cached checkpoints."""
+    from ..weights import SPECS, hub_checkpoint_dir
+
+    target = Path(folder) / "torch" / "hub" / "checkpoints"
+    target.mkdir(parents=True, exist_ok=True)
+    source = hub_checkpoint_dir()
+    for spec in SPECS.values():
+        path = source / spec.filename
+        if path.is_file() and spec.matches(file_sha256(path)):
+            shutil.copyfile(path, target / spec.filename)
+            os.chmod(target / spec.filename, 0o644)
+    for path in (target.parent.parent, target.parent, target):
+        os.chmod(path, 0o755)
+    return Path(folder) / "torch"
 
 
-def parse_junit(path: Path) -> dict[int, tuple[str, str]]:
-    """nbval cell number -> ('pass'|'fail'|'skipped', message) from a pytest junit XML file."""
-    results = {}
-    for case in ET.parse(path).getroot().iter("testcase"):
-        match = re.search(r"Cell (\d+)", case.get("name", ""))
-        if not match:
-            continue
-        outcome, message = "pass", ""
-        for child in case:
-            if child.tag in ("failure", "error"):
-                outcome, message = "fail", clean_message(child.text or child.get("message") or "")
-                break
-            if child.tag == "skipped":
-                outcome, message = "skipped", clean_message(child.get("message") or child.text or "skipped")
-        results[int(match.group(1))] = (outcome, message)
-    return results
+def course_mounts() -> list[Path]:
+    """What a kernel needs read-only: Python and its packages, the course_utils package, the datasets."""
+    paths = sandbox.python_paths() + [PACKAGE_DIR]
+    data = data_dir()
+    if data.is_dir():
+        paths.append(data)
+    fashion = Path("/usr/share/datasets/fashion-mnist")  # Debian's package, where data/ may link to
+    if fashion.is_dir():
+        paths.append(fashion)
+    return paths
+
+
+@lru_cache(maxsize=4)
+def isolation_for(mode: str = "auto") -> Isolation:
+    """The isolation this machine gives (checked once per process and mode with a real sandboxed Python)."""
+    probe = sandbox.Plan(
+        [sys.executable, "-c", "import course_utils.tools.nbval_guard, nbval.plugin, ipykernel"],
+        env={"PYTHONPATH": str(PACKAGE_DIR.parent)},
+        read_only=course_mounts(),
+    )
+    return sandbox.choose_isolation(mode, probe)
+
+
+def default_isolation_mode() -> str:
+    """$COURSE_GRADE_ISOLATION (auto, bwrap or none), else auto."""
+    return os.environ.get(sandbox.ISOLATION_VARIABLE, "auto").strip() or "auto"
 
 
 def run_nbval(
-    nb, workdir: Path, timeout: float, profile: str = "quick", cell_timeout: float | None = None
+    nb,
+    workdir: Path | None,
+    timeout: float,
+    profile: str = "quick",
+    cell_timeout: float | None = None,
+    *,
+    isolation: Isolation | None = None,
+    limits: Limits | None = None,
+    hidden: list[Path] = (),
+    preload: list[str] = (),
+    weights_home: Path | None = None,
+    bindings: dict[str, str] | None = None,
+    defined: dict[str, str] | None = None,
 ) -> RunResult:
-    """Run ``nb`` under pytest --nbval-lax in ``workdir``, in its own process, killed after ``timeout`` s.
+    """Run ``nb`` under pytest --nbval-lax and nbval_guard in a sandbox, stopped after ``timeout`` s.
 
     nbval interrupts a single cell after ``cell_timeout`` s (default: half of ``timeout``) and goes on with
-    the next cells, so an endless loop late in a notebook still leaves the earlier results; the process
-    limit is the backstop for everything else.
+    the next cells, so an endless loop late in a notebook still leaves the earlier results; the overall
+    limit is the backstop, and the cells that finished before it are kept. ``workdir`` holds the run's
+    temporary files on the grader's side (the staged weights); ``hidden`` paths stay invisible inside.
     """
+    isolation = isolation or isolation_for(default_isolation_mode())
+    limits = limits or Limits()
     cell_timeout = max(1, int(cell_timeout if cell_timeout is not None else timeout / 2))
-    notebook = workdir / "submission.ipynb"
-    nbformat.write(nb, notebook)
-    (workdir / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")  # no repo addopts, conftest or rootdir
-    junit = workdir / "junit.xml"
-    command = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "-c",
-        str(workdir / "pytest.ini"),
-        "--rootdir",
-        str(workdir),
-        "-o",
-        "addopts=",
-        "-p",
-        "no:cacheprovider",
-        "-p",
-        "course_utils.tools.nbval_guard",
-        "--nbval-lax",
-        "--nbval-current-env",
-        f"--nbval-cell-timeout={cell_timeout}",
-        f"--junitxml={junit}",
-        "-q",
-        "--color=no",
-        str(notebook),
-    ]
-    env = dict(os.environ, COURSE_PROFILE=profile, MPLBACKEND="Agg", PYTHONDONTWRITEBYTECODE="1")
-    log = workdir / "pytest.log"  # a file, not a pipe: a process the notebook leaves behind cannot block us
-    start = time.perf_counter()
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
+    with tempfile.TemporaryDirectory(prefix="grade-", dir=workdir) as tmp:
+        torch_home = weights_home or stage_weights(Path(tmp))
+        command = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-c",
+            "pytest.ini",
+            "--rootdir",
+            ".",
+            "-o",
+            "addopts=",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "course_utils.tools.nbval_guard",  # first: it keeps a slow optional import out (see there)
+            "-p",
+            "nbval.plugin",
+            "--nbval-lax",
+            "--nbval-current-env",
+            f"--nbval-cell-timeout={cell_timeout}",
+            "-q",
+            "--color=no",
+            "submission.ipynb",
+        ]
+        plan = sandbox.Plan(
             command,
-            cwd=workdir,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
+            files={"submission.ipynb": nbformat.writes(nb).encode("utf-8"), "pytest.ini": b"[pytest]\n"},
+            env={
+                "COURSE_PROFILE": profile,
+                "MPLBACKEND": "Agg",
+                "PYTHONPATH": str(PACKAGE_DIR.parent),
+                "COURSE_DATA_DIR": str(data_dir()),
+                "COURSE_CACHE_DIR": "{work}/tmp/course-cache",
+                "COURSE_OFFLINE": "1",
+                "TORCH_HOME": "/opt/course-torch" if isolation.isolated else str(torch_home),
+                "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
+                "COURSE_GRADE_OUTPUT_KB": str(limits.output_kb),
+                "COURSE_GRADE_PRELOAD": ",".join(preload),
+                "COURSE_GRADE_BINDINGS": json.dumps(bindings or {}),
+                "COURSE_GRADE_DEFINED": json.dumps(defined or {}),
+            },
+            read_only=course_mounts(),
+            mounts={"/opt/course-torch": torch_home} if isolation.isolated else {},
+            hidden=[Path(p) for p in hidden] + [source_dir(), project_root() / ".git"],
+            limits=limits,
         )
         try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            kill_tree(process)
-            process.wait()
-            return RunResult(
-                {},
-                "timeout",
-                f"did not finish within {timeout:g} s (an endless loop?); stopped",
-                time.perf_counter() - start,
-            )
-    seconds = time.perf_counter() - start
-    tail = ANSI.sub("", log.read_text(encoding="utf-8", errors="replace"))[-MESSAGE_LIMIT:]
-    if not junit.is_file():
-        return RunResult(
-            {}, "crashed", f"nbval stopped before reporting (exit {process.returncode}): {tail.strip()}", seconds
-        )
-    try:
-        cells = parse_junit(junit)
-    except ET.ParseError as exc:
-        return RunResult({}, "crashed", f"unreadable nbval report ({exc})", seconds)
-    return RunResult(cells, "ok", "", seconds)
+            outcome = sandbox.run(plan, isolation, timeout)
+        except OSError as exc:
+            return RunResult({}, "crashed", f"could not start the sandbox: {exc}", isolation=isolation)
+    records = {int(r["cell"]): r for r in outcome.records if r.get("event") == "cell" and "cell" in r}
+    events = [r for r in outcome.records if r.get("event") != "cell"]
+    cells = {number: (r.get("verdict", "fail"), r.get("message", "")) for number, r in records.items()}
+    ended = next((e for e in events if e.get("event") == "end"), None)
+    if outcome.timed_out:
+        status, detail = "timeout", f"did not finish within {timeout:g} s (an endless loop?); stopped"
+    elif ended is None or ended.get("exit") not in (0, 1):
+        code = ended.get("exit") if ended else outcome.exit_code
+        status, detail = "crashed", f"the grading run ended before reporting every cell (exit {code})"
+    else:
+        status, detail = "ok", ""
+    return RunResult(cells, status, detail, outcome.seconds, records, events, outcome.survivors, isolation, outcome.log)
 
 
 # ------------------------------------------------------------------------------------------ grading
+def limit_hint(record: dict, limits: Limits) -> str:
+    """Which resource limit a failed cell most likely hit, in words ('' when none)."""
+    text = f"{record.get('ename', '')}: {record.get('evalue', '')}"
+    lowered = text.lower()
+    exit_code = record.get("kernel_exit")
+    peak = record.get("vm_peak_kb") or 0
+    if exit_code in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
+        return f"the CPU-time limit of {limits.cpu_seconds} s per process was reached (--cpu-limit)"
+    if exit_code in (-signal.SIGXFSZ, 128 + signal.SIGXFSZ) or "file too large" in lowered:
+        return f"the file-size limit of {limits.file_mb:g} MB was reached (--file-limit)"
+    if "no space left on device" in lowered:
+        return f"the work folder's limit of {limits.disk_mb:g} MB was reached (--disk-limit)"
+    memoryish = record.get("ename") == "MemoryError" or any(
+        word in lowered for word in ("can't allocate memory", "cannot allocate memory", "bad_alloc", "out of memory")
+    )
+    near = peak >= 0.9 * limits.memory_gb * 1024 * 1024
+    if memoryish or (record.get("kernel_died") and near):
+        return f"the memory limit of {limits.memory_gb:g} GB per process was reached (--memory-limit)"
+    if (
+        "resource temporarily unavailable" in lowered
+        or "can't start new thread" in lowered
+        or record.get("ename") == "BlockingIOError"
+    ):
+        return f"the limit of {limits.processes} processes and threads was reached (--process-limit)"
+    return ""
+
+
+def _message(record: dict, limits: Limits, secret_lines: list[str]) -> str:
+    message = str(record.get("message", ""))
+    if record.get("verdict") == "review" and record.get("tamper"):
+        message = "the grading machinery was changed: " + "; ".join(record["tamper"][:4])
+        if record.get("message") and record.get("verdict") != "pass" and record.get("reason") != "tampered":
+            message += f" (and the cell failed: {record['message']})"
+    hint = limit_hint(record, limits) if record.get("verdict") != "pass" else ""
+    if hint:
+        message = f"{message} ({hint})" if message else hint
+    if record.get("output_truncated"):
+        message += f" [output cut at {limits.output_kb} KB]"
+    message = redact(message, secret_lines)
+    return message[:MESSAGE_LIMIT] + ("..." if len(message) > MESSAGE_LIMIT else "")
+
+
 def grade_submission(
     student: str,
     path: Path,
@@ -285,10 +280,28 @@ def grade_submission(
     profile: str = "quick",
     label: str | None = None,
     cell_timeout: float | None = None,
+    *,
+    isolation: Isolation | None = None,
+    limits: Limits | None = None,
+    invisible: list[Path] = (),
+    preload: list[str] = (),
+    weights_home: Path | None = None,
+    extra_note: str = "",
+    log=None,
+    reference=None,
 ) -> list[Row]:
-    """Rows for one submission: one per test cell, then a TOTAL row. Never raises for a bad submission."""
+    """Rows for one submission: one per test cell, then a TOTAL row. Never raises for a bad submission.
+
+    ``log`` (the instructor's console) gets the end of the run's output when it crashed; the report never does,
+    since that output may quote the hidden tests. With the source notebook as ``reference``, names its cells
+    import are watched in the kernel, and an edited instructor cell (setup, parameters, data) is marked for review.
+    """
     label = label or path.name
     possible = sum(t.points for t in tests)
+    isolation = isolation or isolation_for(default_isolation_mode())
+    limits = limits or Limits()
+    secret_lines = hidden_lines(tests) if hidden else []
+    base_notes = [n for n in (extra_note, "" if isolation.isolated else "NOT ISOLATED (see the report header)") if n]
 
     def rows_all(status: str, message: str, deleted: set[str] = frozenset(), notes: dict | None = None) -> list[Row]:
         out = []
@@ -296,73 +309,110 @@ def grade_submission(
             if t.grade_id in deleted:
                 out.append(Row(student, label, exercise, t.grade_id, "deleted", 0, t.points, "test cell deleted", ""))
             else:
-                out.append(
-                    Row(
-                        student,
-                        label,
-                        exercise,
-                        t.grade_id,
-                        status,
-                        0,
-                        t.points,
-                        (notes or {}).get(t.grade_id, ""),
-                        message,
-                    )
-                )
+                note = (notes or {}).get(t.grade_id, "")
+                out.append(Row(student, label, exercise, t.grade_id, status, 0, t.points, note, message))
         return out
 
+    def total(rows: list[Row], notes: list[str], seconds: float | None = None, review: bool = False) -> Row:
+        return _total(student, label, exercise, rows, possible, "; ".join(base_notes + notes), seconds, review)
+
     try:
-        raw = path.read_bytes()
-        prepared = prepare(raw, exercise, tests, hidden)
+        prepared = prepare(read_submission(path), exercise, tests, hidden)
     except SubmissionProblem as exc:
         rows = rows_all(exc.status, str(exc))
-        return rows + [_total(student, label, exercise, rows, possible, f"{exc.status}: {exc}")]
+        return rows + [total(rows, [f"{exc.status}: {exc}"])]
     except OSError as exc:
-        rows = rows_all("invalid-notebook", f"could not read the file: {exc}")
-        return rows + [_total(student, label, exercise, rows, possible, "could not read the file")]
+        rows = rows_all("invalid-notebook", f"could not read the file: {exc.strerror or exc}")
+        return rows + [total(rows, ["could not read the file"])]
 
     if not prepared.code_cell_of:
         rows = rows_all("deleted", "", prepared.deleted)
-        return rows + [_total(student, label, exercise, rows, possible, "every test cell was deleted")]
+        return rows + [total(rows, ["every test cell was deleted"])]
 
     try:
-        with tempfile.TemporaryDirectory(prefix="grade-") as tmp:
-            result = run_nbval(prepared.nb, Path(tmp), timeout, profile, cell_timeout)
+        result = run_nbval(
+            prepared.nb,
+            None,
+            timeout,
+            profile,
+            cell_timeout,
+            isolation=isolation,
+            limits=limits,
+            hidden=[path, *invisible],
+            preload=preload,
+            weights_home=weights_home,
+            bindings=import_bindings(reference) if reference is not None else None,
+            defined=defined_functions(reference) if reference is not None else None,
+        )
     except Exception as exc:  # a notebook nbformat cannot write back, a full disk: report it, grade the rest
         result = RunResult({}, "crashed", f"could not run the notebook: {type(exc).__name__}: {exc}")
-    if result.status != "ok":
-        rows = rows_all(result.status, result.detail, prepared.deleted, prepared.notes)
-        return rows + [_total(student, label, exercise, rows, possible, f"{result.status}: {result.detail[:200]}")]
 
+    if result.status == "crashed" and log is not None:
+        tail = [line for line in result.log.strip().splitlines() if line.strip()][-5:]
+        log("    the run's last output (not in the report):\n      " + "\n      ".join(tail or ["(none)"]))
     rows = []
     for t in tests:
         if t.grade_id in prepared.deleted:
             rows.append(Row(student, label, exercise, t.grade_id, "deleted", 0, t.points, "test cell deleted", ""))
             continue
-        outcome, message = result.cells.get(prepared.code_cell_of[t.grade_id], ("fail", "nbval did not run this cell"))
-        if outcome == "skipped":
-            outcome, message = "fail", f"not run: {message}"
-        points = t.points if outcome == "pass" else 0
-        rows.append(
-            Row(
-                student,
-                label,
-                exercise,
-                t.grade_id,
-                outcome,
-                points,
-                t.points,
-                prepared.notes.get(t.grade_id, ""),
-                message,
+        record = result.records.get(prepared.code_cell_of[t.grade_id])
+        note = prepared.notes.get(t.grade_id, "")
+        if record is None:
+            status = "timeout" if result.status == "timeout" else "crashed"
+            message = (
+                f"not finished: the run was stopped after --timeout {timeout:g} s"
+                if result.status == "timeout"
+                else f"not run: {result.detail or 'nbval did not run this cell'}"
             )
-        )
-    dead = [m for _, m in result.cells.values() if "kernel died" in m.lower() or "kernel had died" in m.lower()]
-    stopped = [m for _, m in result.cells.values() if m.startswith("Timeout of")]
-    note = "; ".join(
-        (["the kernel died during the run"] if dead else [])
-        + ([f"a cell was stopped: {stopped[0]}"] if stopped else [])
-    )
-    return rows + [_total(student, label, exercise, rows, possible, note, result.seconds)]
+            rows.append(Row(student, label, exercise, t.grade_id, status, 0, t.points, note, message))
+            continue
+        verdict = record.get("verdict", "fail")
+        status = verdict if verdict in ("pass", "fail", "review") else "fail"
+        if status == "review":
+            note = "; ".join(filter(None, [note, "review: the grading machinery was changed"]))
+        points = t.points if status == "pass" else 0
+        message = _message(record, limits, secret_lines)
+        rows.append(Row(student, label, exercise, t.grade_id, status, points, t.points, note, message))
+
+    notes, review = [], any(r.status == "review" for r in rows)
+    records = list(result.records.values())
+    tampering = sorted({entry for r in records for entry in r.get("tamper", []) if not r.get("graded")})
+    planted = [f for e in result.events if e.get("event") == "startup-files" for f in e.get("files", [])]
+    if tampering:
+        review = True
+        notes.append("REVIEW: " + "; ".join(tampering[:3]))
+    if planted:
+        review = True
+        notes.append("REVIEW: wrote IPython/Jupyter start-up or config files: " + ", ".join(planted[:3]))
+    edited = edited_scaffolding(prepared.nb, reference) if reference is not None else []
+    if edited:
+        review = True
+        notes.append(f"REVIEW: the instructor's {', '.join(edited[:3])} edited or removed; the tests ran after it")
+    if any(r.status == "review" for r in rows):
+        notes.append("REVIEW: the machinery that runs or checks cells was changed; read the notebook")
+    if result.status == "timeout":
+        done = sum(1 for r in rows if r.status in ("pass", "fail", "review"))
+        notes.append(f"timeout: stopped after {timeout:g} s; the {done} test cell(s) that finished are kept")
+    elif result.status == "crashed":
+        notes.append(f"crashed: {result.detail}")
+    if any(r.get("kernel_died") for r in records):
+        died = next(r for r in records if r.get("kernel_died"))
+        hint = limit_hint(died, limits)
+        notes.append("the kernel died during the run" + (f" ({hint})" if hint else ""))
+    for record in records:
+        hint = limit_hint(record, limits) if record.get("verdict") == "fail" and not record.get("graded") else ""
+        if hint and not record.get("kernel_died"):
+            notes.append(f"code cell {int(record.get('cell', 0)) + 1} failed: {hint}")
+    stopped = [r for r in records if r.get("timed_out")]
+    if stopped:
+        notes.append(f"a cell was stopped: {stopped[0].get('message', '')}")
+    unenforced = [x for e in result.events if e.get("event") == "limits-not-enforced" for x in e.get("limits", [])]
+    if unenforced:
+        notes.append("limits not enforced here: " + ", ".join(unenforced))
+    if result.survivors:
+        notes.append(f"{len(result.survivors)} process(es) outlived the run and were killed")
+    rows = [*rows, total(rows, notes, result.seconds, review)]
+    return rows
 
 
 def _total(
@@ -373,14 +423,24 @@ def _total(
     possible: float,
     note: str = "",
     seconds: float | None = None,
+    review: bool = False,
 ) -> Row:
     edited = sum(1 for r in rows if "edited" in r.note)
     deleted = sum(1 for r in rows if r.status == "deleted")
     notes = [note] if note else []
     notes += [f"{edited} test cell(s) edited"] if edited else []
     notes += [f"{deleted} test cell(s) deleted"] if deleted else []
-    notes += [f"ran in {seconds:.0f} s"] if seconds is not None else []
-    return Row(student, label, exercise, "TOTAL", "total", sum(r.points for r in rows), possible, "; ".join(notes), "")
+    notes += [f"ran in {seconds:.0f} s"] if seconds else []
+    status = "review" if review else "total"
+    return Row(student, label, exercise, "TOTAL", status, sum(r.points for r in rows), possible, "; ".join(notes), "")
+
+
+def refused_rows(student: str, label: str, exercise: str, tests: list[GradedCell], reason: str, note: str) -> list[Row]:
+    """Rows for an entry that is not graded at all (a symbolic link, a special file)."""
+    rows = [Row(student, label, exercise, t.grade_id, "refused", 0, t.points, "", reason) for t in tests]
+    total = _total(student, label, exercise, rows, sum(t.points for t in tests), f"refused: {reason}")
+    total.note = "; ".join(filter(None, [note, total.note]))
+    return rows + [total]
 
 
 def grade_folder(
@@ -392,84 +452,87 @@ def grade_folder(
     sources: Path | None = None,
     log=print,
     cell_timeout: float | None = None,
-) -> list[Row]:
-    """Grade every submission in ``folder``, one after the other; raises ExerciseError if nothing can be graded."""
+    *,
+    isolation: str | Isolation | None = None,
+    limits: Limits | None = None,
+    report: Path | None = None,
+) -> Batch:
+    """Grade every submission in ``folder``, one after the other; raises ExerciseError if nothing can be graded.
+
+    ``isolation`` is 'auto', 'bwrap', 'none' or an Isolation (default: $COURSE_GRADE_ISOLATION, else auto);
+    ``report`` is where the report will go (kept invisible to the submissions, like the sources).
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise ExerciseError(f"{folder} is not a folder of submissions")
-    reference = nbformat.read(source_path(exercise, sources), as_version=4)
+    source = source_path(exercise, sources)
+    reference = nbformat.read(source, as_version=4)
     tests = graded_cells(reference, exercise)
     if not tests:
         raise ExerciseError(f"the source of {exercise!r} has no graded test cells")
-    submissions = find_submissions(folder)
-    if not submissions:
+    found = collect(folder)
+    if not found.submissions and not found.refused:
         raise ExerciseError(f"no .ipynb files under {folder}")
-    rows = []
-    for number, (student, path) in enumerate(submissions, 1):
-        label = str(path.relative_to(folder))
-        log(f"[{number}/{len(submissions)}] {student}: {label} ...")
-        student_rows = grade_submission(student, path, exercise, tests, hidden, timeout, profile, label, cell_timeout)
-        total = student_rows[-1]
-        log(f"    {total.points:g}/{total.points_possible:g}" + (f"  ({total.note})" if total.note else ""))
-        rows += student_rows
-    return rows
-
-
-# ------------------------------------------------------------------------------------------- report
-def report_csv(rows: list[Row]) -> str:
-    """The report as CSV text (one row per student and test, plus a TOTAL row per student)."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=REPORT_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        data = asdict(row)
-        data["points"], data["points_possible"] = f"{row.points:g}", f"{row.points_possible:g}"
-        writer.writerow(data)
-    return buffer.getvalue()
-
-
-def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", "<br>")
-
-
-def report_markdown(rows: list[Row], exercise: str, hidden: bool) -> str:
-    """The report as Markdown: a summary per student, then every test cell's result and message."""
-    totals = [r for r in rows if r.test == "TOTAL"]
-    lines = [
-        f"# Grades: {exercise}" + (" (with hidden tests)" if hidden else ""),
-        "",
-        "| student | submission | points | of | notes |",
-        "|---|---|---:|---:|---|",
-    ]
-    lines += [
-        f"| {_md(r.student)} | {_md(r.submission)} | {r.points:g} | {r.points_possible:g} | {_md(r.note)} |"
-        for r in totals
-    ]
-    lines += [
-        "",
-        "## Test cells",
-        "",
-        "| student | test | result | points | note | message |",
-        "|---|---|---|---:|---|---|",
-    ]
-    for r in rows:
-        if r.test != "TOTAL":
-            lines.append(
-                f"| {_md(r.student)} | {r.test} | {r.status} | {r.points:g}/{r.points_possible:g} | {_md(r.note)} "
-                f"| {_md(r.message)} |"
+    if not isinstance(isolation, Isolation):
+        try:
+            isolation = isolation_for(isolation or default_isolation_mode())
+        except RuntimeError as exc:
+            raise ExerciseError(str(exc)) from None
+    limits = limits or Limits()
+    log(("isolation: " if isolation.isolated else "WARNING: ") + isolation.summary)
+    log(f"limits: {limits.describe()}")
+    for label, reason in found.skipped:
+        log(f"  {label}: {reason}")
+    per_student: dict[str, list[str]] = {}
+    for student, path in found.submissions:
+        per_student.setdefault(student, []).append(str(path.relative_to(folder)))
+    for student, _label, _reason in found.refused:
+        per_student.setdefault(student, []).append(_label)
+    warnings = []
+    for student, labels in per_student.items():
+        if len(labels) > 1:
+            warnings.append(
+                f"{student} has {len(labels)} notebooks ({', '.join(labels)}): each is graded; decide which counts"
             )
-    return "\n".join(lines) + "\n"
-
-
-def write_report(rows: list[Row], stem: Path, exercise: str, hidden: bool) -> tuple[Path, Path]:
-    """Write STEM.csv and STEM.md atomically; return both paths."""
-    stem = Path(stem)
-    if stem.suffix in (".csv", ".md"):
-        stem = stem.with_suffix("")
-    csv_path, md_path = stem.with_name(stem.name + ".csv"), stem.with_name(stem.name + ".md")
-    atomic_write_text(csv_path, report_csv(rows))
-    atomic_write_text(md_path, report_markdown(rows, exercise, hidden))
-    return csv_path, md_path
+            log(f"WARNING: {warnings[-1]}")
+    invisible = [folder, Path(source).parent, *([Path(report).parent] if report else [])]
+    preload = preload_modules(reference)
+    entries = [(s, p, None) for s, p in found.submissions] + [(s, Path(lbl), r) for s, lbl, r in found.refused]
+    entries.sort(key=lambda e: str(e[1]))
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="grade-weights-") as stage:
+        weights_home = stage_weights(Path(stage))
+        for number, (student, path, refusal) in enumerate(entries, 1):
+            label = str(path.relative_to(folder)) if refusal is None else str(path)
+            several = per_student.get(student, [])
+            note = f"one of {len(several)} notebooks of {student}" if len(several) > 1 else ""
+            log(f"[{number}/{len(entries)}] {student}: {label} ...")
+            if refusal is not None:
+                student_rows = refused_rows(student, label, exercise, tests, refusal, note)
+            else:
+                student_rows = grade_submission(
+                    student,
+                    path,
+                    exercise,
+                    tests,
+                    hidden,
+                    timeout,
+                    profile,
+                    label,
+                    cell_timeout,
+                    isolation=isolation,
+                    limits=limits,
+                    invisible=invisible,
+                    preload=preload,
+                    weights_home=weights_home,
+                    extra_note=note,
+                    log=log,
+                    reference=reference,
+                )
+            last = student_rows[-1]
+            log(f"    {last.points:g}/{last.points_possible:g}" + (f"  ({last.note})" if last.note else ""))
+            rows += student_rows
+    return Batch(rows, isolation, limits, found.skipped, warnings)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -490,7 +553,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--profile", default="quick", choices=["quick", "full"], help="COURSE_PROFILE for the runs")
     parser.add_argument(
-        "--sources", type=Path, default=None, help="folder of source notebooks (default notebooks/exercises/source)"
+        "--sources",
+        type=Path,
+        default=None,
+        help="folder of source notebooks (default notebooks/exercises/source); never visible to submissions",
     )
     parser.add_argument(
         "-o",
@@ -499,9 +565,65 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="report path without extension; writes .csv and .md (default build/grades/EXERCISE)",
     )
+    defaults = Limits()
+    limits = parser.add_argument_group("isolation and limits (per submission)")
+    limits.add_argument(
+        "--isolation",
+        choices=["auto", "bwrap", "none"],
+        default=default_isolation_mode(),
+        help="bwrap: require bubblewrap; none: run without it (NOT isolated); auto (default): bubblewrap when it "
+        "works, else none with a warning in the report. Default from $COURSE_GRADE_ISOLATION",
+    )
+    limits.add_argument(
+        "--memory-limit",
+        type=float,
+        default=defaults.memory_gb,
+        metavar="GB",
+        help="address space per process (default %(default)s; an exercise-1 kernel reserves about 4.5)",
+    )
+    limits.add_argument(
+        "--file-limit", type=float, default=defaults.file_mb, metavar="MB", help="largest file (default %(default)s)"
+    )
+    limits.add_argument(
+        "--disk-limit",
+        type=float,
+        default=defaults.disk_mb,
+        metavar="MB",
+        help="the work folder: home, temp and the notebook (default %(default)s)",
+    )
+    limits.add_argument(
+        "--process-limit",
+        type=int,
+        default=defaults.processes,
+        metavar="N",
+        help="processes and threads (default %(default)s)",
+    )
+    limits.add_argument(
+        "--cpu-limit",
+        type=int,
+        default=None,
+        metavar="S",
+        help="CPU seconds per process (default: twice --timeout)",
+    )
+    limits.add_argument(
+        "--output-limit",
+        type=int,
+        default=defaults.output_kb,
+        metavar="KB",
+        help="printed output kept per cell (default %(default)s)",
+    )
     args = parser.parse_args(argv)
+    chosen = Limits(
+        memory_gb=args.memory_limit,
+        file_mb=args.file_limit,
+        disk_mb=args.disk_limit,
+        processes=args.process_limit,
+        cpu_seconds=args.cpu_limit or int(2 * args.timeout),
+        output_kb=args.output_limit,
+    )
+    stem = args.output or project_root() / "build" / "grades" / args.exercise
     try:
-        rows = grade_folder(
+        batch = grade_folder(
             args.submissions,
             args.exercise,
             args.hidden,
@@ -509,17 +631,21 @@ def main(argv: list[str] | None = None) -> int:
             args.profile,
             args.sources,
             cell_timeout=args.cell_timeout,
+            isolation=args.isolation,
+            limits=chosen,
+            report=stem,
         )
     except (ExerciseError, OSError, nbformat.ValidationError, json.JSONDecodeError) as exc:
         print(f"error: could not grade: {exc}", file=sys.stderr)
         return 2
-    stem = args.output or project_root() / "build" / "grades" / args.exercise
     try:
-        csv_path, md_path = write_report(rows, stem, args.exercise, args.hidden)
+        csv_path, md_path = write_report(batch, stem, args.exercise, args.hidden)
     except OSError as exc:
         print(f"error: could not write the report to {stem}: {exc}", file=sys.stderr)
         return 1
     print(f"wrote {csv_path} and {md_path}")
+    if not batch.isolation.isolated:
+        print(f"WARNING: {batch.isolation.summary}", file=sys.stderr)
     return 0
 
 

@@ -80,3 +80,26 @@ def stop_tree(process: subprocess.Popen, grace: float = 0.0, known: set[int] = f
 def kill_tree(process: subprocess.Popen) -> None:
     """SIGKILL ``process``, its group and every descendant at once, and wait until they are gone."""
     stop_tree(process, grace=0.0)
+
+
+def sweep_marked(variable: str, token: str) -> list[str]:
+    """SIGKILL every process whose environment has ``variable=token``; return what was found (name and pid).
+
+    A run's processes carry its token; one that escaped the process tree (a new session, a double fork
+    whose parent is gone) is still found this way, unless it cleared its own environment.
+    """
+    found = []
+    for process in psutil.process_iter(["pid", "name"]):
+        if process.pid == os.getpid():
+            continue
+        with contextlib.suppress(psutil.Error):
+            if process.environ().get(variable) == token:
+                found.append(process)
+    for process in found:
+        with contextlib.suppress(psutil.Error):
+            process.suspend()
+    for process in found:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    psutil.wait_procs(found, timeout=5)
+    return [f"{p.info['name']} (pid {p.pid})" for p in found]

@@ -1,0 +1,458 @@
+"""The grader against hostile submissions: cheating, sabotage of others, escaping processes, limits, collection quirks.
+
+Each class of attack runs in a real grading run of a tiny exercise built here with the real release machinery
+(no torch: each run takes seconds). The sabotage runs only under bubblewrap (they would really damage files
+otherwise); the fallback path (no bubblewrap) is tested with attacks that harm nothing outside the run.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import psutil
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from course_utils.paths import PACKAGE_DIR, data_dir
+from course_utils.tools import grade, sandbox
+from course_utils.tools.exercises import student_copy
+from course_utils.weights import hub_checkpoint_dir
+
+EXERCISE = "tiny"
+HIDDEN_LINE = 'assert answer() + OFFSET == 42, "the hidden check of answer failed"'
+MARKER = "course-grader-escape-marker"  # in the command line of every process an attack leaves behind
+ESCAPE = f"""
+import os, subprocess, sys
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", "{MARKER}"], start_new_session=True)
+if os.fork() == 0:  # a double-forked daemon in a session of its own
+    os.setsid()
+    if os.fork() == 0:
+        os.execv(sys.executable, [sys.executable, "-c", DAEMON, "{MARKER}"])
+    os._exit(0)
+"""
+needs_bwrap = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or sandbox.find_bwrap() is None,
+    reason="bubblewrap is not installed (CI installs it: .ci/run)",
+)
+
+
+def tiny_source():
+    """A two-function exercise: answer() (2 points, with a hidden test) and double(x) (3 points)."""
+    nb = new_notebook(metadata={"exercise": {"name": EXERCISE}})
+    nb.cells = [
+        new_markdown_cell("# A tiny exercise"),
+        new_code_cell(
+            "import math\n\nOFFSET = 0\n\n\ndef close_to(value, target):\n    return math.isclose(value, target)"
+        ),
+        new_code_cell("def answer():\n    ### BEGIN SOLUTION\n    return 42\n    ### END SOLUTION"),
+        new_code_cell(
+            '# Graded test t_answer (2 points)\nassert close_to(answer(), 42), "answer() should return 42"\n'
+            f"### BEGIN HIDDEN TESTS\n{HIDDEN_LINE}\n### END HIDDEN TESTS\nprint('ok')",
+            metadata={"grade": {"id": "t_answer", "points": 2}},
+        ),
+        new_code_cell("def double(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION"),
+        new_code_cell(
+            '# Graded test t_double (3 points)\nassert double(4) == 8, "double(4) should be 8"',
+            metadata={"grade": {"id": "t_double", "points": 3}},
+        ),
+    ]
+    return nb
+
+
+def submission(done=(), replace=None, early=None, middle=None, after_tests=None, drop_answer=False):
+    """The student copy with the solution of each function in ``done``, the given code, and extra cells.
+
+    ``early`` is a cell before both tests (after answer's definition), ``middle`` one between the two tests,
+    ``after_tests`` one at the end.
+    """
+    source, nb = tiny_source(), student_copy(tiny_source())
+    for index, name in ((2, "answer"), (4, "double")):
+        if name in done:
+            nb.cells[index].source = source.cells[index].source
+        if name in (replace or {}):
+            nb.cells[index].source = replace[name]
+    if after_tests:
+        nb.cells.append(new_code_cell(after_tests))
+    if middle:
+        nb.cells.insert(4, new_code_cell(middle))
+    if early:
+        nb.cells.insert(3, new_code_cell(early))
+    if drop_answer:
+        del nb.cells[2]
+    return nb
+
+
+def make_sources(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    nbformat.write(tiny_source(), folder / f"{EXERCISE}.ipynb")
+    return folder
+
+
+def write(folder: Path, name: str, nb) -> Path:
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+def survivors() -> list[str]:
+    """Command lines of processes an attack left behind (anything carrying MARKER)."""
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(process.info["cmdline"] or [])
+        if MARKER in cmdline and process.pid != os.getpid():
+            found.append(cmdline)
+    return found
+
+
+def tree_state(*roots: Path) -> dict:
+    """path -> sha256 of every file under ``roots`` (caches of compiled Python left out)."""
+    state = {}
+    for root in roots:
+        for folder, dirs, files in os.walk(root):
+            dirs[:] = [d for d in dirs if d not in ("__pycache__", ".pytest_cache")]
+            for name in files:
+                path = Path(folder, name)
+                state[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "special"
+    return state
+
+
+def by_student(rows) -> dict:
+    """{(student, submission): {test: row as a dict}} from CSV rows or Row objects."""
+    out = {}
+    for row in rows:
+        row = row if isinstance(row, dict) else dict(row.__dict__)
+        out.setdefault((row["student"], row["submission"]), {})[row["test"]] = row
+    return out
+
+
+# ------------------------------------------------------------------------------- the hostile batch
+DAEMON_REWRITES_REPORT = """
+import time
+while True:
+    try:
+        open(REPORT, "w").write("=HACKED()\\n")
+    except OSError:
+        pass
+    time.sleep(0.05)
+"""
+
+
+def saboteur(paths: dict) -> str:
+    """Code for one cell: write where it must not, plant startup files, leave daemons, read the solutions."""
+    daemon = "REPORT = " + repr(str(paths["report"])) + "\n" + DAEMON_REWRITES_REPORT
+    targets = {name: str(path) for name, path in paths.items()}
+    return f"""
+import os
+TARGETS = {targets!r}
+for name, path in TARGETS.items():  # append to a classmate's notebook, the course, the venv, the weights...
+    try:
+        with open(path, "a") as handle:
+            handle.write("# pwned\\n")
+    except OSError:
+        pass
+for folder in {{os.environ.get("IPYTHONDIR", ""), os.path.expanduser("~/.ipython")}}:
+    if folder:  # whoever is graded next would run this at start
+        os.makedirs(os.path.join(folder, "profile_default", "startup"), exist_ok=True)
+        with open(os.path.join(folder, "profile_default", "startup", "00-free-points.py"), "w") as handle:
+            handle.write("def answer():\\n    return 42\\n")
+DAEMON = {daemon!r}
+{ESCAPE}
+"""
+
+
+REBIND = """
+class AlwaysClose:
+    def isclose(self, *args, **kwargs):
+        return True
+
+
+math = AlwaysClose()
+"""
+CHEATING_ANSWER = """
+def answer():
+    try:  # the instructor's solutions, if they can be read
+        return 42 if "return 42" in open(SOURCE).read() else 0
+    except OSError:  # else smuggle the hidden tests out through the report
+        import inspect, linecache
+        caller = inspect.currentframe().f_back
+        raise RuntimeError("could not read the solutions; the test reads: " + "".join(
+            linecache.getlines(caller.f_code.co_filename)))
+"""
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory):
+    """One `course grade --isolation bwrap` run over a folder of hostile submissions and collection quirks."""
+    if not sys.platform.startswith("linux") or sandbox.find_bwrap() is None:
+        pytest.skip("bubblewrap is not installed (CI installs it: .ci/run)")
+    base = tmp_path_factory.mktemp("hostile")
+    sources = make_sources(base / "sources")
+    folder = base / "submissions"
+    report = base / "report" / "grades"
+    report.parent.mkdir()
+    site_packages = Path(psutil.__file__).resolve().parents[1]
+    victim = folder / "zoe.ipynb"
+    targets = {
+        "victim": victim,
+        "source": sources / f"{EXERCISE}.ipynb",
+        "checks": PACKAGE_DIR / "checks.py",
+        "site_packages": site_packages / "zz_planted_by_a_student.pth",
+        "nbval": site_packages / "nbval" / "plugin.py",
+        "data": data_dir() / "FashionMNIST" / "raw" / "t10k-labels-idx1-ubyte",
+        "weights": hub_checkpoint_dir() / "mobilenet_v2-b0353104.pth",
+        "report": report.with_suffix(".csv"),
+    }
+    every = ("answer", "double")
+    write(folder, "=1+1.ipynb", submission(done=every))  # honest, with a formula for a name
+    write(  # a dot-name is graded like any other; this one swallows every exception
+        folder,
+        ".dotty.ipynb",
+        submission(early="get_ipython().set_custom_exc((BaseException,), lambda *args, **kwargs: None)"),
+    )
+    write(folder, "carl/1.ipynb", submission(early="get_ipython().showtraceback = lambda *a, **k: None"))
+    write(  # carl's second notebook: an input transformer turns every test cell into `pass`
+        folder,
+        "carl/2.ipynb",
+        submission(
+            early="get_ipython().input_transformers_post.append("
+            "lambda lines: ['pass\\n'] if any('Graded test' in line for line in lines) else lines)"
+        ),
+    )
+    cheat = f"SOURCE = {str(targets['source'])!r}\n" + CHEATING_ANSWER
+    write(
+        folder, "mallory.ipynb", submission(done=("double",), replace={"answer": cheat}, after_tests=saboteur(targets))
+    )
+    write(folder, "zoe.ipynb", submission(drop_answer=True))  # graded after mallory: no answer() of its own
+    eve = submission(done=("double",), replace={"answer": "def answer():\n    return 0"}, early=REBIND)
+    eve.cells[1].source = eve.cells[1].source.replace("math.isclose(value, target)", "True")  # the instructor's cell
+    write(folder, "eve.ipynb", eve)
+    (folder / "notes.txt").write_text("not a notebook", encoding="utf-8")
+    (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    write(folder, ".ipynb_checkpoints/=1+1-checkpoint.ipynb", submission(done=every))
+    (folder / "._mallory.ipynb").write_bytes(b"\0\5\26\7 AppleDouble")
+    (folder / "link.ipynb").symlink_to(sources / f"{EXERCISE}.ipynb")  # the solutions, 10/10 if followed
+    (folder / "linkdir").symlink_to(sources, target_is_directory=True)
+    os.mkfifo(folder / "fifo.ipynb")  # reading it would block the grader forever
+    watched = [PACKAGE_DIR.parent, data_dir() / "FashionMNIST", hub_checkpoint_dir(), site_packages / "nbval"]
+    before = tree_state(*watched, folder, sources)
+    start = time.perf_counter()
+    status = grade.main(
+        [str(folder), "--exercise", EXERCISE, "--hidden", "--sources", str(sources), "--timeout", "60"]
+        + ["--isolation", "bwrap", "-o", str(report)]
+    )
+    seconds = time.perf_counter() - start
+    report_csv = report.with_suffix(".csv").read_bytes()
+    time.sleep(0.5)  # a surviving daemon would rewrite the report within 0.05 s
+    with open(report.with_suffix(".csv"), newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    return {
+        "status": status,
+        "rows": rows,
+        "by": by_student(rows),
+        "csv_text": report_csv.decode(),
+        "csv_after": report.with_suffix(".csv").read_bytes(),
+        "md": report.with_suffix(".md").read_text(encoding="utf-8"),
+        "before": before,
+        "after": tree_state(*watched, folder, sources),
+        "survivors": survivors(),
+        "planted": targets["site_packages"].exists(),
+        "seconds": seconds,
+    }
+
+
+def _get(hostile, student, submission=None):
+    matches = [v for (s, sub), v in hostile["by"].items() if s == student and (submission in (None, sub))]
+    assert len(matches) == 1, (student, submission, list(hostile["by"]))
+    return matches[0]
+
+
+def test_the_run_is_isolated_and_says_so(hostile):
+    assert hostile["status"] == 0
+    assert "Isolation: isolated with bubblewrap" in hostile["md"] and "NOT ISOLATED" not in hostile["md"]
+
+
+def test_an_honest_submission_scores_full_marks_next_to_the_attacks(hostile):
+    honest = _get(hostile, "'=1+1")  # as the CSV holds it: quoted, so that no spreadsheet runs it
+    assert honest["TOTAL"]["points"] == "5" and honest["TOTAL"]["status"] == "total"
+    assert honest["t_answer"]["status"] == "pass" and honest["t_double"]["status"] == "pass"
+
+
+@pytest.mark.parametrize(
+    "student, submission, evidence",
+    [
+        ("carl", "carl/1.ipynb", "shell.showtraceback"),  # traceback display switched off
+        ("carl", "carl/2.ipynb", "input_transformers_post"),  # test cells rewritten before they run
+        (".dotty", ".dotty.ipynb", "custom_exceptions"),  # every exception swallowed
+    ],
+)
+def test_switching_off_the_checks_scores_nothing_and_is_marked_for_review(hostile, student, submission, evidence):
+    rows = _get(hostile, student, submission)
+    assert rows["TOTAL"]["points"] == "0" and rows["TOTAL"]["status"] == "review"
+    for test in ("t_answer", "t_double"):
+        assert rows[test]["status"] == "review" and rows[test]["points"] == "0"
+        assert evidence in rows[test]["message"], rows[test]["message"]
+    assert "REVIEW" in rows["TOTAL"]["note"]
+    assert f"- {student} ({submission})" in hostile["md"].split("## Needs review")[1].split("##")[0]
+
+
+def test_lying_helpers_and_edited_instructor_cells_are_marked_for_review(hostile):
+    eve = _get(hostile, "eve")
+    assert eve["t_answer"]["status"] == "review" and eve["t_answer"]["points"] == "0"
+    assert "the instructor's function 'close_to' was redefined" in eve["t_answer"]["message"]
+    assert "the name 'math' is a AlwaysClose" in eve["t_answer"]["message"]
+    assert "instructor's cell 'import math' edited" in eve["TOTAL"]["note"] and eve["TOTAL"]["status"] == "review"
+
+
+def test_the_solutions_cannot_be_read_and_hidden_tests_never_reach_the_report(hostile):
+    mallory = _get(hostile, "mallory")
+    assert mallory["t_answer"]["status"] == "fail"
+    message = mallory["t_answer"]["message"]
+    assert "could not read the solutions" in message and "[hidden test]" in message
+    assert "OFFSET == 42" not in hostile["csv_text"] and "OFFSET == 42" not in hostile["md"]
+    assert mallory["t_double"]["status"] == "pass"  # its honest work still counts
+
+
+def test_sabotage_changes_nothing_outside_the_report(hostile):
+    assert hostile["after"] == hostile["before"], {
+        k for k in set(hostile["before"]) | set(hostile["after"]) if hostile["before"].get(k) != hostile["after"].get(k)
+    }
+    assert not hostile["planted"]
+    assert hostile["csv_after"].decode() == hostile["csv_text"] and "HACKED" not in hostile["csv_text"]
+    assert hostile["survivors"] == []
+
+
+def test_a_planted_startup_file_helps_nobody_and_is_marked_for_review(hostile):
+    mallory, zoe = _get(hostile, "mallory"), _get(hostile, "zoe")
+    assert mallory["TOTAL"]["status"] == "review" and "start-up" in mallory["TOTAL"]["note"]
+    assert mallory["TOTAL"]["points"] == "3"
+    assert zoe["t_answer"]["status"] == "fail" and zoe["t_answer"]["message"].startswith("NameError")
+    assert zoe["TOTAL"]["points"] == "0" and zoe["TOTAL"]["status"] == "total"
+
+
+def test_collection_quirks_get_a_row_or_a_logged_reason(hostile):
+    link, folder_link, fifo = _get(hostile, "link"), _get(hostile, "linkdir"), _get(hostile, "fifo")
+    assert link["t_answer"]["status"] == "refused" and "symbolic link" in link["t_answer"]["message"]
+    assert link["TOTAL"]["points"] == "0"
+    assert "symbolic link" in folder_link["TOTAL"]["note"]
+    assert fifo["t_answer"]["status"] == "refused" and "not a regular file" in fifo["t_answer"]["message"]
+    not_graded = hostile["md"].split("## Files not graded")[1]
+    for name in ("notes.txt", ".DS_Store", "._mallory.ipynb", ".ipynb_checkpoints/"):
+        assert f"`{name}`" in not_graded, name
+    graded = {"'=1+1", ".dotty", "carl", "eve", "mallory", "zoe"}
+    assert {s for s, _ in hostile["by"]} == graded | {"link", "linkdir", "fifo"}
+
+
+def test_two_notebooks_of_one_student_are_both_graded_with_a_warning(hostile):
+    totals = [r for r in hostile["rows"] if r["student"] == "carl" and r["test"] == "TOTAL"]
+    assert [r["submission"] for r in totals] == ["carl/1.ipynb", "carl/2.ipynb"]
+    assert all("one of 2 notebooks of carl" in r["note"] for r in totals)
+    assert "carl has 2 notebooks" in hostile["md"].split("## Warnings")[1]
+
+
+def test_no_cell_of_the_csv_can_run_as_a_formula(hostile):
+    assert '\n"\'=1+1","\'=1+1.ipynb",' in hostile["csv_text"]
+    for row in hostile["rows"]:
+        for value in row.values():
+            assert not value.startswith(grade.FORMULA_STARTS), value
+
+
+# --------------------------------------------------------------------- escaping after time limits
+@needs_bwrap
+def test_processes_left_by_a_stopped_cell_or_a_stopped_run_are_all_gone(tmp_path):
+    sources = make_sources(tmp_path / "sources")
+    spin = f"DAEMON = 'import time; time.sleep(600)'\n{ESCAPE}\nwhile True:\n    pass"
+    stopped_cell = tmp_path / "cell"
+    write(stopped_cell, "a.ipynb", submission(done=("answer",), middle=spin))
+    rows = grade.grade_folder(
+        stopped_cell, EXERCISE, timeout=60, sources=sources, cell_timeout=3, log=lambda *_: None, isolation="bwrap"
+    ).rows
+    assert survivors() == []
+    got = {r.test: r for r in rows}
+    assert got["t_answer"].status == "pass" and got["t_double"].status == "fail"
+    assert "a cell was stopped: Timeout of 3 seconds" in got["TOTAL"].note
+
+    stopped_run = tmp_path / "run"
+    write(stopped_run, "b.ipynb", submission(done=("answer", "double"), middle=spin))
+    rows = grade.grade_folder(
+        stopped_run, EXERCISE, timeout=8, sources=sources, cell_timeout=60, log=lambda *_: None, isolation="bwrap"
+    ).rows
+    assert survivors() == []
+    got = {r.test: r for r in rows}
+    assert got["t_answer"].status == "pass" and got["t_answer"].points == 2  # finished before the limit: kept
+    assert got["t_double"].status == "timeout" and "stopped after --timeout 8 s" in got["t_double"].message
+    assert got["TOTAL"].points == 2 and "timeout: stopped after 8 s" in got["TOTAL"].note
+
+
+# ---------------------------------------------------------------------------------------- limits
+@needs_bwrap
+def test_hitting_a_limit_is_a_row_with_the_reason_and_the_next_submission_is_graded(tmp_path):
+    sources = make_sources(tmp_path / "sources")
+    folder = tmp_path / "subs"
+    hog = (
+        "def answer():\n    print('x' * 2_000_000)\n"
+        "    block = bytearray(3 * 1024**3)  # more than the memory limit\n    return 42"
+    )
+    big_file = "def double(x):\n    open('big.bin', 'wb').write(b'x' * 2 * 1024**2)\n    return 2 * x"
+    fork_bomb = (
+        "import os\nfor _ in range(1000):\n    if os.fork() == 0:\n        import time; time.sleep(60); os._exit(0)"
+    )
+    write(folder, "a_hog.ipynb", submission(replace={"answer": hog, "double": big_file}, middle=fork_bomb))
+    write(folder, "b_spin.ipynb", submission(replace={"answer": "def answer():\n    while True:\n        pass"}))
+    limits = sandbox.Limits(memory_gb=2, file_mb=1, processes=64, cpu_seconds=3, output_kb=64)
+    batch = grade.grade_folder(
+        folder,
+        EXERCISE,
+        timeout=60,
+        sources=sources,
+        cell_timeout=40,
+        log=lambda *_: None,
+        limits=limits,
+        isolation="bwrap",
+    )
+    got = by_student(batch.rows)
+    hog_rows, spin = got[("a_hog", "a_hog.ipynb")], got[("b_spin", "b_spin.ipynb")]
+    assert hog_rows["t_answer"]["status"] == "fail"
+    assert "memory limit of 2 GB per process was reached" in hog_rows["t_answer"]["message"]
+    assert "[output cut at 64 KB]" in hog_rows["t_answer"]["message"]  # 2 MB printed, 64 KB kept
+    assert "file-size limit of 1 MB was reached" in hog_rows["t_double"]["message"]
+    assert "limit of 64 processes and threads was reached" in hog_rows["TOTAL"]["note"]
+    assert spin["t_answer"]["status"] == "fail" and "CPU-time limit of 3 s" in spin["t_answer"]["message"]
+    assert "the kernel died" in spin["TOTAL"]["note"]
+    assert hog_rows["TOTAL"]["status"] == "total" and spin["TOTAL"]["status"] == "total"  # graded, one after another
+    assert survivors() == []
+
+
+# ------------------------------------------------------------------------------ without bubblewrap
+def test_without_bubblewrap_the_report_says_not_isolated_and_still_cleans_up(tmp_path):
+    sources = make_sources(tmp_path / "sources")
+    folder = tmp_path / "subs"
+    plant = (
+        "import os\nstartup = os.path.join(os.environ['IPYTHONDIR'], 'profile_default', 'startup')\n"
+        "os.makedirs(startup, exist_ok=True)\n"
+        "open(os.path.join(startup, '00-free.py'), 'w').write('def answer():\\n    return 42\\n')\n"
+        "DAEMON = 'import time; time.sleep(600)'\n" + ESCAPE
+    )
+    write(folder, "a_escaper.ipynb", submission(done=("double",), after_tests=plant))
+    write(folder, "b_next.ipynb", submission(drop_answer=True))
+    report = tmp_path / "report" / "grades"
+    status = grade.main(
+        [str(folder), "--exercise", EXERCISE, "--sources", str(sources), "--timeout", "60", "--isolation", "none"]
+        + ["-o", str(report)]
+    )
+    assert status == 0
+    assert survivors() == []
+    markdown = report.with_suffix(".md").read_text(encoding="utf-8")
+    assert "**WARNING: the submissions were NOT isolated.**" in markdown
+    with open(report.with_suffix(".csv"), newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    totals = {r["student"]: r for r in rows if r["test"] == "TOTAL"}
+    assert all("NOT ISOLATED" in r["note"] for r in totals.values())
+    assert totals["a_escaper"]["status"] == "review" and totals["a_escaper"]["points"] == "3"
+    assert totals["b_next"]["points"] == "0"  # a fresh home and IPython folder for every run
