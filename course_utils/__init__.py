@@ -6,7 +6,7 @@ What lessons and exercises import (this folder; small modules, one concern each)
     device         device choice, seeding, DataLoader settings, the machine record of a measurement
     paths          where data and caches live; atomic writes; sha256
     weights        verified ImageNet weights, offline too
-    backbones      load a backbone, replace its head, stages, freeze / unfreeze, parameter reports
+    backbones      load a backbone, replace its head, stages, freeze / unfreeze, split_at, parameter reports
     preprocess     resize, grey to three channels, ImageNet mean and std
     images         one check and one loader for every photo the course reads
     fashion        Fashion-MNIST as tensors (fashion_files: its files on disk, checked; no torch)
@@ -14,7 +14,7 @@ What lessons and exercises import (this folder; small modules, one concern each)
     pets           Tigger / Misty / Neither: your photos, Oxford-IIIT Pet, or a labelled stand-in
     photos         real photos bundled with scikit-image and scikit-learn; top-k ImageNet classes
     features       f(x): run a frozen body over a dataset once
-    cache          the feature cache on disk (fingerprinted, atomic, verified)
+    cache          the feature cache and B's boundary cache on disk (fingerprinted, atomic, verified)
     training       fit / evaluate / predict, early stopping, BatchNorm recalibration
     timing         wall-clock and CPU time of a block
     plots          learning curves, confusion matrix, image grids
@@ -28,8 +28,10 @@ What lessons and exercises import (this folder; small modules, one concern each)
 
 Apart from them, not imported by lessons:
 
-    tools/         the `course` command: lab, fetch, diary, release, grade, handouts, notebooks
-    experiments/   bench and sweep, and their committed results (experiments/results/)
+    tools/         the `course` command: lab, fetch, diary, release, grade (sandbox, submissions, report),
+                   handouts, slides (and slide metadata), notebooks
+    experiments/   bench, the sweep, freeze-depth and similarity experiments (protocol: one fair training rule
+                   for every contender), and their committed results (experiments/results/)
 """
 
 __version__ = "0.1.0"

@@ -69,7 +69,9 @@ def recommend(
     table = accuracy_table(sweep_points)
     if "A" not in table or not ({"B", "C"} & set(table)):
         raise ValueError("the sweep results need scenario A and at least one of B, C; run `course sweep`")
-    near = nearest_size(sizes(sweep_points), n_per_class)
+    # only sizes where A and fine-tuning were both measured can answer "which one?"
+    comparable = [n for n in sizes(sweep_points) if n in table["A"] and any(n in table.get(s, {}) for s in ("B", "C"))]
+    near = nearest_size(comparable, n_per_class)
     measured = {s: acc[near] for s, acc in table.items() if near in acc}
     cross = crossover(sweep_points)
     evidence = [

@@ -259,9 +259,10 @@ def format_predictions(records: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m course_utils.predict MODEL_FILE PHOTO... [--top K] [--json]`."""
+    """`course predict MODEL_FILE PHOTO... [--top K] [--json]` (or `python -m course_utils.predict ...`)."""
+    invoked_as_course = sys.argv[0].startswith("course ")  # the `course` dispatcher names the program
     parser = argparse.ArgumentParser(
-        prog="python -m course_utils.predict",
+        prog=sys.argv[0] if invoked_as_course else "python -m course_utils.predict",
         description="Classify photos with a model file saved by save_classifier (lesson 08).",
         epilog="Exit status: 0 every photo classified, 1 some photo could not be read, 2 the model file is unusable.",
     )

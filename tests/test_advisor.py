@@ -100,3 +100,9 @@ def test_widget_follows_the_controls():
     assert box.result.scenario == "C" and "measured on Fashion-MNIST only" in box.html.value
     box.n.value = 20
     assert box.result.scenario == "A"
+
+
+def test_a_size_where_fine_tuning_was_not_measured_is_not_used():
+    partial = SWEEP + _points({"A": {3000: 0.85}, "raw": {3000: 0.80}})  # a sweep still running: no B or C at 3000
+    rec = advisor.recommend(3000, "different", partial)
+    assert rec.nearest_size == 1000 and rec.scenario == "C"
