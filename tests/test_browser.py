@@ -12,22 +12,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+from helpers import CHROMIUM, CHROMIUM_FLAGS
 
 from course_utils.tools.lab import start_lab, stop_lab
 from course_utils.tools.processes import alive, group_alive
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "build" / "browser"
-CHROMIUM = next((p for p in ("/usr/lib/chromium/chromium", "/usr/bin/chromium") if Path(p).is_file()), None)
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 RUN_TIMEOUT_MS = 240_000  # a lesson takes <= 60 s in the quick profile; CI machines are noisy
 WIDGET_REPRS = ("IntSlider(", "Dropdown(", "interactive(children", "VBox(children", "HBox(children", "Output(")
 

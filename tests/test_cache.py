@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import course
 from torch import nn
 
 from course_utils import cache
@@ -252,9 +253,7 @@ def test_bench_writes_its_figures_and_the_command(tmp_path):
         "--out",
         str(out),
     ]
-    run = subprocess.run(
-        [sys.executable, "-m", "course_utils.tools.cli", "bench", *args], cwd=ROOT, capture_output=True, text=True
-    )
+    run = course("bench", *args)
     assert run.returncode == 0, run.stderr[-2000:]
     report = json.loads(out.read_text())
     assert report["command"] == "course bench " + " ".join(args) and report["machine"]["torch_threads"] == 1

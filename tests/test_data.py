@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import gzip
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import course
 from PIL import Image
 
 from course_utils import fashion, fashion_files, folders, images, paths, pets
@@ -158,18 +157,16 @@ def test_fetch_data_script_installs_from_debian_files_offline(tmp_path):
     if not fashion_files.DEBIAN_FASHION_DIR.is_dir():
         pytest.skip("Debian's dataset-fashion-mnist is not installed (make test installs it)")
     env = {"COURSE_DATA_DIR": str(tmp_path), "COURSE_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
-    command = [sys.executable, "-m", "course_utils.tools.cli", "fetch", "data"]
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    result = course("fetch", "data", env=env)
     assert result.returncode == 0, result.stderr
     assert "installed from /usr/share/datasets/fashion-mnist" in result.stdout
     assert fashion_files.check_fashion_mnist(tmp_path / "FashionMNIST" / "raw") == []
-    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    again = course("fetch", "data", env=env)
     assert "ready in" in again.stdout
 
 
 def test_fetch_data_script_asks_for_the_debian_package_when_nothing_works(tmp_path):
     env = {"COURSE_DATA_DIR": str(tmp_path), "COURSE_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
-    command = [sys.executable, "-m", "course_utils.tools.cli", "fetch", "data", "--debian-dir", str(tmp_path / "none")]
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    result = course("fetch", "data", "--debian-dir", str(tmp_path / "none"), env=env)
     assert result.returncode == 3
     assert "apt-get install dataset-fashion-mnist" in result.stderr

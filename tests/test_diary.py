@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import course
 
 from course_utils.tools import diary
 
@@ -16,13 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(args, cwd=None):
-    return subprocess.run(
-        [sys.executable, "-m", "course_utils.tools.cli", "diary", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=60,
-    )
+    return course("diary", *args, cwd=cwd or ROOT, timeout=60)
 
 
 def git_repo(path: Path, first_commit: str) -> Path:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
+from helpers import course
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from course_utils.tools import handouts
@@ -47,23 +46,14 @@ def test_handout_pages_are_self_contained_and_indexed(tmp_path):
     lessons = tmp_path / "notebooks"
     tiny_lesson(lessons)
     out = tmp_path / "handouts"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "course_utils.tools.cli",
-            "handouts",
-            "--profile",
-            "quick",
-            "--out",
-            str(out),
-            "--notebooks",
-            str(lessons),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    done = course(
+        "handouts",
+        "--profile",
+        "quick",
+        "--out",
+        str(out),
+        "--notebooks",
+        str(lessons),
         # --profile wins over the environment; npm (first run only) gives up fast when the registry is unreachable
         env={
             **os.environ,

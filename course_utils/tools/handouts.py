@@ -461,10 +461,10 @@ def build_handouts(
     return results
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="course handouts", description=__doc__.split("\n\n")[0])
+def add_lesson_run_arguments(parser: argparse.ArgumentParser, output: str) -> None:
+    """The options of every tool that runs the lessons: --profile, --out (default build/OUTPUT), --only, ..."""
     parser.add_argument("--profile", choices=PROFILES, default=os.environ.get("COURSE_PROFILE", "quick"))
-    parser.add_argument("--out", type=Path, default=None, help="folder for the pages (default build/handouts)")
+    parser.add_argument("--out", type=Path, default=None, help=f"folder for the {output} (default build/{output})")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="lessons by name or number, e.g. 00_start_here or 03")
     parser.add_argument("--notebooks", type=Path, default=None, help="folder holding the lessons (default notebooks/)")
     parser.add_argument(
@@ -474,6 +474,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar="S",
         help="seconds one cell may run (default 600 quick, 1800 full)",
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="course handouts", description=__doc__.split("\n\n")[0])
+    add_lesson_run_arguments(parser, "handouts")
     args = parser.parse_args(argv)
     out = args.out or project_root() / "build" / "handouts"
     command = "course handouts " + " ".join(argv if argv is not None else sys.argv[1:])

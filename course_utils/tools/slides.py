@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,17 +151,7 @@ def build_slides(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="course slides", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--profile", choices=PROFILES, default=os.environ.get("COURSE_PROFILE", "quick"))
-    parser.add_argument("--out", type=Path, default=None, help="folder for the decks (default build/slides)")
-    parser.add_argument("--only", nargs="+", metavar="NAME", help="lessons by name or number, e.g. 00_start_here or 03")
-    parser.add_argument("--notebooks", type=Path, default=None, help="folder holding the lessons (default notebooks/)")
-    parser.add_argument(
-        "--cell-timeout",
-        type=int,
-        default=None,
-        metavar="S",
-        help="seconds one cell may run (default 600 quick, 1800 full)",
-    )
+    handouts.add_lesson_run_arguments(parser, "slides")
     args = parser.parse_args(argv)
     out = args.out or project_root() / "build" / "slides"
     command = "course slides " + " ".join(argv if argv is not None else sys.argv[1:])
