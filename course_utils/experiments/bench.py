@@ -15,6 +15,9 @@ cache build (``cache_boundary``) plus ``epochs`` epochs of the trainable stages 
 between the two trained models; and for boundaries before block5, block6 and block7, one epoch split into frozen
 forward, trainable forward, backward and optimizer step, which explains why B's cache saves far less than A's.
 
+Both comparisons are interleaved (an epoch one way, then a cache build or an epoch the other way, and so on), so that
+the machine speeding up or slowing down during the run -- this one varies a lot -- affects both sides alike.
+
 Memory: peak RSS growth while caching ``--memory-n`` Fashion-MNIST training images and a tenth of them.
 
 The figures go to build/bench_cache.json (``--out course_utils/experiments/results/bench_cache.json`` updates the
@@ -68,8 +71,16 @@ def bare_forward(model: nn.Module, images: torch.Tensor, batch_size: int, device
     return clock
 
 
+def _total(watches: list[Stopwatch], attr: str) -> float:
+    return sum(getattr(w, attr) for w in watches)
+
+
 def speed(n: int, size: int, epochs: int, batch_size: int, device, seed: int, root: Path) -> dict:
-    """(a) vs (b), extraction throughput vs the bare forward pass, and whether the heads agree."""
+    """(a) vs (b), extraction throughput vs the bare forward pass, and whether the heads agree.
+
+    The measurements are interleaved -- an epoch of (a), then now and then a cache build and a bare forward pass --
+    so that the machine speeding up or slowing down during the run affects both sides alike.
+    """
     seed_everything(seed)
     split = fashion_mnist_splits(max(1, n // 10), n_test=1, size=size, seed=seed)["train"]
     images = to_backbone_input(split.images, size)  # the same input tensors for every measurement
@@ -83,34 +94,28 @@ def speed(n: int, size: int, epochs: int, batch_size: int, device, seed: int, ro
     for name, p in full.named_parameters():
         p.requires_grad = name.startswith("classifier.1.")
     opt_a = torch.optim.SGD([p for p in full.parameters() if p.requires_grad], lr=0.05, momentum=0.9)
-    with timed() as clock_a:
-        fit(
-            full,
-            _loader(data, batch_size, seed, device),
-            opt_a,
-            epochs,
-            device=device,
-            frozen_bn_eval=True,
-            progress=False,
-        )
-
+    loader_a = _loader(data, batch_size, seed, device)  # one loader: its batches follow on as in one 10-epoch fit
     body = load_backbone("mobilenet_v2").eval()
-    bare = [bare_forward(body, images, batch_size, device)]
-    extract = []
-    for run in range(2):  # extraction twice, between bare-forward runs: the machine's noise shows in the spread
+    epochs_a, extract, bare = [], [], []
+    builds_after = sorted({0, epochs // 2, epochs - 1})  # three cache builds, spread over the run
+    for epoch in range(epochs):
         with timed() as clock:
-            cached = cache_features(
-                body,
-                data,
-                f"bench{run}",
-                root=root,
-                batch_size=batch_size,
-                device=device,
-                progress=False,
-                verbose=False,
-            )
-        extract.append(clock)
-        bare.append(bare_forward(body, images, batch_size, device))
+            fit(full, loader_a, opt_a, 1, device=device, frozen_bn_eval=True, progress=False)
+        epochs_a.append(clock)
+        if epoch in builds_after:
+            with timed() as clock:
+                cached = cache_features(
+                    body,
+                    data,
+                    f"bench{epoch}",
+                    root=root,
+                    batch_size=batch_size,
+                    device=device,
+                    progress=False,
+                    verbose=False,
+                )
+            extract.append(clock)
+            bare.append(bare_forward(body, images, batch_size, device))
     feats, labels = cached.tensors()
     head = nn.Linear(1280, 10)
     head.load_state_dict(initial)
@@ -135,13 +140,14 @@ def speed(n: int, size: int, epochs: int, batch_size: int, device, seed: int, ro
         "heads_max_abs_difference": float(max((head_a[k] - head.state_dict()[k]).abs().max() for k in head_a)),
     }
     for kind, attr in (("wall", "seconds"), ("cpu", "cpu_seconds")):
-        a = getattr(clock_a, attr)
-        ex = getattr(extract[0], attr)
+        a = _total(epochs_a, attr)
+        ex = _total(extract, attr) / len(extract)  # one cache build: the mean of the interleaved builds
         hd = getattr(clock_head, attr)
-        extraction_rate = n_img / (sum(getattr(c, attr) for c in extract) / len(extract))
-        bare_rate = n_img / (sum(getattr(c, attr) for c in bare) / len(bare))
+        extraction_rate = n_img / ex
+        bare_rate = n_img / (_total(bare, attr) / len(bare))
         out[kind] = {
             "a_through_body_s": round(a, 3),
+            "a_epoch_s_runs": [round(getattr(c, attr), 3) for c in epochs_a],
             "b_extract_s": round(ex, 3),
             "b_head_epochs_s": round(hd, 4),
             "b_total_s": round(ex + hd, 3),
@@ -212,18 +218,7 @@ def boundary_speed(
         return torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01, momentum=0.9)
 
     course_b = boundaries[0]
-    through = b_model(course_b)
-    with timed() as clock_a:
-        fit(
-            through,
-            _loader(data, batch_size, seed, device),
-            sgd(through),
-            epochs,
-            device=device,
-            frozen_bn_eval=True,
-            progress=False,
-        )
-    shortcut = b_model(course_b)
+    through, shortcut = b_model(course_b), b_model(course_b)
     with timed() as clock_cache:
         cached = cache_boundary(
             shortcut,
@@ -237,17 +232,18 @@ def boundary_speed(
             verbose=False,
         )
     _, rest = split_at(shortcut, course_b)
-    with timed() as clock_rest:
-        fit(
-            rest,
-            _loader(TensorDataset(*cached.tensors()), batch_size, seed, device),
-            sgd(shortcut),
-            epochs,
-            device=device,
-            frozen_bn_eval=True,
-            progress=False,
-        )
-    a, b = through.state_dict(), shortcut.state_dict()
+    # interleaved, epoch by epoch: (a) through the frozen stages, then (b) from the cache
+    loader_a, opt_a = _loader(data, batch_size, seed, device), sgd(through)
+    loader_b, opt_b = _loader(TensorDataset(*cached.tensors()), batch_size, seed, device), sgd(shortcut)
+    epochs_a, epochs_b = [], []
+    for _ in range(epochs):
+        with timed() as clock:
+            fit(through, loader_a, opt_a, 1, device=device, frozen_bn_eval=True, progress=False)
+        epochs_a.append(clock)
+        with timed() as clock:
+            fit(rest, loader_b, opt_b, 1, device=device, frozen_bn_eval=True, progress=False)
+        epochs_b.append(clock)
+    weights_a, weights_b = through.state_dict(), shortcut.state_dict()
     out = {
         "images": len(data),
         "size_px": size,
@@ -255,16 +251,18 @@ def boundary_speed(
         "batch_size": batch_size,
         "first_trainable": course_b,
         "boundary_shape": list(cached.features.shape[1:]),
-        "weights_max_abs_difference": float(max((a[k].float() - b[k].float()).abs().max() for k in a)),
+        "weights_max_abs_difference": float(
+            max((weights_a[k].float() - weights_b[k].float()).abs().max() for k in weights_a)
+        ),
     }
     for kind, attr in (("wall", "seconds"), ("cpu", "cpu_seconds")):
-        total_b = getattr(clock_cache, attr) + getattr(clock_rest, attr)
+        a, b = _total(epochs_a, attr), _total(epochs_b, attr)
         out[kind] = {
-            "a_through_frozen_stages_s": round(getattr(clock_a, attr), 3),
+            "a_through_frozen_stages_s": round(a, 3),
             "b_cache_build_s": round(getattr(clock_cache, attr), 3),
-            "b_epochs_from_cache_s": round(getattr(clock_rest, attr), 3),
-            "speedup_total": round(getattr(clock_a, attr) / total_b, 2),
-            "speedup_per_epoch": round(getattr(clock_a, attr) / getattr(clock_rest, attr), 2),
+            "b_epochs_from_cache_s": round(b, 3),
+            "speedup_total": round(a / (getattr(clock_cache, attr) + b), 2),
+            "speedup_per_epoch": round(a / b, 2),
         }
     per_boundary = {}
     for first_trainable in boundaries:  # one epoch each way, split into parts
