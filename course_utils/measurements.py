@@ -172,3 +172,49 @@ def best_probe_stage(points: list[dict], init: str = "pretrained") -> dict[tuple
         for (task, i, n), row in similarity_table(points).items()
         if i == init
     }
+
+
+def seeds_for(config: dict, scenario: str, n_per_class: int) -> int:
+    """How many seeds an experiment's configuration gives a contender at a size (cheap ones get more)."""
+    if scenario in ("raw", "A", "head"):
+        return int(config["cheap_seeds"])
+    return int(config["seeds"]) if n_per_class <= int(config["seeds_up_to"]) else 1
+
+
+def planned_points(config: dict) -> list[tuple[str, int, int]]:
+    """Every (contender, images per class, seed) a sweep configuration asks for, in the order it runs them."""
+    plan = []
+    for n in config["sizes"]:
+        for seed in range(max(seeds_for(config, s, n) for s in config["scenarios"])):
+            plan += [(s, int(n), seed) for s in config["scenarios"] if seed < seeds_for(config, s, n)]
+    return plan
+
+
+def missing_points(record: dict) -> list[tuple[str, int, int]]:
+    """The planned points of a results record that are not in it yet (empty: the experiment is complete)."""
+    config = record.get("meta", {}).get("config")
+    if not config:
+        return []
+    done = {(p["scenario"], int(p["n_per_class"]), p["seed"]) for p in record["points"]}
+    return [key for key in planned_points(config) if key not in done]
+
+
+def progress_report(record: dict) -> str:
+    """Per size: how many of the planned points are finished, and what each finished contender measured."""
+    config = record.get("meta", {}).get("config")
+    if not config:
+        return "no points yet"
+    plan, missing = planned_points(config), set(missing_points(record))
+    stats = summarize(record["points"], ("scenario", "n_per_class"))
+    lines = [f"{len(plan) - len(missing)} of {len(plan)} planned points finished"]
+    for n in config["sizes"]:
+        planned_here = [key for key in plan if key[1] == n]
+        done_here = [key for key in planned_here if key not in missing]
+        cells = []
+        for s in config["scenarios"]:
+            if (s, n) in stats:
+                st = stats[(s, n)]
+                cells.append(f"{s} {st.mean:.3f}±{st.sd:.3f} ({st.seeds}/{seeds_for(config, s, n)})")
+        status = "complete" if len(done_here) == len(planned_here) else f"{len(done_here)}/{len(planned_here)}"
+        lines.append(f"{n:>5}/class [{status}]: " + (", ".join(cells) or "not started"))
+    return "\n".join(lines)

@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from course_utils import backbones as bb
+from course_utils import measurements
 from course_utils.cache import cache_boundary
 from course_utils.device import seed_everything
 from course_utils.experiments import protocol, sweep
@@ -197,6 +198,25 @@ def test_the_runner_resumes_reuses_the_seed_0_choice_and_refuses_another_configu
     assert len(again["meta"]["runs"]) == 2  # each invocation is recorded with its command and machine
     with pytest.raises(ValueError, match="another configuration"):
         sweep.run_experiment(replace(TINY, image_size=48), out, fashion=fashion, root=tmp_path / "c")
+
+
+def test_status_says_which_planned_points_are_still_missing(tmp_path, capsys):
+    fashion, out = small_fashion(200, 20), tmp_path / "sweep.json"
+    record = sweep.run_experiment(TINY, out, log=lambda _: None, fashion=fashion, root=tmp_path / "c")
+    assert measurements.planned_points(record["meta"]["config"]) == [
+        (p["scenario"], p["n_per_class"], p["seed"]) for p in record["points"]
+    ]
+    assert measurements.missing_points(record) == []
+    interrupted = {**record, "points": record["points"][:4]}  # as if stopped after four points
+    out.write_text(json.dumps(interrupted))
+    assert measurements.missing_points(interrupted) == [
+        (p["scenario"], p["n_per_class"], p["seed"]) for p in record["points"][4:]
+    ]
+    assert sweep.main(["--status", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "4 of 6 planned points finished" in printed and "[4/6]" in printed
+    assert sweep.main(["--status", "--out", str(tmp_path / "none.json")]) == 0
+    assert "no finished points yet" in capsys.readouterr().out
 
 
 def test_config_has_the_large_data_end_and_a_fair_budget_for_everyone():

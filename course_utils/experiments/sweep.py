@@ -3,6 +3,7 @@
     course sweep                                   # the scenario sweep of $COURSE_PROFILE (quick or full)
     course sweep --experiment freeze-depth         # accuracy against the number of frozen stages
     course sweep --profile full --threads 1 --out course_utils/experiments/results/sweep_full.json
+    course sweep --status --out course_utils/experiments/results/sweep_full.json   # how far it has come
 
 Two experiments on Fashion-MNIST with mobilenet_v2 (ImageNet weights IMAGENET1K_V1), one protocol
 (course_utils.experiments.protocol: validation-chosen learning rates, early stopping, recalibrated BatchNorm,
@@ -35,7 +36,7 @@ from ..backbones import load_backbone
 from ..cache import cache_boundary, cache_features
 from ..device import machine_record, seed_everything
 from ..fashion import FASHION_CLASSES, TensorImages, balanced_indices, load_fashion_mnist
-from ..measurements import FREEZE_DEPTHS, SCENARIOS, load_results
+from ..measurements import FREEZE_DEPTHS, SCENARIOS, load_results, planned_points, progress_report, seeds_for
 from ..paths import atomic_write_text, cache_dir
 from ..preprocess import to_backbone_input
 from ..profiles import course_profile
@@ -81,9 +82,7 @@ class SweepConfig:
 
     def seeds_for(self, scenario: str, n_per_class: int) -> int:
         """How many seeds a contender gets at a size: many where cheap, fewer where a run costs an hour."""
-        if scenario in ("raw", "A", "head"):
-            return self.cheap_seeds
-        return self.seeds if n_per_class <= self.seeds_up_to else 1
+        return seeds_for(self.as_json(), scenario, n_per_class)
 
     def as_json(self) -> dict:
         """The configuration as plain JSON (sizes as string keys)."""
@@ -384,38 +383,56 @@ def run_experiment(
     )
     done = {point_key(p): p for p in record["points"]}
     inputs = Inputs(config, fashion or load_fashion(config), root or cache_dir() / "experiments", log)
-    for n in config.sizes:
-        for seed in range(max(config.seeds_for(s, n) for s in config.scenarios)):
-            for scenario in config.scenarios:
-                if seed >= config.seeds_for(scenario, n):
-                    continue
-                if (scenario, n, seed) in done:
-                    log(f"skip {scenario:<9} n={n:<5} seed={seed} (already in {out.name})")
-                    continue
-                first = done.get((scenario, n, 0))
-                warm = done.get(("A", n, seed)) or done.get(("head", n, seed))
-                started = time.perf_counter()
-                point = run_point(
-                    scenario,
-                    n,
-                    seed,
-                    config,
-                    inputs,
-                    fixed_lr=first["lr"] if seed and first else None,
-                    warm_lr=warm["lr"] if warm else None,
-                )
-                point["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-                point["point_seconds"] = round(time.perf_counter() - started, 1)
-                record["points"].append(point)
-                done[point_key(point)] = point
-                meta["finished"] = point["finished"]
-                meta["runs"][-1]["finished"] = point["finished"]
-                save_results(out, record)
-                log(
-                    f"done {scenario:<9} n={n:<5} seed={seed} lr={point['lr']:g} val={point['val_acc']:.3f} "
-                    f"test={point['test_acc']:.3f} epochs={point['epochs_run']} ({point['point_seconds']:.0f} s)"
-                )
+    for scenario, n, seed in planned_points(config.as_json()):
+        if (scenario, n, seed) in done:
+            log(f"skip {scenario:<9} n={n:<5} seed={seed} (already in {out.name})")
+            continue
+        first = done.get((scenario, n, 0))
+        warm = done.get(("A", n, seed)) or done.get(("head", n, seed))
+        started = time.perf_counter()
+        point = run_point(
+            scenario,
+            n,
+            seed,
+            config,
+            inputs,
+            fixed_lr=first["lr"] if seed and first else None,
+            warm_lr=warm["lr"] if warm else None,
+        )
+        point["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        point["point_seconds"] = round(time.perf_counter() - started, 1)
+        record["points"].append(point)
+        done[point_key(point)] = point
+        meta["finished"] = point["finished"]
+        meta["runs"][-1]["finished"] = point["finished"]
+        save_results(out, record)
+        log(
+            f"done {scenario:<9} n={n:<5} seed={seed} lr={point['lr']:g} val={point['val_acc']:.3f} "
+            f"test={point['test_acc']:.3f} epochs={point['epochs_run']} ({point['point_seconds']:.0f} s)"
+        )
     return record
+
+
+def print_status(experiment: str, out: Path) -> int:
+    """`course sweep --status`: how far a (possibly interrupted) run has come, without running anything."""
+    try:
+        record = load_results(out)
+    except ValueError as exc:
+        print(f"course sweep: {exc}", file=sys.stderr)
+        return 2
+    if not record["points"]:
+        print(f"{out}: no finished points yet")
+        return 0
+    print(f"{out}:")
+    if experiment == "similarity":
+        from ..measurements import transfer_gain
+
+        print(f"{len(record['points'])} probe results")
+        for (task, n), gain in transfer_gain(record["points"]).items():
+            print(f"{task:<8} {n:>4}/class: transfer gain {gain.mean:+.3f} ± {gain.sd:.3f} ({gain.seeds} seeds)")
+        return 0
+    print(progress_report(record))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -442,7 +459,16 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="torch CPU threads (1 is much faster on a machine shared with other busy processes)",
     )
+    parser.add_argument(
+        "--status",
+        action="store_true",
+        help="print which points of --out are finished and what they measured; run nothing",
+    )
     args = parser.parse_args(argv)
+    if args.status:
+        profile = args.profile or course_profile()
+        out = args.out or cache_dir() / "experiments" / f"{args.experiment.replace('-', '_')}_{profile}.json"
+        return print_status(args.experiment, out)
     if args.threads:
         torch.set_num_threads(args.threads)
     profile = args.profile or course_profile()
