@@ -48,6 +48,9 @@ class Recommendation:
         return SCENARIO_LABELS[self.scenario]
 
 
+OUT_OF_RANGE = 3  # a size more than 3x beyond the measured ones is said to be outside them
+
+
 def nearest_size(measured_sizes: list[int], n_per_class: int) -> int:
     """The measured size closest to ``n_per_class`` on a log scale."""
     return min(measured_sizes, key=lambda s: abs(math.log(s) - math.log(n_per_class)))
@@ -56,6 +59,23 @@ def nearest_size(measured_sizes: list[int], n_per_class: int) -> int:
 def _nearest_key(keys, task: str, n: int) -> tuple[str, int] | None:
     options = [k for k in keys if k[0] == task]
     return min(options, key=lambda k: abs(math.log(k[1]) - math.log(n))) if options else None
+
+
+def _similar_gain_sentence(similarity_points: list[dict] | None, n_per_class: int) -> str:
+    """What the similarity experiment says about frozen features on photos vs Fashion-MNIST, as measured."""
+    gains = transfer_gain(similarity_points) if similarity_points else {}
+    photos, fashion = _nearest_key(gains, "photos", n_per_class), _nearest_key(gains, "fashion", n_per_class)
+    if not (photos and fashion):
+        return "how much more ImageNet features help on photos was not measured"
+    p, f = gains[photos], gains[fashion]
+    se = math.hypot(p.se, f.se)
+    if p.mean - f.mean > 2 * se:
+        verdict = "ImageNet features helped more on natural photos"
+    elif f.mean - p.mean > 2 * se:
+        verdict = "ImageNet features helped more on Fashion-MNIST than on natural photos"
+    else:
+        verdict = "ImageNet features helped about as much on natural photos as on Fashion-MNIST"
+    return f"{verdict} (transfer gain {p.mean:+.2f} vs {f.mean:+.2f})"
 
 
 def recommend(
@@ -94,6 +114,11 @@ def recommend(
         if key:
             evidence.append(f"best-probing stage on {task} at {key[1]}/class: {stages[key]}")
     where = f"measured on Fashion-MNIST at {near} per class"
+    if not min(comparable) / OUT_OF_RANGE <= n_per_class <= max(comparable) * OUT_OF_RANGE:
+        where += (
+            f" (the sweep has measured {min(comparable)} to {max(comparable)} per class so far: your size was not"
+            " measured, so this is the nearest measurement, not a measurement of your case)"
+        )
     threshold = cross if cross is not None else math.inf
     if n_per_class < threshold:
         why = (
@@ -102,10 +127,8 @@ def recommend(
             else "fine-tuning never stayed ahead of frozen features in the sweep"
         )
         if similarity == "similar":
-            why += (
-                "; for data like ImageNet's the frozen features fit even better (see the transfer gains), "
-                "so A is the safe start (fine-tuning was measured on Fashion-MNIST only)"
-            )
+            why += "; " + _similar_gain_sentence(similarity_points, n_per_class)
+            why += ", so A is the safe start (fine-tuning was measured on Fashion-MNIST only)"
         return Recommendation("A", f"{why}; A {measured['A']:.3f} {where}", near, measured, evidence)
     transfer = {s: measured[s] for s in ("B", "C") if s in measured}
     choice = max(transfer, key=transfer.get)

@@ -125,10 +125,13 @@ def margins(points: list[dict], baseline: str = "A", challengers: tuple[str, ...
     return out
 
 
-def crossover(points: list[dict], baseline: str = "A", challengers: tuple[str, ...] = ("B", "C")) -> int | None:
-    """Smallest size from which a challenger's mean beats ``baseline`` there and at every larger size (None: never)."""
+def crossover(
+    points: list[dict], baseline: str = "A", challengers: tuple[str, ...] = ("B", "C"), min_se: float = 2.0
+) -> int | None:
+    """Smallest size from which a challenger beats ``baseline`` by ``min_se`` standard errors there and at every
+    larger measured size (None: never). A smaller lead is a tie, not a crossover: the noise could reverse it."""
     leads = margins(points, baseline, challengers)
-    ahead = [n for n, m in leads.items() if m["lead"] > 0]
+    ahead = [n for n, m in leads.items() if m["lead"] > min_se * m["se"]]
     for n in sorted(leads):
         if all(m in ahead for m in leads if m >= n):
             return n

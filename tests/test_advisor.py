@@ -45,6 +45,9 @@ def test_measurements_summarise_seeds_and_find_the_crossover():
     assert stats[("A", 10)].mean == pytest.approx(0.70) and stats[("A", 10)].seeds == 2
     assert stats[("A", 10)].sd == pytest.approx(0.00707, abs=1e-4)  # sd of 0.695 and 0.705
     assert measurements.crossover(SWEEP) == 100
+    # a lead inside the noise is a tie, not a crossover: +0.004 with seeds 0.01 apart (se 0.007) does not count
+    tie = _points({"A": {10: 0.700, 30: 0.74}, "B": {10: 0.704, 30: 0.78}})
+    assert measurements.margins(tie)[10]["lead"] > 0 and measurements.crossover(tie) == 30
     assert measurements.best_by_size(SWEEP) == {10: "A", 30: "A", 100: "C", 300: "C", 1000: "C"}
     lead = measurements.margins(SWEEP)[1000]
     assert lead["challenger"] == "C" and lead["lead"] == pytest.approx(0.07)
@@ -69,6 +72,11 @@ def test_large_dissimilar_data_gets_the_best_fine_tuning_measured():
 def test_similar_data_says_what_was_not_measured():
     small = advisor.recommend(50, "similar", SWEEP, SIMILARITY)
     assert small.scenario == "A" and "measured on Fashion-MNIST only" in small.reason
+    assert "helped more on natural photos (transfer gain +0.60 vs +0.20)" in small.reason
+    # the sentence follows the measurement: equal gains are said to be equal, not "better on photos"
+    equal = [{**p, "test_acc": 0.5} if p["init"] == "random" and p["task"] == "photos" else p for p in SIMILARITY]
+    equal = [{**p, "test_acc": 0.7} if p["init"] == "pretrained" and p["task"] == "photos" else p for p in equal]
+    assert "about as much on natural photos" in advisor.recommend(50, "similar", SWEEP, equal).reason
     large = advisor.recommend(1000, "similar", SWEEP, SIMILARITY)
     assert large.scenario == "C" and "compare it with A on your validation set" in large.reason
 
@@ -106,3 +114,9 @@ def test_a_size_where_fine_tuning_was_not_measured_is_not_used():
     partial = SWEEP + _points({"A": {3000: 0.85}, "raw": {3000: 0.80}})  # a sweep still running: no B or C at 3000
     rec = advisor.recommend(3000, "different", partial)
     assert rec.nearest_size == 1000 and rec.scenario == "C"
+
+
+def test_a_size_beyond_the_measured_ones_is_said_to_be_a_guess():
+    measured_small = [p for p in SWEEP if p["n_per_class"] <= 30]
+    assert "your size was not measured" in advisor.recommend(3000, "different", measured_small).reason
+    assert "your size was not measured" not in advisor.recommend(30, "different", measured_small).reason
