@@ -276,3 +276,19 @@ def test_bench_writes_its_figures_and_the_command(tmp_path):
         assert row["epoch_from_cache_s"] == pytest.approx(sum(parts.values()) - parts["frozen_forward"], abs=2e-3)
     assert set(report["memory"]) == {"size_px", "4", "40"} and report["goals"]["judged_on"] == "cpu time"
     assert set(report["goals"]) >= {"speedup_total_at_least_9", "boundary_speedup_total_at_least_1.3"}
+
+
+def test_bench_without_out_never_touches_the_committed_figures():
+    """Running a tool must not dirty the checkout: without --out the figures go to build/, not to the results."""
+    committed = ROOT / "course_utils" / "experiments" / "results" / "bench_cache.json"
+    before = committed.read_bytes()
+    default = ROOT / "build" / "bench_cache.json"
+    default.unlink(missing_ok=True)
+    args = ["--n", "16", "--size", "32", "--epochs", "1", "--batch-size", "8", "--memory-n", "16", "--threads", "1"]
+    try:
+        run = course("bench", *args)
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert committed.read_bytes() == before
+    finally:
+        committed.write_bytes(before)  # even when the bench is broken, leave the checkout as it was
+    assert json.loads(default.read_text())["command"] == "course bench " + " ".join(args)
