@@ -21,6 +21,7 @@ from .measurements import (
     accuracy_table,
     best_probe_stage,
     crossover,
+    gain_at_best_stage,
     sizes,
     transfer_gain,
 )
@@ -63,7 +64,7 @@ def _nearest_key(keys, task: str, n: int) -> tuple[str, int] | None:
 
 def _similar_gain_sentence(similarity_points: list[dict] | None, n_per_class: int) -> str:
     """What the similarity experiment says about frozen features on photos vs Fashion-MNIST, as measured."""
-    gains = transfer_gain(similarity_points) if similarity_points else {}
+    gains = gain_at_best_stage(similarity_points) if similarity_points else {}
     photos, fashion = _nearest_key(gains, "photos", n_per_class), _nearest_key(gains, "fashion", n_per_class)
     if not (photos and fashion):
         return "how much more ImageNet features help on photos was not measured"
@@ -75,7 +76,7 @@ def _similar_gain_sentence(similarity_points: list[dict] | None, n_per_class: in
         verdict = "ImageNet features helped more on Fashion-MNIST than on natural photos"
     else:
         verdict = "ImageNet features helped about as much on natural photos as on Fashion-MNIST"
-    return f"{verdict} (transfer gain {p.mean:+.2f} vs {f.mean:+.2f})"
+    return f"{verdict} (transfer gain at each one's best stage {p.mean:+.2f} vs {f.mean:+.2f})"
 
 
 def recommend(
@@ -97,7 +98,7 @@ def recommend(
     evidence = [
         f"crossover on Fashion-MNIST: fine-tuning ahead of A from {cross} images per class"
         if cross
-        else "on Fashion-MNIST fine-tuning never stayed ahead of A"
+        else "on Fashion-MNIST fine-tuning has not led A by two standard errors from any measured size on"
     ]
     task = TASK_OF[similarity]
     if similarity_points:
@@ -124,7 +125,7 @@ def recommend(
         why = (
             f"below the measured crossover ({cross} per class)"
             if cross is not None
-            else "fine-tuning never stayed ahead of frozen features in the sweep"
+            else "in the sweep fine-tuning has not led frozen features by two standard errors from any measured size on"
         )
         if similarity == "similar":
             why += "; " + _similar_gain_sentence(similarity_points, n_per_class)

@@ -26,6 +26,8 @@ SCENARIO_LABELS = {
     "C": "C: full fine-tune",
     "scratch": "from scratch (random init)",
 }
+# MobileNetV2's stages from the input on (the similarity experiment probes each one).
+STAGES = ("stem", "block1", "block2", "block3", "block4", "block5", "block6", "block7", "last_conv")
 # Freeze depths of lesson 04's experiment: the first trainable stage, from the head alone (A) to everything (C).
 FREEZE_DEPTHS = ("head", "last_conv", "block7", "block6", "block5", "block4", "block3", "block2", "stem")
 
@@ -168,6 +170,29 @@ def transfer_gain(points: list[dict], stage: str = "last_conv") -> dict[tuple[st
     return {key: stat(values) for key, values in sorted(gains.items())}
 
 
+def gain_at_best_stage(points: list[dict]) -> dict[tuple[str, int], Stat]:
+    """(task, images per class) -> ImageNet minus random probe accuracy, each read at the stage where its mean is
+    best, paired by seed. Random weights scramble their input more with depth, so a gain read at the last stage
+    mostly measures the random network; at each one's best stage it measures what ImageNet training adds."""
+    table = similarity_table(points)
+    by_key = {(p["task"], int(p["n_per_class"]), p["seed"], p["init"], p["stage"]): p["test_acc"] for p in points}
+    gains = {}
+    for (task, init, n), row in sorted(table.items()):
+        if init != "pretrained" or (task, "random", n) not in table:
+            continue
+        random_row = table[(task, "random", n)]
+        best, best_random = max(row, key=lambda s: row[s].mean), max(random_row, key=lambda s: random_row[s].mean)
+        seeds = sorted({p["seed"] for p in points if p["task"] == task and int(p["n_per_class"]) == n})
+        values = [
+            by_key[(task, n, seed, "pretrained", best)] - by_key[(task, n, seed, "random", best_random)]
+            for seed in seeds
+            if (task, n, seed, "pretrained", best) in by_key and (task, n, seed, "random", best_random) in by_key
+        ]
+        if values:
+            gains[(task, n)] = stat(values)
+    return gains
+
+
 def best_probe_stage(points: list[dict], init: str = "pretrained") -> dict[tuple[str, int], str]:
     """(task, images per class) -> the stage whose features probe best (mean over seeds) for ``init``."""
     return {
@@ -220,4 +245,12 @@ def progress_report(record: dict) -> str:
                 cells.append(f"{s} {st.mean:.3f}±{st.sd:.3f} ({st.seeds}/{seeds_for(config, s, n)})")
         status = "complete" if len(done_here) == len(planned_here) else f"{len(done_here)}/{len(planned_here)}"
         lines.append(f"{n:>5}/class [{status}]: " + (", ".join(cells) or "not started"))
+    return "\n".join(lines)
+
+
+def similarity_report(record: dict) -> str:
+    """The similarity experiment's transfer gains so far, one line per task and size."""
+    lines = [f"{len(record['points'])} probe results"]
+    for (task, n), gain in transfer_gain(record["points"]).items():
+        lines.append(f"{task:<8} {n:>4}/class: transfer gain {gain.mean:+.3f} ± {gain.sd:.3f} ({gain.seeds} seeds)")
     return "\n".join(lines)

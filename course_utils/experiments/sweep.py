@@ -36,7 +36,15 @@ from ..backbones import load_backbone
 from ..cache import cache_boundary, cache_features
 from ..device import machine_record, seed_everything
 from ..fashion import FASHION_CLASSES, TensorImages, balanced_indices, load_fashion_mnist
-from ..measurements import FREEZE_DEPTHS, SCENARIOS, load_results, planned_points, progress_report, seeds_for
+from ..measurements import (
+    FREEZE_DEPTHS,
+    SCENARIOS,
+    load_results,
+    planned_points,
+    progress_report,
+    seeds_for,
+    similarity_report,
+)
 from ..paths import atomic_write_text, cache_dir
 from ..preprocess import to_backbone_input
 from ..profiles import course_profile
@@ -424,14 +432,7 @@ def print_status(experiment: str, out: Path) -> int:
         print(f"{out}: no finished points yet")
         return 0
     print(f"{out}:")
-    if experiment == "similarity":
-        from ..measurements import transfer_gain
-
-        print(f"{len(record['points'])} probe results")
-        for (task, n), gain in transfer_gain(record["points"]).items():
-            print(f"{task:<8} {n:>4}/class: transfer gain {gain.mean:+.3f} ± {gain.sd:.3f} ({gain.seeds} seeds)")
-        return 0
-    print(progress_report(record))
+    print(similarity_report(record) if experiment == "similarity" else progress_report(record))
     return 0
 
 

@@ -10,6 +10,7 @@
     course notebooks           keep committed notebooks clean, derive their slide metadata (authors)
     course bench               the feature-cache benchmark of lessons 03 and 04
     course sweep               the scenario sweep, freeze-depth and similarity experiments of lesson 07
+    course results             README's measured sections, rebuilt from the committed results (authors)
     course predict             classify photos with a model file saved in lesson 08
 
 `course COMMAND --help` explains each one.
@@ -33,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "notebooks": ("course_utils.tools.notebook_tools", "clean, check or refresh the notebooks; derive slide metadata"),
     "bench": ("course_utils.experiments.bench", "benchmark: feature cache (A) and boundary cache (B)"),
     "sweep": ("course_utils.experiments.sweep", "scenario sweep, freeze depth and similarity experiments"),
+    "results": ("course_utils.experiments.report", "README's measured sections, rebuilt from the committed results"),
     "predict": ("course_utils.predict", "classify photos with a model file saved in lesson 08"),
 }
 

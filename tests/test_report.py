@@ -1,0 +1,42 @@
+"""README's measured sections are rebuilt from the committed results: they match them, and follow them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from course_utils import measurements
+from course_utils.experiments import report
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_readme_quotes_exactly_what_the_committed_results_say():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert report.render(text) == text, "README's measured sections are stale: run `course results`"
+    assert report.main(["--check"]) == 0
+
+
+def test_the_verdicts_follow_the_data_not_the_prose(tmp_path):
+    results = tmp_path / "results"
+    shutil.copytree(measurements.RESULTS_DIR, results, ignore=shutil.ignore_patterns("*.csv"))
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert '"Similar data gains more" is not shown' in report.render(text, report.Results(results))
+    # photos' ImageNet features made 0.3 better at every stage: now the natural-photo task gains more
+    record = json.loads((results / "similarity_full.json").read_text())
+    for p in record["points"]:
+        if p["task"] == "photos" and p["init"] == "pretrained":
+            p["test_acc"] = min(1.0, p["test_acc"] + 0.3)
+    (results / "similarity_full.json").write_text(json.dumps(record))
+    changed = report.render(text, report.Results(results))
+    assert '"Similar data gains more" is shown' in changed and changed != text
+
+
+def test_check_fails_on_a_stale_readme(tmp_path, capsys):
+    stale = tmp_path / "README.md"
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    stale.write_text(text.replace("planned points finished", "planned points done", 1), encoding="utf-8")
+    assert report.main(["--check", "--readme", str(stale)]) == 1
+    assert "run `course results`" in capsys.readouterr().out
+    assert report.main(["--readme", str(stale)]) == 0 and stale.read_text(encoding="utf-8") == text
