@@ -104,7 +104,7 @@ def _depth_sentence(r: Results) -> str:
         best = max(row, key=lambda s: row[s].mean)
         seeds = min(v.seeds for v in row.values())
         parts.append(
-            f"at {n} per class ({len(row)} depths, {seeds} seed(s) each so far) every depth lies within {spread:.3f} "
+            f"at {n} per class ({len(row)} depths, {seeds} seed{'s' if seeds > 1 else ''} each so far) every depth lies within {spread:.3f} "
             f"of the head alone ({head:.3f}); the best, {best}, scores {row[best].mean:.3f}"
         )
     return "; ".join(parts) or "nothing yet"
@@ -274,8 +274,8 @@ photographs, crops from one half of each for training and from the other half fo
   features probe best at {pp[0]} on photos ({pp[1]:.3f}, last stage {pp[2]:.3f}) and at {fp[0]} on Fashion-MNIST
   ({fp[1]:.3f}, last stage {fp[2]:.3f}){", an intermediate stage, not the last, at every measured size" if v["later_specific"] else ""}.
 - **Early stages are {"generic" if v["early_generic"] else "not shown to be generic"}**: random weights probe best at
-  {pr[0]} on photos ({pr[1]:.3f}) and at {fr[0]} on Fashion-MNIST ({fr[1]:.3f}); at block1 they are within 0.05 of
-  ImageNet's weights or better: {v["early_generic"]}. The ImageNet advantage grows with depth.
+  {pr[0]} on photos ({pr[1]:.3f}) and at {fr[0]} on Fashion-MNIST ({fr[1]:.3f}); at block1 they probe
+  {"within 0.05 of ImageNet's weights, or better, on both tasks" if v["early_generic"] else "more than 0.05 below ImageNet's weights on some task"}; the ImageNet advantage grows with depth.
 - **"Similar data gains more" is {"shown" if v["photos_gain_more"] else "not shown"}**: the transfer gain, each at its
   best stage (mean ± standard error over seeds; a difference under two standard errors is a tie): {_gains_text(r)}.
   Fashion-MNIST's best stage is {"earlier" if v["fashion_earlier"] else "not earlier"} than the photos' at every
