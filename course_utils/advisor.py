@@ -20,8 +20,8 @@ from .measurements import (
     SCENARIO_LABELS,
     accuracy_table,
     best_probe_stage,
+    compare_gains,
     crossover,
-    gain_at_best_stage,
     sizes,
     transfer_gain,
 )
@@ -64,19 +64,16 @@ def _nearest_key(keys, task: str, n: int) -> tuple[str, int] | None:
 
 def _similar_gain_sentence(similarity_points: list[dict] | None, n_per_class: int) -> str:
     """What the similarity experiment says about frozen features on photos vs Fashion-MNIST, as measured."""
-    gains = gain_at_best_stage(similarity_points) if similarity_points else {}
-    photos, fashion = _nearest_key(gains, "photos", n_per_class), _nearest_key(gains, "fashion", n_per_class)
-    if not (photos and fashion):
+    compared = compare_gains(similarity_points) if similarity_points else {}
+    if not compared:
         return "how much more ImageNet features help on photos was not measured"
-    p, f = gains[photos], gains[fashion]
-    se = math.hypot(p.se, f.se)
-    if p.mean - f.mean > 2 * se:
-        verdict = "ImageNet features helped more on natural photos"
-    elif f.mean - p.mean > 2 * se:
-        verdict = "ImageNet features helped more on Fashion-MNIST than on natural photos"
-    else:
-        verdict = "ImageNet features helped about as much on natural photos as on Fashion-MNIST"
-    return f"{verdict} (transfer gain at each one's best stage {p.mean:+.2f} vs {f.mean:+.2f})"
+    p, f, verdict = compared[nearest_size(list(compared), n_per_class)]
+    said = {
+        "photos": "ImageNet features helped more on natural photos",
+        "fashion": "ImageNet features helped more on Fashion-MNIST than on natural photos",
+        "tie": "ImageNet features helped about as much on natural photos as on Fashion-MNIST",
+    }[verdict]
+    return f"{said} (transfer gain at each one's best stage {p.mean:+.2f} vs {f.mean:+.2f})"
 
 
 def recommend(

@@ -193,6 +193,26 @@ def gain_at_best_stage(points: list[dict]) -> dict[tuple[str, int], Stat]:
     return gains
 
 
+def compare_gains(points: list[dict], min_se: float = 2.0) -> dict[int, tuple[Stat, Stat, str]]:
+    """Images per class -> (photos' gain, Fashion-MNIST's gain, which is larger): 'photos', 'fashion', or 'tie'
+    when they differ by less than ``min_se`` standard errors. Gains are read at each one's best stage."""
+    gains = gain_at_best_stage(points)
+    out = {}
+    for n in sorted({n for (_, n) in gains}):
+        if ("photos", n) in gains and ("fashion", n) in gains:
+            photos, fashion = gains[("photos", n)], gains[("fashion", n)]
+            limit = min_se * math.hypot(photos.se, fashion.se)
+            verdict = (
+                "photos"
+                if photos.mean - fashion.mean > limit
+                else "fashion"
+                if fashion.mean - photos.mean > limit
+                else "tie"
+            )
+            out[n] = (photos, fashion, verdict)
+    return out
+
+
 def best_probe_stage(points: list[dict], init: str = "pretrained") -> dict[tuple[str, int], str]:
     """(task, images per class) -> the stage whose features probe best (mean over seeds) for ``init``."""
     return {

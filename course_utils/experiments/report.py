@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -55,24 +54,6 @@ class Results:
         row = self.table[(task, init, n)]
         best = max(row, key=lambda s: row[s].mean)
         return best, row[best].mean, row["last_conv"].mean
-
-    def gain_comparison(self) -> dict[int, tuple[m.Stat, m.Stat, str]]:
-        """Per size: photos' and Fashion-MNIST's gains (each at its best stage) and which is larger by 2 SE."""
-        gains = m.gain_at_best_stage(self.similarity["points"])
-        out = {}
-        for n in sorted({n for (_, n) in gains}):
-            if ("photos", n) in gains and ("fashion", n) in gains:
-                p, f = gains[("photos", n)], gains[("fashion", n)]
-                se = math.hypot(p.se, f.se)
-                verdict = (
-                    "photos more"
-                    if p.mean - f.mean > 2 * se
-                    else "Fashion-MNIST more"
-                    if f.mean - p.mean > 2 * se
-                    else "a tie"
-                )
-                out[n] = (p, f, verdict)
-        return out
 
     def status(self, name: str, record: dict, similarity: bool = False) -> str:
         """What `course sweep --status` prints for a committed file."""
@@ -122,7 +103,9 @@ def _similarity_verdicts(r: Results) -> dict[str, bool]:
             for t in ("photos", "fashion")
             for n in both
         ),
-        "photos_gain_more": any(verdict == "photos more" for _, _, verdict in r.gain_comparison().values()),
+        "photos_gain_more": any(
+            verdict == "photos" for _, _, verdict in m.compare_gains(r.similarity["points"]).values()
+        ),
         "fashion_earlier": all(
             order.index(r.best_stage("fashion", "pretrained", n)[0])
             < order.index(r.best_stage("photos", "pretrained", n)[0])
@@ -137,9 +120,10 @@ def _similarity_verdicts(r: Results) -> dict[str, bool]:
 
 
 def _gains_text(r: Results) -> str:
+    said = {"photos": "photos more", "fashion": "Fashion-MNIST more", "tie": "a tie"}
     return "; ".join(
-        f"{n}/class: photos {p.mean:+.3f} ± {p.se:.3f} vs Fashion-MNIST {f.mean:+.3f} ± {f.se:.3f}, {verdict}"
-        for n, (p, f, verdict) in r.gain_comparison().items()
+        f"{n}/class: photos {p.mean:+.3f} ± {p.se:.3f} vs Fashion-MNIST {f.mean:+.3f} ± {f.se:.3f}, {said[verdict]}"
+        for n, (p, f, verdict) in m.compare_gains(r.similarity["points"]).items()
     )
 
 
