@@ -270,7 +270,10 @@ def progress_report(record: dict) -> str:
 
 def similarity_report(record: dict) -> str:
     """The similarity experiment's transfer gains so far, one line per task and size."""
-    lines = [f"{len(record['points'])} probe results"]
+    config = record.get("meta", {}).get("config", {})
+    planned = len(config.get("sizes", [])) * int(config.get("seeds", 0)) * 2 * 2 * len(STAGES)  # tasks x inits
+    done = len(record["points"])
+    lines = [f"{done} of {planned} planned probe results" + (" (complete)" if done >= planned else "")]
     for (task, n), gain in transfer_gain(record["points"]).items():
         lines.append(f"{task:<8} {n:>4}/class: transfer gain {gain.mean:+.3f} ± {gain.sd:.3f} ({gain.seeds} seeds)")
     return "\n".join(lines)
