@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -78,17 +79,29 @@ def _size_line(r: Results, n: int) -> str:
 
 
 def _depth_sentence(r: Results) -> str:
-    parts = []
+    """Per finished size: the best first trainable stage against the head alone, as a lead in standard errors."""
+    lines = []
     for n, row in m.freeze_depth_table(r.depth["points"]).items():
-        head = row["head"].mean
-        spread = max(abs(v.mean - head) for v in row.values())
+        head = row["head"]
         best = max(row, key=lambda s: row[s].mean)
+        lead = row[best].mean - head.mean
+        se = math.hypot(row[best].se, head.se)
+        z = lead / se if se > 0 else 0.0
+        verdict = "ahead of the head alone" if z > 2 else "tied with the head alone"
         seeds = min(v.seeds for v in row.values())
-        parts.append(
-            f"at {n} per class ({len(row)} depths, {seeds} seed{'s' if seeds > 1 else ''} each so far) every depth lies within {spread:.3f} "
-            f"of the head alone ({head:.3f}); the best, {best}, scores {row[best].mean:.3f}"
+        spread = "from the seeds" if seeds > 1 else "from the 10,000 test images; one seed so far"
+        lines.append(
+            f"- **{n} per class**: the best depth, trainable from {best} ({row[best].mean:.3f}), is {verdict} "
+            f"({head.mean:.3f}): lead {lead:+.3f} = {z:+.1f} standard errors ({spread}); training everything "
+            f"(stem): {row['stem'].mean:.3f}.\n"
+            if "stem" in row
+            else f"- **{n} per class**: the best depth so far, trainable from {best} ({row[best].mean:.3f}), is "
+            f"{verdict} ({head.mean:.3f}): lead {lead:+.3f} = {z:+.1f} standard errors ({spread}).\n"
         )
-    return "; ".join(parts) or "nothing yet"
+    todo = [n for n in r.depth["meta"]["config"]["sizes"] if n not in m.sizes(r.depth["points"])]
+    if todo:
+        lines.append(f"- not started yet: {', '.join(f'{n:,}' for n in todo)} per class.\n")
+    return "".join(lines)
 
 
 def _similarity_verdicts(r: Results) -> dict[str, bool]:
@@ -137,6 +150,12 @@ def claims_section(r: Results) -> str:
         for n in r.sizes
         if ("B", n) in r.stats and ("A", n) in r.stats
     )
+    depth = "; ".join(
+        f"freeze depth at {n}/class: best from {max(row, key=lambda s: row[s].mean)} "
+        f"{max(v.mean for v in row.values()):.3f} vs head alone {row['head'].mean:.3f}"
+        for n, row in m.freeze_depth_table(r.depth["points"]).items()
+    )
+    fine_tune += f"; {depth}" if depth else ""
     large = [n for n in r.sizes if n >= 1000]
     c_status = "**open**" if not large else "see lesson 07"
     c_measured = (
@@ -176,7 +195,6 @@ def measured_section(r: Results) -> str:
     v = _similarity_verdicts(r)
     pp, fp = r.best_stage("photos", "pretrained", 10), r.best_stage("fashion", "pretrained", 10)
     pr, fr = r.best_stage("photos", "random", 10), r.best_stage("fashion", "random", 10)
-    a10 = r.stats[("A", 10)]
     unmeasured = ", ".join(f"{n:,}" for n in r.unmeasured)
     open_part = (
         f"""- **Not measured yet: {unmeasured} per class.** So "C suits large data", the full-data result against the
@@ -239,10 +257,9 @@ What the finished points say (lesson 07 computes the same from the file):
 {r.status("freeze_depth_full.json", r.depth)}
 ```
 
-Finished so far: {_depth_sentence(r)}. For scale, A's seed-to-seed standard deviation at 10 per class in the sweep
-is {a10.sd:.3f}: with one seed per depth, no depth is shown to beat the head alone there. The larger sizes, where
-the depth should matter, are still to run.
+What the finished points say:
 
+{_depth_sentence(r)}
 **Similarity** (lesson 07): the same linear probe (standardised features, logistic regression, regularisation
 chosen on validation) on the averaged output of every stage of MobileNetV2, with ImageNet weights and with random
 weights (BatchNorm recalibrated), on two ten-class tasks prepared alike at 64 px: **natural photos** (ten bundled
