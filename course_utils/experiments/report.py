@@ -29,7 +29,6 @@ class Results:
     """The committed experiments and the figures derived from them."""
 
     def __init__(self, results_dir: Path = m.RESULTS_DIR):
-        self.dir = results_dir
         self.sweep = m.load_results(results_dir / m.COMMITTED_SWEEP.name)
         self.depth = m.load_results(results_dir / m.COMMITTED_FREEZE_DEPTH.name)
         self.similarity = m.load_results(results_dir / m.COMMITTED_SIMILARITY.name)
