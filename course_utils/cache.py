@@ -2,8 +2,9 @@
 
 Layout: ``<root>/<name>/<fingerprint[:16]>/{features.npy, labels.npy, manifest.json}``.
 
-- The fingerprint hashes the body's weights, the transform, the data and the library versions; change
-  any of them and the cache is rebuilt (``CacheResult.reason`` says which part changed).
+- The fingerprint hashes the body's weights, the transform (as the dataset describes it: TensorImages by
+  its transform's output on a fixed probe), the data and the library versions; change any of them and the
+  cache is rebuilt (``CacheResult.reason`` says which part changed).
 - Writes are atomic: everything goes into a temporary folder, the manifest (with the sha256 of each
   file) is written last, then the folder is renamed into place. A folder without a manifest, with a
   wrong size or a wrong checksum is reported and rebuilt, never used.
@@ -32,7 +33,6 @@ from tqdm.auto import tqdm
 from .backbones import body_features
 from .device import loader_kwargs
 from .paths import atomic_write_text, cache_dir, file_sha256
-from .preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 CACHE_FORMAT = 1
 PARTS = ("weights", "transform", "data", "versions")
@@ -59,19 +59,21 @@ def weights_digest(model: nn.Module) -> str:
 
 
 def describe_transform(dataset: Dataset) -> str:
-    """A text description of how a dataset turns its images into tensors (size, normalization, ...)."""
+    """How a dataset turns its images into tensors: its own ``transform_description()`` when it has one
+    (TensorImages: derived from the code that runs), else the repr of its torchvision ``transform``."""
     if isinstance(dataset, Subset):
         return describe_transform(dataset.dataset)
-    if hasattr(dataset, "size") and hasattr(dataset, "augment"):  # TensorImages
-        return (
-            f"TensorImages(size={dataset.size}, gray->3 channels, bilinear, mean={IMAGENET_MEAN}, std={IMAGENET_STD}, "
-            f"augment={dataset.augment!r})"
-        )
+    own = getattr(dataset, "transform_description", None)
+    if callable(own):
+        return own()
     if getattr(dataset, "transform", None) is not None:
         return " ".join(repr(dataset.transform).split())
     if isinstance(dataset, torch.utils.data.TensorDataset):
         return "TensorDataset (tensors used as they are)"
-    raise CacheError(f"cannot describe how {type(dataset).__name__} transforms its images; pass transform_id=...")
+    raise CacheError(
+        f"cannot describe how {type(dataset).__name__} transforms its images: give it a transform_description() "
+        "method, or pass transform_id=... (a text that changes whenever its preprocessing does)"
+    )
 
 
 _RANDOM_WORDS = ("Random", "ColorJitter", "AutoAugment", "RandAugment", "TrivialAugment", "AugMix", "GaussianBlur")

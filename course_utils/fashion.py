@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 
 from .fashion_files import check_fashion_mnist, fashion_mnist_raw_dir
 from .paths import DataError
-from .preprocess import to_backbone_input
+from .preprocess import grey_probe, output_sha256, to_backbone_input
 
 FASHION_CLASSES = (
     "T-shirt/top",
@@ -86,8 +86,21 @@ class TensorImages(Dataset):
     def __len__(self) -> int:
         return len(self.targets)
 
+    def transform(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 images (N x H x W) -> backbone input (N x 3 x size x size), before any augmentation."""
+        return to_backbone_input(images, self.size)
+
+    def transform_description(self) -> str:
+        """How this dataset makes input, for the feature cache: size, augmentation and ``transform``'s exact output
+        on a fixed probe (so editing the preprocessing code invalidates the caches made with it)."""
+        probe = grey_probe(*self.images.shape[1:])
+        return (
+            f"{type(self).__name__}(size={self.size}, augment={self.augment!r}), "
+            f"output on the probe sha256={output_sha256(self.transform, probe)}"
+        )
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        x = to_backbone_input(self.images[index : index + 1], self.size)[0]
+        x = self.transform(self.images[index : index + 1])[0]
         if self.augment is not None:
             x = self.augment(x)
         return x, int(self.targets[index])

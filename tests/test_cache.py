@@ -14,8 +14,9 @@ import torch
 from helpers import course
 from torch import nn
 
-from course_utils import cache
+from course_utils import cache, fashion, preprocess
 from course_utils.fashion import TensorImages
+from course_utils.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,6 +93,40 @@ def test_changing_weights_transform_or_data_rebuilds_and_says_why(tmp_path, chan
     second = make(tmp_path, **change())
     assert second.built and second.fingerprint != first.fingerprint
     assert second.reason == f"rebuilt: {part} changed"
+
+
+def antialiased(images: torch.Tensor, size: int) -> torch.Tensor:
+    """preprocess.to_backbone_input with one change: antialiasing when it shrinks (28 -> 16 px here)."""
+    x = images.float().div(255.0).unsqueeze(1)
+    x = nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (x.expand(-1, 3, -1, -1) - mean) / std
+
+
+def test_a_change_to_the_preprocessing_code_rebuilds_the_cache(tmp_path, monkeypatch):
+    make(tmp_path)
+    monkeypatch.setattr(fashion, "to_backbone_input", antialiased)  # what TensorImages calls, edited
+    data = images()
+    assert not torch.equal(antialiased(data.images[:1], 16), preprocess.to_backbone_input(data.images[:1], 16))
+    second = make(tmp_path, data=data)
+    assert second.built and second.reason == "rebuilt: transform changed"
+    x = torch.stack([data[i][0] for i in range(len(data))])
+    with torch.no_grad():
+        torch.testing.assert_close(torch.from_numpy(np.array(second.features)), tiny_body().eval()(x))
+    monkeypatch.undo()
+    assert make(tmp_path).reason == "loaded from cache"
+
+
+def test_a_dataset_with_its_own_transform_gets_its_own_cache(tmp_path):
+    class Antialiased(TensorImages):
+        def transform(self, images: torch.Tensor) -> torch.Tensor:
+            return antialiased(images, self.size)
+
+    make(tmp_path)
+    plain = images()
+    other = make(tmp_path, data=Antialiased(plain.images, plain.targets, plain.classes, size=16))
+    assert other.built and other.reason == "rebuilt: transform changed"
 
 
 def test_batchnorm_statistics_are_part_of_the_weights_fingerprint():
