@@ -58,11 +58,13 @@ def loader_kwargs(device: torch.device | str | None = None) -> dict:
     return {"num_workers": 0, "pin_memory": device.type == "cuda"}
 
 
-def machine_record(note: str = "") -> dict:
-    """Where a measurement ran (OS, CPU, torch threads, load, versions, device): one record for every tool."""
+def machine_record(note: str = "", device: torch.device | str | None = None) -> dict:
+    """Where a measurement ran (OS, CPU, torch threads, load, versions, device): one record for every tool.
+
+    ``device`` is the device the measurement used (default: the one pick_device() would choose)."""
     import torchvision
 
-    device = pick_device()
+    device = torch.device(device) if device is not None else pick_device()
     record = {
         "platform": f"{platform.system()} {platform.release()} {platform.machine()}",
         "processor": platform.processor() or "unknown",
@@ -73,7 +75,7 @@ def machine_record(note: str = "") -> dict:
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "device": str(device),
-        "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else "none",
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else "none",
     }
     if note:
         record["note"] = note

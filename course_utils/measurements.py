@@ -226,7 +226,7 @@ def seeds_for(config: dict, scenario: str, n_per_class: int) -> int:
     """How many seeds an experiment's configuration gives a contender at a size (cheap ones get more)."""
     if scenario in ("raw", "A", "head"):
         return int(config["cheap_seeds"])
-    return int(config["seeds"]) if n_per_class <= int(config["seeds_up_to"]) else 1
+    return int(config["seeds"]) if n_per_class <= int(config["seeds_up_to"]) else int(config.get("large_seeds", 1))
 
 
 def planned_points(config: dict) -> list[tuple[str, int, int]]:

@@ -130,17 +130,51 @@ def test_the_learning_rate_is_chosen_on_validation_and_test_is_measured_once():
         )
     finally:
         protocol.evaluate = original
-    assert result.lr == 0.05 and set(result.lr_search) == {"1e-06", "0.05"}
+    assert {"1e-06", "0.05"} <= set(result.lr_search) and result.lr >= 0.05
     assert result.lr_search["0.05"] > result.lr_search["1e-06"] + 0.2  # a learning rate too small to learn
-    assert result.val_acc == result.lr_search["0.05"] and result.test_acc > 0.85
+    assert result.val_acc == result.lr_search[f"{result.lr:g}"] and result.test_acc > 0.85
     assert sum(tested) == 1  # the test set is evaluated once; validation choices never look at it
+
+
+def test_a_winner_at_the_edge_of_the_grid_extends_it_until_it_is_bracketed():
+    assert [protocol.next_rate(lr, up=True) for lr in (1e-4, 3e-4, 1e-3)] == [3e-4, 1e-3, 3e-3]
+    assert [protocol.next_rate(lr, up=False) for lr in (1e-4, 3e-4, 1e-2)] == [3e-5, 1e-4, 3e-3]
+    data = toy_data()
+    budget = protocol.Budget(12, 3)
+    # a grid below the useful rates: its top wins, so the grid grows upwards, one half-decade at a time
+    low = protocol.select_and_train(protocol.linear_builder(8, 2, 0), (1e-3, 3e-3), data, budget, recalibrate=False)
+    assert low.lr_grid[:2] == [1e-3, 3e-3] and len(low.lr_grid) > 2
+    assert low.lr_grid[2:] == [1e-2, 3e-2, 1e-1][: len(low.lr_grid) - 2]
+    assert low.lr_at_edge == (low.lr in (low.lr_grid[0], low.lr_grid[-1]))  # only when the extensions ran out
+    assert set(low.lr_search) == {f"{lr:g}" for lr in low.lr_grid}  # every candidate's validation score is kept
+    # a tie never pushes the grid outwards: equals go to the rate nearest the middle
+    flat = protocol.select_and_train(protocol.linear_builder(8, 2, 0), (1e-9, 2e-9, 4e-9), data, budget, False)
+    assert flat.lr == 2e-9 and flat.lr_grid == [1e-9, 2e-9, 4e-9] and not flat.lr_at_edge
+    # a reused choice is not a search: no extension
+    fixed = protocol.select_and_train(protocol.linear_builder(8, 2, 0), (1e-6,), data, budget, False, fixed_lr=1e-6)
+    assert fixed.lr_grid == [1e-6] and not fixed.lr_at_edge
+
+
+def test_channels_last_changes_the_layout_not_the_numbers():
+    x = torch.rand(6, 3, 32, 32)
+    batches = protocol.ArrayBatches(x, torch.zeros(6, dtype=torch.long), np.arange(6), 3, channels_last=True)
+    first, _ = next(iter(batches))
+    assert first.is_contiguous(memory_format=torch.channels_last) and torch.equal(first, x[:3])
+    model = bb.load_backbone("mobilenet_v2").eval()
+    with torch.no_grad():
+        expected = model(x)
+        fast = model.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
+    assert (expected - fast).abs().max().item() < 1e-4
 
 
 def test_successive_halving_trains_only_the_winner_to_the_end():
     data = toy_data()
     budget = protocol.Budget(10, 10, probe_epochs=2)
-    result = protocol.select_and_train(protocol.linear_builder(8, 2, 0), (1e-6, 0.05), data, budget, recalibrate=False)
-    assert result.lr == 0.05 and result.epochs_run == 10  # probe 2 epochs + 8 more for the winner only
+    result = protocol.select_and_train(
+        protocol.linear_builder(8, 2, 0), (1e-6, 0.05, 50.0), data, budget, recalibrate=False
+    )
+    assert result.epochs_run == 10  # probe 2 epochs + 8 more for the winner only
+    assert result.lr_search[f"{result.lr:g}"] == max(result.lr_search.values())
     fixed = protocol.select_and_train(
         protocol.linear_builder(8, 2, 0), (1e-6, 0.05), data, budget, recalibrate=False, fixed_lr=1e-6
     )
@@ -198,6 +232,60 @@ def test_the_runner_resumes_reuses_the_seed_0_choice_and_refuses_another_configu
     assert len(again["meta"]["runs"]) == 2  # each invocation is recorded with its command and machine
     with pytest.raises(ValueError, match="another configuration"):
         sweep.run_experiment(replace(TINY, image_size=48), out, fashion=fashion, root=tmp_path / "c")
+    assert all(p["device"] == "cpu" for p in record["points"])  # the device each point really used
+    with pytest.raises(ValueError, match="one size never mixes devices"):
+        on_disk["points"] = on_disk["points"][:-1]
+        on_disk["points"][0]["device"] = "cuda"
+        out.write_text(json.dumps(on_disk))
+        sweep.run_experiment(TINY, out, log=log.append, fashion=fashion, root=tmp_path / "c", device="cpu")
+
+
+def test_the_freeze_depths_the_sweep_measured_are_taken_from_it_not_trained_again(tmp_path):
+    fashion, log = small_fashion(200, 20), []
+    sweep_out, depth_out = tmp_path / "sweep.json", tmp_path / "depth.json"
+    tiny = replace(TINY, seeds=1, cheap_seeds=1)
+    sweep_record = sweep.run_experiment(tiny, sweep_out, log=log.append, fashion=fashion, root=tmp_path / "c")
+    depths = replace(tiny, experiment="freeze-depth", scenarios=("head", "block6", "block5"))
+    record = sweep.run_experiment(
+        depths, depth_out, log=log.append, fashion=fashion, root=tmp_path / "c", sweep_file=sweep_out
+    )
+    by = {p["scenario"]: p for p in record["points"]}
+    sweep_by = {p["scenario"]: p for p in sweep_record["points"]}
+    assert by["head"]["from_sweep"] == by["block5"]["from_sweep"] == "sweep.json"
+    assert by["head"]["test_acc"] == sweep_by["A"]["test_acc"] and by["block5"]["lr"] == sweep_by["B"]["lr"]
+    assert "from_sweep" not in by["block6"] and by["block6"]["first_trainable"] == "block6"  # trained here
+    assert sum(line.startswith("done") for line in log) == 3 + 1  # the sweep's three points, then block6 only
+    # a sweep run under another protocol is never borrowed from
+    other = replace(tiny, image_size=48)
+    sweep.run_experiment(other, tmp_path / "other.json", log=log.append, fashion=fashion, root=tmp_path / "c")
+    log.clear()
+    sweep.run_experiment(
+        replace(depths, image_size=48),
+        tmp_path / "d2.json",
+        log=log.append,
+        fashion=fashion,
+        root=tmp_path / "c",
+        sweep_file=sweep_out,
+    )
+    assert any("another protocol" in line for line in log)
+
+
+def test_the_results_file_writes_a_real_csv_and_refuses_a_changed_configuration(tmp_path):
+    import csv
+
+    from course_utils.experiments.results_file import ResultsConflict, ResultsFile
+
+    path = tmp_path / "r.json"
+    results = ResultsFile(path, {"a": 1}, lambda p: p["k"])
+    results.start_run("course sweep --note 'x, y'", {"device": "cpu"})
+    results.add({"k": 1, "note": "has, a comma", "nested": {"x": 1}}, {"k": 2, "extra": 3})
+    rows = list(csv.DictReader(path.with_suffix(".csv").open()))
+    assert rows[0]["note"] == "has, a comma" and "nested" not in rows[0] and rows[1]["extra"] == "3"
+    with pytest.raises(ValueError, match="already holds"):
+        results.add({"k": 1})
+    assert len(ResultsFile(path, {"a": 1}, lambda p: p["k"]).points) == 2
+    with pytest.raises(ResultsConflict, match="differs in: a"):
+        ResultsFile(path, {"a": 2}, lambda p: p["k"])
 
 
 def test_status_says_which_planned_points_are_still_missing(tmp_path, capsys):
@@ -224,8 +312,16 @@ def test_config_has_the_large_data_end_and_a_fair_budget_for_everyone():
     assert config.sizes[-1] == 6000 and config.image_size >= 64 and config.test_per_class is None
     assert set(config.scenarios) == {"raw", "A", "B", "C", "scratch"}
     assert all(config.seeds_for(s, 1000) >= 3 for s in config.scenarios)
+    assert all(config.seeds_for(s, 6000) >= 2 for s in config.scenarios)  # the spread at 6,000 is measured too
+    assert config.channels_last and config.eval_batch_size == 64  # one numeric path for every contender
+    for grid in config.lr_grids.values():
+        assert len(grid) >= 3  # a starting grid with a middle; edges extend (select_and_train)
+    for n in (1000, 6000):
+        assert config.budgets[n].probe_epochs >= 4  # 2-epoch rungs favour the higher rate
     depth = sweep.config_for("freeze-depth", "full")
     assert depth.scenarios[0] == "head" and depth.scenarios[-1] == "stem" and len(depth.sizes) >= 2
+    assert all(depth.seeds_for(s, 1000) >= 3 for s in depth.scenarios)
+    assert sweep.shareable(depth.as_json()) == sweep.shareable(config.as_json())  # head/block5/stem = A/B/C
     with pytest.raises(ValueError, match="no configuration"):
         sweep.config_for("nope", "full")
 

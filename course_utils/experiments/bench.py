@@ -20,6 +20,9 @@ the machine speeding up or slowing down during the run -- this one varies a lot 
 
 Memory: peak RSS growth while caching ``--memory-n`` Fashion-MNIST training images and a tenth of them.
 
+Numeric path (the sweep's): a training step NCHW vs channels_last, whole network and from later stages; evaluation
+at batch 256 vs 64; the largest logit difference (course_utils.experiments.numeric_path).
+
 The figures go to build/bench_cache.json (``--out course_utils/experiments/results/bench_cache.json`` updates the
 committed ones) with the command and machine that made them.
 """
@@ -46,6 +49,7 @@ from ..paths import atomic_write_text, project_root
 from ..preprocess import to_backbone_input
 from ..timing import Stopwatch, timed
 from ..training import fit
+from .numeric_path import numeric_path
 
 COMMITTED = Path(__file__).resolve().parent / "results" / "bench_cache.json"
 
@@ -324,6 +328,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--only", choices=["numeric-path"], default=None, help="run one section (its figures go to --out alone)"
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         default=None,
@@ -341,6 +348,14 @@ def main(argv: list[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "machine": machine_record(),
     }
+    if device.type == "cpu":
+        print(f"numeric path: NCHW vs channels_last at {args.size} px, interleaved ...", flush=True)
+        report["numeric_path"] = numeric_path(args.size, args.batch_size)
+        print(json.dumps(report["numeric_path"], indent=1), flush=True)
+    if args.only == "numeric-path":
+        atomic_write_text(out, json.dumps(report, indent=1) + "\n")
+        print(f"wrote {out}")
+        return 0
     with tempfile.TemporaryDirectory(prefix="bench-cache-") as tmp:
         print(f"speed: {args.n} images at {args.size} px, {args.epochs} epochs, on {device} ...", flush=True)
         report["speed"] = speed(args.n, args.size, args.epochs, args.batch_size, device, args.seed, Path(tmp))

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -34,10 +33,10 @@ from ..backbones import load_backbone, stage_names
 from ..device import machine_record, seed_everything
 from ..explore import stage_output_modules
 from ..fashion import balanced_indices, load_fashion_mnist
-from ..measurements import load_results
 from ..photos import bundled_photo
 from ..preprocess import IMAGENET_MEAN, IMAGENET_STD, to_backbone_input
 from ..training import recalibrate_batchnorm
+from .results_file import ResultsFile
 
 PHOTOS = (
     "astronaut",
@@ -175,23 +174,10 @@ def model_for(init: str, train_images: torch.Tensor, seed: int) -> nn.Module:
 
 def run_similarity(config: SimilarityConfig, out: str | Path, command: str = "", note: str = "", log=print) -> dict:
     """Measure every (task, size, seed) not yet in ``out``; save after each; return the record."""
-    from .sweep import save_results
-
-    out = Path(out)
-    record = load_results(out)
-    meta = record.setdefault("meta", {})
-    if record["points"] and meta.get("config") != config.as_json():
-        raise ValueError(f"{out} holds points of another configuration; pass another --out")
-    meta["config"] = {**config.as_json(), "photos": list(PHOTOS), "c_grid": list(C_GRID)}
-    meta.setdefault("started", datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    meta.setdefault("runs", []).append(
-        {
-            "command": command,
-            "machine": machine_record(note),
-            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
-    )
-    done = {(p["task"], p["n_per_class"], p["seed"]) for p in record["points"]}
+    config_json = {**config.as_json(), "photos": list(PHOTOS), "c_grid": list(C_GRID)}
+    results = ResultsFile(out, config_json, lambda p: (p["task"], p["init"], p["stage"], p["n_per_class"], p["seed"]))
+    results.start_run(command, machine_record(note, "cpu"))
+    done = {(p["task"], p["n_per_class"], p["seed"]) for p in results.points}
     for n in config.sizes:
         for seed in range(config.seeds):
             for task in TASKS:
@@ -201,6 +187,7 @@ def run_similarity(config: SimilarityConfig, out: str | Path, command: str = "",
                 start = time.perf_counter()
                 seed_everything(seed)
                 images = task_images(task, n, config, seed)
+                new = []
                 for init in INITS:
                     model = model_for(init, images["train"][0], seed)
                     feats = {split: pooled_stage_features(model, x) for split, (x, _) in images.items()}
@@ -208,7 +195,7 @@ def run_similarity(config: SimilarityConfig, out: str | Path, command: str = "",
                         test_acc, val_acc, c = probe(
                             *[(feats[s][stage], images[s][1].numpy()) for s in ("train", "val", "test")]
                         )
-                        record["points"].append(
+                        new.append(
                             {
                                 "task": task,
                                 "init": init,
@@ -221,13 +208,11 @@ def run_similarity(config: SimilarityConfig, out: str | Path, command: str = "",
                                 "n_test": len(images["test"][1]),
                             }
                         )
-                meta["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-                meta["runs"][-1]["finished"] = meta["finished"]
-                save_results(out, record)
-                last = [p for p in record["points"][-2 * 9 :] if p["stage"] == "last_conv"]
+                results.add(*new)  # a (task, size, seed) is saved whole or not at all
+                last = [p for p in new if p["stage"] == "last_conv"]
                 log(
                     f"done {task} n={n} seed={seed}: last stage "
                     + ", ".join(f"{p['init']} {p['test_acc']:.3f}" for p in last)
                     + f" ({time.perf_counter() - start:.0f} s)"
                 )
-    return record
+    return results.record

@@ -4,6 +4,7 @@
     course sweep --experiment freeze-depth         # accuracy against the number of frozen stages
     course sweep --profile full --threads 1 --out course_utils/experiments/results/sweep_full.json
     course sweep --status --out course_utils/experiments/results/sweep_full.json   # how far it has come
+    course sweep --experiment large-data --profile full --threads 1 --out-dir DIR   # both, size by size
 
 Two experiments on Fashion-MNIST with mobilenet_v2 (ImageNet weights IMAGENET1K_V1), one protocol
 (course_utils.experiments.protocol: validation-chosen learning rates, early stopping, recalibrated BatchNorm,
@@ -14,19 +15,24 @@ the test set touched once):
     similarity     ImageNet features on photos vs Fashion-MNIST, stage by stage (see experiments/similarity.py)
 
 Resumable: every finished point is written to the results file at once (atomically, with a CSV beside it), and a
-point already there is skipped: stop the command any time and run it again. The configuration is stored in the
-file; resuming with a different one is refused (use another --out), so one file never mixes two protocols.
+point already there is skipped: stop the command any time and run it again. The configuration (numeric path
+included) is stored in the file; resuming with a different one is refused (use another --out), so one file never
+mixes two protocols. ``--sizes`` only chooses which of the configuration's sizes run now.
+
+The freeze-depth experiment's ``head``, ``block5`` and ``stem`` are the sweep's A, B and C at the same size and seed
+(same protocol, same numbers): they are copied from the sweep's file, never trained twice. ``large-data`` runs both
+experiments size by size (the sweep's points at a size first, then the freeze depths there), into ``--out-dir``.
+
+Every point records the device it ran on (FP32; TF32 off on CUDA); one size of one file never mixes devices.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +40,7 @@ import torch
 
 from ..backbones import load_backbone
 from ..cache import cache_boundary, cache_features
-from ..device import machine_record, seed_everything
+from ..device import machine_record, pick_device, seed_everything
 from ..fashion import FASHION_CLASSES, TensorImages, balanced_indices, load_fashion_mnist
 from ..measurements import (
     FREEZE_DEPTHS,
@@ -45,7 +51,7 @@ from ..measurements import (
     seeds_for,
     similarity_report,
 )
-from ..paths import atomic_write_text, cache_dir
+from ..paths import cache_dir
 from ..preprocess import to_backbone_input
 from ..profiles import course_profile
 from .protocol import (
@@ -57,9 +63,11 @@ from .protocol import (
     scratch_builder,
     select_and_train,
 )
+from .results_file import ResultsConflict, ResultsFile
 
-EXPERIMENTS = ("scenarios", "freeze-depth", "similarity")
+EXPERIMENTS = ("scenarios", "freeze-depth", "similarity", "large-data")
 FIRST_TRAINABLE = {"A": "head", "B": "block5", "C": "stem"}  # the freeze depth each scenario uses
+SHARED_DEPTHS = {stage: scenario for scenario, stage in FIRST_TRAINABLE.items()}  # freeze depth -> sweep scenario
 NUM_CLASSES = 10
 RECALIBRATION_IMAGES = 2048
 
@@ -76,17 +84,21 @@ class SweepConfig:
     seeds: int = 3  # seeds of the expensive contenders (B, C, scratch, freeze depths) up to `seeds_up_to`
     seeds_up_to: int = 1000
     cheap_seeds: int = 5  # seeds of raw and A at every size
+    large_seeds: int = 2  # seeds of the expensive contenders above `seeds_up_to`: enough to measure the spread
     val_per_class: int = 100  # validation images per class, from the training set, disjoint from training
     test_per_class: int | None = None  # None: the whole 10,000-image test set
     all_size: int = 6000
     batch_size: int = 64
+    # the numeric path (course bench measures it): same protocol, faster arithmetic, logits equal to ~1e-6
+    channels_last: bool = True
+    eval_batch_size: int = 64  # validation, test, recalibration and cache writing
     lr_grids: dict[str, tuple[float, ...]] = field(
         default_factory=lambda: {
             "linear": (1e-3, 3e-3, 1e-2),  # raw pixels and A's head
-            "finetune": (1e-4, 3e-4),  # B, C, freeze depths: body lr (the head gets 10x)
-            "scratch": (1e-3, 3e-3),
+            "finetune": (1e-4, 3e-4, 1e-3),  # B, C, freeze depths: body lr (the head gets 10x)
+            "scratch": (1e-3, 3e-3, 1e-2),
         }
-    )
+    )  # starting grids: a winner at an edge extends its grid (protocol.select_and_train)
 
     def seeds_for(self, scenario: str, n_per_class: int) -> int:
         """How many seeds a contender gets at a size: many where cheap, fewer where a run costs an hour."""
@@ -101,18 +113,19 @@ class SweepConfig:
         return record
 
 
+# successive halving at the large sizes, with probe rungs of 4 epochs (2-epoch rungs favour the higher rate)
 FULL_BUDGETS = {
     10: Budget(60, 10),
     30: Budget(40, 8),
     100: Budget(30, 6),
     300: Budget(20, 4),
-    1000: Budget(15, 3),
-    6000: Budget(10, 3, probe_epochs=2),
+    1000: Budget(15, 3, probe_epochs=4),
+    6000: Budget(10, 3, probe_epochs=4),
 }
 PROFILES: dict[tuple[str, str], SweepConfig] = {
     ("scenarios", "full"): SweepConfig("scenarios", 64, (10, 30, 100, 300, 1000, 6000), FULL_BUDGETS, SCENARIOS),
     ("freeze-depth", "full"): SweepConfig(
-        "freeze-depth", 64, (10, 100, 1000), FULL_BUDGETS, FREEZE_DEPTHS, seeds=3, seeds_up_to=100, cheap_seeds=3
+        "freeze-depth", 64, (10, 100, 1000), FULL_BUDGETS, FREEZE_DEPTHS, seeds=3, seeds_up_to=1000, cheap_seeds=3
     ),
     # quick: a smoke run that shows the machinery works in under a minute; its numbers carry no claim
     ("scenarios", "quick"): SweepConfig(
@@ -131,8 +144,8 @@ PROFILES: dict[tuple[str, str], SweepConfig] = {
         "freeze-depth",
         32,
         (10,),
-        {10: Budget(2, 1)},
-        ("head", "block5", "stem"),
+        {10: Budget(4, 2), 30: Budget(2, 1)},
+        ("head", "block6", "block5", "stem"),
         seeds=1,
         cheap_seeds=1,
         val_per_class=10,
@@ -158,13 +171,17 @@ def point_key(point: dict) -> tuple:
     return point["scenario"], int(point["n_per_class"]), int(point["seed"])
 
 
-def save_results(path: Path, record: dict) -> None:
-    """The record as JSON and its points as CSV beside it (nested fields left out), each written atomically."""
-    atomic_write_text(path, json.dumps(record, indent=1) + "\n")
-    points = record["points"]
-    columns = [k for k, v in points[0].items() if not isinstance(v, (dict, list))] if points else []
-    lines = [",".join(columns)] + [",".join(str(p.get(c, "")) for c in columns) for p in points]
-    atomic_write_text(path.with_suffix(".csv"), "\n".join(lines) + "\n")
+def shareable(config: dict) -> dict:
+    """The part of a configuration that decides one point's numbers: two experiments that agree on it measure a
+    contender at a size and seed identically (the freeze depths head/block5/stem and the sweep's A/B/C)."""
+    return {k: v for k, v in config.items() if k not in ("experiment", "sizes", "scenarios") and "seeds" not in k}
+
+
+def enable_fp32(device: torch.device) -> None:
+    """Plain FP32 arithmetic on CUDA (no TF32), so that a point measured on a GPU is comparable to a CPU point."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -206,8 +223,9 @@ def split_indices(
 class Inputs:
     """Where each contender reads its inputs: images, raw pixels, cached features or boundary activations."""
 
-    def __init__(self, config: SweepConfig, fashion: Fashion, root: Path, log):
+    def __init__(self, config: SweepConfig, fashion: Fashion, root: Path, log, device: torch.device | str = "cpu"):
         self.config, self.fashion, self.root, self.log = config, fashion, root, log
+        self.device = torch.device(device)
         self._full_caches: dict[tuple[str, str], np.ndarray] = {}
         self.cache_seconds = 0.0
 
@@ -222,8 +240,9 @@ class Inputs:
         if key not in self._full_caches:
             start = time.perf_counter()
             model = load_backbone("mobilenet_v2", fetch=False)
-            name = f"{self.config.experiment}_{stage}_{self.config.image_size}px_{split}"
-            kwargs = {"root": self.root, "batch_size": 256, "progress": False, "verbose": False}
+            name = f"fashion_{stage}_{self.config.image_size}px_{split}"  # shared by the experiments (fingerprinted)
+            kwargs = {"root": self.root, "batch_size": self.config.eval_batch_size, "device": self.device}
+            kwargs |= {"progress": False, "verbose": False}
             if stage == "head":
                 result = cache_features(model, self._images(split), name, **kwargs)
             else:
@@ -235,7 +254,7 @@ class Inputs:
 
     def data(self, stage_or_kind: str, train_idx: np.ndarray, val_idx: np.ndarray, seed: int) -> Data:
         """Loaders for one contender: 'raw', 'images' (through the whole network) or a stage's boundary."""
-        f, size, bs = self.fashion, self.config.image_size, self.config.batch_size
+        f, size, bs, eval_bs = self.fashion, self.config.image_size, self.config.batch_size, self.config.eval_batch_size
         recal_idx = train_idx[:RECALIBRATION_IMAGES]
         if stage_or_kind == "raw":
             pixels = f.train_x[torch.from_numpy(train_idx)].float().flatten(1) / 255
@@ -254,11 +273,12 @@ class Inputs:
         else:
             convert = None
             train_in, test_in = self._cached(stage_or_kind, "train"), self._cached(stage_or_kind, "test")
+        layout = {"convert": convert, "channels_last": self.config.channels_last}
         return Data(
-            train=ArrayBatches(train_in, f.train_y, train_idx, bs, shuffle=True, seed=seed, convert=convert),
-            val=ArrayBatches(train_in, f.train_y, val_idx, 256, convert=convert),
-            test=ArrayBatches(test_in, f.test_y, f.test_idx, 256, convert=convert),
-            recalibrate=ArrayBatches(train_in, f.train_y, recal_idx, bs, convert=convert),
+            train=ArrayBatches(train_in, f.train_y, train_idx, bs, shuffle=True, seed=seed, **layout),
+            val=ArrayBatches(train_in, f.train_y, val_idx, eval_bs, **layout),
+            test=ArrayBatches(test_in, f.test_y, f.test_idx, eval_bs, **layout),
+            recalibrate=ArrayBatches(train_in, f.train_y, recal_idx, eval_bs, **layout),
         )
 
 
@@ -288,51 +308,36 @@ def run_point(
     first_trainable = FIRST_TRAINABLE.get(scenario, scenario)
     cache_before = inputs.cache_seconds
     warm_seconds = 0.0
+
+    def train(build, grid: str, data: Data, recalibrate: bool, lr: float | None):
+        return select_and_train(
+            build,
+            config.lr_grids[grid],
+            data,
+            budget,
+            recalibrate=recalibrate,
+            fixed_lr=lr,
+            device=inputs.device,
+            channels_last=config.channels_last,
+        )
+
     if scenario == "raw":
         data = inputs.data("raw", train_idx, val_idx, seed)
-        result = select_and_train(
-            linear_builder(28 * 28, NUM_CLASSES, seed),
-            config.lr_grids["linear"],
-            data,
-            budget,
-            recalibrate=False,
-            fixed_lr=fixed_lr,
-        )
+        result = train(linear_builder(28 * 28, NUM_CLASSES, seed), "linear", data, False, fixed_lr)
     elif scenario == "scratch":
         data = inputs.data("images", train_idx, val_idx, seed)
-        result = select_and_train(
-            scratch_builder(_make_model(False), NUM_CLASSES, seed),
-            config.lr_grids["scratch"],
-            data,
-            budget,
-            recalibrate=True,
-            fixed_lr=fixed_lr,
-        )
+        result = train(scratch_builder(_make_model(False), NUM_CLASSES, seed), "scratch", data, True, fixed_lr)
     elif first_trainable == "head":
         data = inputs.data("head", train_idx, val_idx, seed)
-        result = select_and_train(
-            linear_builder(1280, NUM_CLASSES, seed),
-            config.lr_grids["linear"],
-            data,
-            budget,
-            recalibrate=False,
-            fixed_lr=fixed_lr,
-        )
+        result = train(linear_builder(1280, NUM_CLASSES, seed), "linear", data, False, fixed_lr)
     else:
         start = time.perf_counter()
         head_data = inputs.data("head", train_idx, val_idx, seed)
-        warm = select_and_train(
-            linear_builder(1280, NUM_CLASSES, seed),
-            config.lr_grids["linear"],
-            head_data,
-            budget,
-            recalibrate=False,
-            fixed_lr=warm_lr,
-        ).model
+        warm = train(linear_builder(1280, NUM_CLASSES, seed), "linear", head_data, False, warm_lr).model.cpu()
         warm_seconds = time.perf_counter() - start
         data = inputs.data(first_trainable, train_idx, val_idx, seed)
         build = finetune_builder(_make_model(True), first_trainable, warm, NUM_CLASSES, seed)
-        result = select_and_train(build, config.lr_grids["finetune"], data, budget, recalibrate=True, fixed_lr=fixed_lr)
+        result = train(build, "finetune", data, True, fixed_lr)
     return {
         "scenario": scenario,
         "first_trainable": first_trainable if scenario not in ("raw", "scratch") else None,
@@ -341,6 +346,8 @@ def run_point(
         "seed": seed,
         "lr": result.lr,
         "lr_search": result.lr_search,
+        "lr_grid": result.lr_grid,
+        "lr_at_edge": result.lr_at_edge,
         "lr_chosen_here": fixed_lr is None,
         "val_acc": round(result.val_acc, 4),
         "test_acc": round(result.test_acc, 4),
@@ -355,7 +362,21 @@ def run_point(
         "warmup_seconds": round(warm_seconds, 1),
         "cache_seconds": round(inputs.cache_seconds - cache_before, 1),
         "trainable_params": result.trainable_params,
+        "device": str(inputs.device),
+        "torch_threads": torch.get_num_threads(),
     }
+
+
+def _shared_point(scenario: str, n: int, seed: int, config: SweepConfig, sweep_file: Path) -> dict | str:
+    """The sweep's own measurement of a freeze depth it shares (head = A, block5 = B, stem = C), renamed; or why
+    there is none yet (not measured yet, or measured under another protocol)."""
+    sweep = load_results(sweep_file)
+    if sweep["points"] and shareable(sweep["meta"].get("config", {})) != shareable(config.as_json()):
+        return f"{sweep_file} was measured under another protocol; pass --sweep-file with this one's sweep"
+    for point in sweep["points"]:
+        if point_key(point) == (SHARED_DEPTHS[scenario], n, seed):
+            return {**point, "scenario": scenario, "from_sweep": sweep_file.name}
+    return f"the sweep's {SHARED_DEPTHS[scenario]} is not measured yet in {sweep_file.name}"
 
 
 def run_experiment(
@@ -366,34 +387,42 @@ def run_experiment(
     log=print,
     fashion: Fashion | None = None,
     root: Path | None = None,
+    sizes: tuple[int, ...] | None = None,
+    device: torch.device | str | None = None,
+    sweep_file: Path | None = None,
 ) -> dict:
-    """Run every point of ``config`` not yet in ``out``, saving after each; return the record.
+    """Run every point of ``config`` (at ``sizes``: default all) not yet in ``out``, saving each; return the record.
 
     ``fashion`` (default: all of Fashion-MNIST) and ``root`` (default: data/cache/experiments) let tests run on
-    a small slice in a scratch folder.
+    a small slice in a scratch folder. ``device`` defaults to the best available. For the freeze-depth experiment,
+    ``sweep_file`` is the sweep's results, whose A, B and C points are the shared depths (copied, not retrained).
     """
-    out = Path(out)
-    record = load_results(out)
-    meta = record.setdefault("meta", {})
-    if record["points"] and meta.get("config") != config.as_json():
-        raise ValueError(
-            f"{out} holds points of another configuration; resume with the same profile and options, "
-            "or pass another --out"
-        )
-    meta["config"] = config.as_json()
-    meta.setdefault("started", datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    meta.setdefault("runs", []).append(
-        {
-            "command": command,
-            "machine": machine_record(note),
-            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
-    )
-    done = {point_key(p): p for p in record["points"]}
-    inputs = Inputs(config, fashion or load_fashion(config), root or cache_dir() / "experiments", log)
+    device = torch.device(device) if device is not None else pick_device()
+    enable_fp32(device)
+    results = ResultsFile(out, config.as_json(), point_key)
+    results.start_run(command, machine_record(note, device))
+    done = results.done
+    inputs = Inputs(config, fashion or load_fashion(config), root or cache_dir() / "experiments", log, device)
     for scenario, n, seed in planned_points(config.as_json()):
+        if sizes is not None and n not in sizes:
+            continue
         if (scenario, n, seed) in done:
-            log(f"skip {scenario:<9} n={n:<5} seed={seed} (already in {out.name})")
+            log(f"skip {scenario:<9} n={n:<5} seed={seed} (already in {results.path.name})")
+            continue
+        devices = {p.get("device", "cpu") for p in results.points if int(p["n_per_class"]) == n}
+        if devices - {str(device)}:
+            raise ResultsConflict(
+                f"{results.path} holds {n}/class points measured on {', '.join(sorted(devices))}; one size never mixes "
+                f"devices: resume with --device {sorted(devices)[0]} or pass another --out"
+            )
+        if config.experiment == "freeze-depth" and scenario in SHARED_DEPTHS and sweep_file is not None:
+            shared = _shared_point(scenario, n, seed, config, sweep_file)
+            if isinstance(shared, str):
+                log(f"wait {scenario:<9} n={n:<5} seed={seed}: {shared}")
+            else:
+                results.add(shared)
+                test, source = shared["test_acc"], shared["from_sweep"]
+                log(f"shared {scenario:<9} n={n:<5} seed={seed} test={test:.3f} (from {source})")
             continue
         first = done.get((scenario, n, 0))
         warm = done.get(("A", n, seed)) or done.get(("head", n, seed))
@@ -407,18 +436,39 @@ def run_experiment(
             fixed_lr=first["lr"] if seed and first else None,
             warm_lr=warm["lr"] if warm else None,
         )
-        point["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         point["point_seconds"] = round(time.perf_counter() - started, 1)
-        record["points"].append(point)
-        done[point_key(point)] = point
-        meta["finished"] = point["finished"]
-        meta["runs"][-1]["finished"] = point["finished"]
-        save_results(out, record)
+        results.add(point)
         log(
             f"done {scenario:<9} n={n:<5} seed={seed} lr={point['lr']:g} val={point['val_acc']:.3f} "
             f"test={point['test_acc']:.3f} epochs={point['epochs_run']} ({point['point_seconds']:.0f} s)"
         )
-    return record
+    return results.record
+
+
+def run_large_data(profile: str, out_dir: Path, command: str = "", note: str = "", log=print, device=None) -> None:
+    """The sweep and the freeze-depth experiment size by size (the sweep first at each size, whose A, B and C the
+    freeze depths share), into ``out_dir``/sweep_<profile>.json and freeze_depth_<profile>.json."""
+    sweep_config, depth_config = config_for("scenarios", profile), config_for("freeze-depth", profile)
+    sweep_out, depth_out = out_dir / results_name("scenarios", profile), out_dir / results_name("freeze-depth", profile)
+    for n in sorted(set(sweep_config.sizes) | set(depth_config.sizes)):
+        if n in sweep_config.sizes:
+            log(f"== sweep, {n}/class -> {sweep_out}")
+            run_experiment(sweep_config, sweep_out, command, note, log, sizes=(n,), device=device)
+        if n in depth_config.sizes:
+            log(f"== freeze depth, {n}/class -> {depth_out}")
+            run_experiment(depth_config, depth_out, command, note, log, sizes=(n,), device=device, sweep_file=sweep_out)
+
+
+FILE_STEMS = {"scenarios": "sweep", "freeze-depth": "freeze_depth", "similarity": "similarity"}
+
+
+def results_name(experiment: str, profile: str) -> str:
+    """The results file's name of an experiment in a profile: sweep_full.json, freeze_depth_full.json, ..."""
+    return f"{FILE_STEMS[experiment]}_{profile}.json"
+
+
+def _default_out(experiment: str, profile: str) -> Path:
+    return cache_dir() / "experiments" / results_name(experiment, profile)
 
 
 def print_status(experiment: str, out: Path) -> int:
@@ -450,10 +500,20 @@ def main(argv: list[str] | None = None) -> int:
         "--out",
         type=Path,
         default=None,
-        help="results JSON (default data/cache/experiments/<experiment>_<profile>.json)",
+        help="results JSON (default data/cache/experiments/sweep_<profile>.json, freeze_depth_..., similarity_...)",
+    )
+    parser.add_argument(
+        "--out-dir",
+        type=Path,
+        default=None,
+        help="large-data: folder of both results files (default data/cache/experiments)",
+    )
+    parser.add_argument(
+        "--sweep-file", type=Path, default=None, help="freeze-depth: the sweep's results, whose A, B, C it shares"
     )
     parser.add_argument("--note", default="", help="free text about the machine, stored with the results")
-    parser.add_argument("--sizes", default=None, help="comma-separated images per class (default: the profile's)")
+    parser.add_argument("--sizes", default=None, help="comma-separated images per class to run now (default: all)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
     parser.add_argument(
         "--threads",
         type=int,
@@ -466,41 +526,45 @@ def main(argv: list[str] | None = None) -> int:
         help="print which points of --out are finished and what they measured; run nothing",
     )
     args = parser.parse_args(argv)
+    profile = args.profile or course_profile()
+    out_dir = args.out_dir or cache_dir() / "experiments"
     if args.status:
-        profile = args.profile or course_profile()
-        out = args.out or cache_dir() / "experiments" / f"{args.experiment.replace('-', '_')}_{profile}.json"
-        return print_status(args.experiment, out)
+        if args.experiment == "large-data":
+            return max(print_status(e, out_dir / results_name(e, profile)) for e in ("scenarios", "freeze-depth"))
+        return print_status(args.experiment, args.out or _default_out(args.experiment, profile))
     if args.threads:
         torch.set_num_threads(args.threads)
-    profile = args.profile or course_profile()
-    out = args.out or cache_dir() / "experiments" / f"{args.experiment.replace('-', '_')}_{profile}.json"
+    out = args.out or (out_dir if args.experiment == "large-data" else _default_out(args.experiment, profile))
     command = "course sweep " + shlex.join(argv if argv is not None else sys.argv[1:])
+    device = pick_device(args.device)
 
     def log(message: str) -> None:
         print(message, flush=True)
 
-    if args.experiment == "similarity":
-        from .similarity import PROFILES as SIMILARITY
-        from .similarity import run_similarity
-
-        print(f"similarity ({profile}) -> {out}", flush=True)
-        run, run_config = run_similarity, SIMILARITY[profile]
-    else:
-        config = config_for(args.experiment, profile)
-        if args.sizes:
-            sizes = tuple(int(s) for s in args.sizes.split(","))
-            unknown = [s for s in sizes if s not in config.budgets]
-            if unknown:
-                parser.error(f"no budget for size(s) {unknown}; sizes of this profile: {sorted(config.budgets)}")
-            config = replace(config, sizes=sizes)
-        print(f"{args.experiment} ({profile}): sizes {config.sizes}, {config.image_size} px -> {out}", flush=True)
-        run, run_config = run_experiment, config
     try:
-        run(run_config, out, command=command, note=args.note, log=log)
-    except ValueError as exc:
+        if args.experiment == "similarity":
+            from .similarity import PROFILES as SIMILARITY
+            from .similarity import run_similarity
+
+            print(f"similarity ({profile}) -> {out}", flush=True)
+            run_similarity(SIMILARITY[profile], out, command=command, note=args.note, log=log)
+        elif args.experiment == "large-data":
+            print(f"sweep and freeze depth ({profile}), size by size, on {device} -> {out_dir}", flush=True)
+            run_large_data(profile, out_dir, command, args.note, log, device)
+        else:
+            config = config_for(args.experiment, profile)
+            sizes = tuple(int(s) for s in args.sizes.split(",")) if args.sizes else None
+            unknown = [s for s in sizes or () if s not in config.sizes]
+            if unknown:
+                parser.error(f"size(s) {unknown} are not in this profile's plan: {list(config.sizes)}")
+            plan = f"sizes {sizes or config.sizes}, {config.image_size} px, {device}"
+            print(f"{args.experiment} ({profile}): {plan} -> {out}")
+            sweep_file = args.sweep_file or (out.parent / results_name("scenarios", profile))
+            run_experiment(config, out, command, args.note, log, sizes=sizes, device=device, sweep_file=sweep_file)
+    except ResultsConflict as exc:
         print(f"course sweep: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {out} and {out.with_suffix('.csv')}")
+    print(f"wrote {out}")
     return 0
 
 
