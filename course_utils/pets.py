@@ -7,11 +7,12 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import Dataset, Subset
+from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from .fashion import FASHION_CLASSES, TensorImages, balanced_indices, load_fashion_mnist
-from .folders import image_folder_dataset, stratified_split
+from .folders import image_folder_dataset, require_per_class, stratified_split, visible_files
 from .images import image_problem, load_rgb
-from .paths import data_dir
+from .paths import DataError, data_dir
 from .preprocess import photo_transform
 
 PETS_CLASSES = ("misty", "neither", "tigger")  # ImageFolder's (alphabetical) order, for every source
@@ -43,6 +44,18 @@ def my_pets_dir() -> Path:
     return data_dir() / "my_pets"
 
 
+def has_own_photos(root: Path) -> bool:
+    """Whether ``root`` holds anything you put there: a file in a class folder, or an image lying directly in it.
+
+    Empty class folders (and hidden files such as .DS_Store) do not count: you did not make them photos."""
+    if not root.is_dir():
+        return False
+    entries = [p for p in root.iterdir() if not p.name.startswith(".")]
+    return any(visible_files(p) for p in entries if p.is_dir()) or any(
+        p.is_file() and p.suffix.lower() in IMG_EXTENSIONS for p in entries
+    )
+
+
 def pets_data(
     size: int = 96,
     n_per_class: int = 30,
@@ -50,20 +63,41 @@ def pets_data(
     root: str | Path | None = None,
     allow_download: bool = True,
     verbose: bool = True,
+    min_per_class: int = 2,
+    own_photos: bool = True,
 ) -> PetsData:
     """Tigger / Misty / Neither, from the first source that works (the line printed says which):
 
-    1. your photos in ``root`` (default data/my_pets/{tigger,misty,neither}/);
+    1. your photos in ``root`` (default data/my_pets/{tigger,misty,neither}/), unless ``own_photos=False``;
     2. online: an Oxford-IIIT Pet subset (Bengal -> tigger, Russian Blue -> misty, other breeds -> neither);
     3. offline: a stand-in from Fashion-MNIST (Shirt -> tigger, Pullover -> misty, other classes -> neither).
+
+    Empty class folders are ignored (with a one-line note). Photos of yours that cannot make a dataset raise
+    DataError before anything is trained, with what to do: a wrong layout, a class of unreadable files, or fewer
+    than ``min_per_class`` readable photos in a class (2: one to train on and one to validate on; a lesson that
+    splits again asks for more). ``root`` given but missing is such an error too.
     """
-    root = Path(root) if root else my_pets_dir()
+    explicit = root is not None
+    root = Path(root).expanduser() if root else my_pets_dir()
     say = print if verbose else (lambda *_: None)
-    if root.is_dir() and any(p.is_dir() for p in root.iterdir()):
+    if own_photos and explicit and not root.is_dir():
+        raise DataError(
+            f"the photo folder {root} does not exist. Check the path (MY_PHOTOS in the first cell), or set it to None "
+            "to use data/my_pets."
+        )
+    if own_photos and has_own_photos(root):
         dataset = image_folder_dataset(root, size, verbose=verbose)
+        why = "one to train on and one to validate on" if min_per_class <= 2 else "training, validation and test"
+        require_per_class(dataset.scan, min_per_class, why)
         train_idx, val_idx = stratified_split(dataset.targets, 0.25, seed)
         say(f"Source: your photos in {root}")
         return PetsData(Subset(dataset, train_idx), Subset(dataset, val_idx), dataset.classes, f"your photos ({root})")
+    if own_photos and root.is_dir() and any(p.is_dir() and not p.name.startswith(".") for p in root.iterdir()):
+        say(
+            f"Note: the class folders in {root} hold no photos yet, so they are ignored. To use your own photos put "
+            f"them in {root}/<class>/ (tigger, misty, neither): the upload box of lesson 02, or "
+            "python data_scripts/make_dataset.py FOLDER."
+        )
     if allow_download:
         try:
             data = _oxford_pets(size, n_per_class, seed)

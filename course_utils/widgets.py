@@ -6,10 +6,8 @@ plain functions tested without a browser; the widgets only wire them to ipywidge
 
 from __future__ import annotations
 
-import hashlib
 import html
 import io
-import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -17,8 +15,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .images import PhotoError, image_problem, load_rgb
-from .paths import atomic_write_bytes, file_sha256
+from .folders import PhotoIndex, add_photos
+from .images import PhotoError, load_rgb
 
 
 # --------------------------------------------------------------------------- activation explorer
@@ -71,59 +69,64 @@ def activation_explorer(activations: Mapping[str, torch.Tensor], size: int = 192
 
 
 # ----------------------------------------------------------------------------------- photo upload
-def _safe_name(name: str) -> str:
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).name).lstrip(".") or "photo"
-    return stem
+DEFAULT_RERUN = "the cell that loads the dataset"
+NOTHING_ARRIVED = (
+    "No photos arrived. Choose photos first (the 'choose photos' button), then press Save.\n"
+    "Had you chosen some? Then together they were too large for the notebook's connection to Python (Jupyter's "
+    "default limit is 10 MiB per selection: two to four phone photos) and were dropped on the way. Choose fewer "
+    "at a time and press Save after each choice, or copy the photos into {root}/<class>/ with your file manager "
+    "(or: python data_scripts/make_dataset.py FOLDER)."
+)
 
 
-def _photo_hashes(root: Path) -> dict[str, Path]:
-    """sha256 -> file for every file in the class folders under ``root``."""
-    if not root.is_dir():
-        return {}
-    files = (p for p in sorted(root.rglob("*")) if p.is_file() and not p.name.startswith("."))
-    return {file_sha256(p): p for p in files}
+def rerun_advice(cell: str = DEFAULT_RERUN) -> str:
+    """The line that says which cell to run from after new photos were saved."""
+    return (
+        f"Next: run {cell} and every cell below it (click that cell, then Run > Run Selected Cell and All Below), "
+        "so that training sees the new photos."
+    )
 
 
 def save_uploads(files, dest_dir: str | Path, dataset_root: str | Path | None = None) -> dict[str, list]:
     """Save uploaded files ({'name', 'content'} dicts, as FileUpload.value gives) into ``dest_dir``.
 
-    Each file is checked first (the same check as the dataset); good ones are written atomically under a name
-    that never overwrites an existing photo. A file whose bytes are already in ``dataset_root`` (default
-    ``dest_dir``; the upload widget passes the folder holding every class) is refused: the same photo twice could
-    land in both training and validation. Returns {'saved': [(name, path)], 'skipped': [(name, reason)]}.
+    ``course_utils.folders.add_photos`` does it (the same as data_scripts/make_dataset.py): each file checked,
+    written atomically under a name that never overwrites a photo, refused when its bytes are already in
+    ``dataset_root`` (default ``dest_dir``; the upload box passes the folder holding every class: the same photo
+    twice could land in training and in validation). Nothing is written, no folder made, when nothing is usable.
+    Returns {'saved': [(name, path)], 'skipped': [(name, reason)]}.
     """
     dest = Path(dest_dir).expanduser()
     root = Path(dataset_root).expanduser() if dataset_root is not None else dest
-    dest.mkdir(parents=True, exist_ok=True)
-    known = _photo_hashes(root)
+    shown_from = root.parent if root == dest else root
     report: dict[str, list] = {"saved": [], "skipped": []}
+    items = []
     for item in files:
-        name, content = item["name"], bytes(item["content"])
-        problem = image_problem(content, name=Path(name).name)
-        if problem:
-            report["skipped"].append((name, problem))
+        content = bytes(item["content"])
+        expected = item.get("size")
+        if expected and len(content) != expected:  # the browser said one size, Python got another
+            report["skipped"].append(
+                (item["name"], f"arrived incomplete ({len(content)} of {expected} bytes): choose it again")
+            )
             continue
-        digest = hashlib.sha256(content).hexdigest()
-        if digest in known:
-            where = known[digest].relative_to(root.parent if root == dest else root)
-            report["skipped"].append((name, f"the same photo is already saved as {where}"))
-            continue
-        target = dest / _safe_name(name)
-        stem, suffix, n = target.stem, target.suffix or ".jpg", 1
-        target = target.with_suffix(suffix)
-        while target.exists():
-            target = dest / f"{stem}_{n}{suffix}"
-            n += 1
-        atomic_write_bytes(target, content)
-        known[digest] = target
-        report["saved"].append((name, target))
+        items.append((item["name"], content))
+    for added in add_photos(items, dest, PhotoIndex(root)):
+        if added.saved is not None:
+            report["saved"].append((added.name, added.saved))
+        elif added.same_as is not None:
+            where = added.same_as.relative_to(shown_from)
+            report["skipped"].append((added.name, f"the same photo is already saved as {where.as_posix()}"))
+        else:
+            report["skipped"].append((added.name, added.problem))
     return report
 
 
-def format_upload_report(report: Mapping[str, list], dataset_cell: str = "the cell that loads the dataset") -> str:
-    """Plain lines: which file was saved under which name, which was not and why, and what to do next."""
+def format_upload_report(
+    report: Mapping[str, list], dataset_cell: str = DEFAULT_RERUN, root: str | Path = "data/my_pets"
+) -> str:
+    """Plain lines: which file was saved under which name, which was not and why, and which cell to run next."""
     if not report["saved"] and not report["skipped"]:
-        return "No photos chosen: choose photos first (the 'choose photos' button), then press Save."
+        return NOTHING_ARRIVED.format(root=root)
     lines = []
     if report["saved"]:
         lines.append(f"Saved {len(report['saved'])} photo(s):")
@@ -134,7 +137,7 @@ def format_upload_report(report: Mapping[str, list], dataset_cell: str = "the ce
         lines.append(f"Not saved: {len(report['skipped'])} file(s):")
         lines += [f"  {name}: {reason}" for name, reason in report["skipped"]]
     if report["saved"]:
-        lines.append(f"Re-run {dataset_cell} so that training sees the new photos.")
+        lines.append(rerun_advice(dataset_cell))
     return "\n".join(lines)
 
 
@@ -144,11 +147,16 @@ def _status_html(text: str) -> str:
     )
 
 
-def photo_upload_widget(
-    root: str | Path, classes=("tigger", "misty", "neither"), dataset_cell: str = "the cell that loads the dataset"
-):
+def _clear(upload) -> None:
+    """Empty the file chooser, in Python and in the browser (which may still show files that never arrived)."""
+    upload.value = ()
+    upload.send_state("value")
+
+
+def photo_upload_widget(root: str | Path, classes=("tigger", "misty", "neither"), dataset_cell: str = DEFAULT_RERUN):
     """Pick a class, choose photos, press Save: they land (checked, no duplicates) in root/<class>/.
 
+    ``dataset_cell`` names the cell to run from after a save (e.g. "the cell `pets = pets_data(...)` below").
     ``box.status.value`` is HTML; ``box.status_text`` holds the same as plain text."""
     import ipywidgets as widgets
 
@@ -163,12 +171,20 @@ def photo_upload_widget(
         status.value = _status_html(text)
 
     def on_save(_=None):
-        report = save_uploads(upload.value, Path(root) / label.value, dataset_root=root)
-        show(f"class {label.value} ({Path(root) / label.value}):\n" + format_upload_report(report, dataset_cell))
-        upload.value = ()
+        folder = Path(root) / label.value
+        try:
+            report = save_uploads(upload.value, folder, dataset_root=root)
+        except OSError as exc:  # a full disk, a folder that cannot be written: say so, stay usable
+            report = {"saved": [], "skipped": [(f.get("name", "?"), f"not written: {exc}") for f in upload.value]}
+        finally:
+            _clear(upload)
+        show(f"class {label.value} ({folder}):\n" + format_upload_report(report, dataset_cell, root))
         return report
 
-    show(f"Photos go to {Path(root)}/<class>/. Pick a class, choose photos, then press Save.")
+    show(
+        f"Photos go to {Path(root)}/<class>/. Pick a class, choose photos (a few at a time: large selections may not "
+        "reach Python), then press Save."
+    )
     save.on_click(on_save)
     box.label, box.upload, box.save_button, box.status, box.save = label, upload, save, status, on_save
     return box
@@ -193,7 +209,11 @@ def predict_uploads(files, classify) -> list[dict]:
 def format_prediction_report(results: list[dict]) -> str:
     """One line per photo: 'name: class 0.91, class 0.06, ...' or why it could not be read."""
     if not results:
-        return "No photos chosen: choose photos first (the 'choose photos' button), then press Predict."
+        return (
+            "No photos arrived. Choose photos first (the 'choose photos' button), then press Predict. Had you "
+            "chosen some? Then together they were too large for the notebook's connection to Python (Jupyter's "
+            "default limit is 10 MiB per selection): choose fewer at a time, or use `course predict` in a terminal."
+        )
     lines = []
     for result in results:
         if "error" in result:
@@ -219,9 +239,11 @@ def photo_predict_widget(classify):
         status.value = _status_html(text)
 
     def on_predict(_=None):
-        results = predict_uploads(upload.value, classify)
+        try:
+            results = predict_uploads(upload.value, classify)
+        finally:
+            _clear(upload)
         show(format_prediction_report(results))
-        upload.value = ()
         return results
 
     show("Choose photos, then press Predict.")

@@ -31,11 +31,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from course_utils.images import image_problem  # noqa: E402
-from course_utils.paths import atomic_write_text, atomic_writer, file_sha256  # noqa: E402
-from course_utils.pets import my_pets_dir  # noqa: E402
+try:
+    from course_utils.folders import PhotoIndex, add_photos, free_name, safe_photo_name
+    from course_utils.images import image_problem
+    from course_utils.paths import atomic_write_text, file_sha256
+    from course_utils.pets import my_pets_dir
+except ImportError as exc:  # run with a Python that does not have the course installed
+    sys.exit(
+        f"make_dataset.py needs the course's package ({exc}). Run it with the course's Python, "
+        "e.g. .venv/bin/python data_scripts/make_dataset.py SOURCE (Windows: .venv\\Scripts\\python), "
+        'or install the package first: pip install -e ".[test]"'
+    )
 
 DEFAULT_CLASSES = ("tigger", "misty", "neither")
 MANIFEST = ".make_dataset.json"  # in DEST: the sha256 of every photo that came from a source folder
@@ -135,9 +141,7 @@ def _scan_source(folders: dict[str, Path], report: Report) -> list[_Photo]:
 
 def _index(folder: Path) -> dict[str, Path]:
     """sha256 -> file, for every file under ``folder`` (the manifest excluded)."""
-    if not folder.is_dir():
-        return {}
-    return {file_sha256(p): p for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}
+    return PhotoIndex(folder, exclude=[MANIFEST]).by_sha
 
 
 def _read_manifest(dest: Path) -> set[str]:
@@ -152,45 +156,41 @@ def _write_manifest(dest: Path, shas: dict[str, str], source: Path) -> None:
     atomic_write_text(dest / MANIFEST, json.dumps(record, indent=1, sort_keys=True) + "\n")
 
 
-def _free_name(folder: Path, name: str, taken: set[str]) -> str:
-    stem, suffix, n = Path(name).stem, Path(name).suffix, 1
-    candidate = name
-    while candidate.lower() in taken or (folder / candidate).exists():
-        candidate, n = f"{stem}_{n}{suffix}", n + 1
-    return candidate
-
-
-def _copy_into(photos: list[_Photo], root: Path, report: Report, skip: dict[str, Path]) -> dict[str, str]:
-    """Copy each photo not in ``skip`` (sha -> existing DEST file) into root/<class>/, atomically, file by file."""
-    manifest, taken = {}, {}
-    for photo in photos:
-        if photo.sha in skip:
-            existing = skip[photo.sha]
-            where = existing.relative_to(root)
-            if where.parts[0] == photo.cls:
-                report.already[photo.cls] = report.already.get(photo.cls, 0) + 1
-                manifest[str(where)] = photo.sha
-            else:
-                why = f"the same photo is already in {root.name}/{where} (move it there by hand if it is a {photo.cls})"
-                report.duplicates.append((photo.path, why))
-            continue
-        folder = root / photo.cls
-        folder.mkdir(parents=True, exist_ok=True)
-        names = taken.setdefault(photo.cls, set())
-        target = folder / _free_name(folder, photo.path.name, names)
-        names.add(target.name.lower())
-        with atomic_writer(target) as out, open(photo.path, "rb") as src:
-            shutil.copyfileobj(src, out, 1 << 20)
-        report.copied.setdefault(photo.cls, []).append(target)
-        inner = photo.path.parent.relative_to(report.source).parts[1:]
-        why = []
-        if target.name != photo.path.name:
-            why.append(f"a photo named {photo.path.name} is already there")
-        if inner:
-            why.append(f"flattened from the sub-folder {'/'.join(inner)}/")
-        if why:
-            report.renamed.append((photo.path, report.dest / photo.cls / target.name, "; ".join(why)))
-        manifest[f"{photo.cls}/{target.name}"] = photo.sha
+def _copy_into(photos: list[_Photo], root: Path, report: Report) -> dict[str, str]:
+    """Add each photo to root/<class>/ with course_utils.folders.add_photos (the upload box's way: atomic, never
+    an overwrite, never a photo already in ``root`` under any name); returns the manifest entries."""
+    manifest = {}
+    index = PhotoIndex(root, exclude=[MANIFEST])
+    for cls in dict.fromkeys(photo.cls for photo in photos):
+        mine = [photo for photo in photos if photo.cls == cls]
+        results = add_photos([(p.path.name, p.path) for p in mine], root / cls, index, checked=True)
+        for photo, added in zip(mine, results, strict=True):
+            if added.same_as is not None:
+                where = added.same_as.relative_to(root)
+                if where.parts[0] == photo.cls:
+                    report.already[photo.cls] = report.already.get(photo.cls, 0) + 1
+                    manifest[where.as_posix()] = photo.sha
+                else:
+                    why = (
+                        f"the same photo is already in {root.name}/{where.as_posix()} "
+                        f"(move it there by hand if it is a {photo.cls})"
+                    )
+                    report.duplicates.append((photo.path, why))
+                continue
+            target = added.saved
+            report.copied.setdefault(photo.cls, []).append(target)
+            inner = photo.path.parent.relative_to(report.source).parts[1:]
+            why = []
+            safe = safe_photo_name(photo.path.name)
+            if safe != photo.path.name:
+                why.append("characters a file name should not hold replaced by _")
+            if target.name != safe:
+                why.append(f"a photo named {safe} is already there")
+            if inner:
+                why.append(f"flattened from the sub-folder {'/'.join(inner)}/")
+            if why:
+                report.renamed.append((photo.path, report.dest / photo.cls / target.name, "; ".join(why)))
+            manifest[f"{photo.cls}/{target.name}"] = photo.sha
     return manifest
 
 
@@ -217,7 +217,7 @@ def make_dataset(
             + report.summary()
         )
     if dest.exists() and not replace:  # add the new photos; nothing else changes
-        manifest = _copy_into(photos, dest, report, existing)
+        manifest = _copy_into(photos, dest, report)
         _write_manifest(dest, {**_manifest_entries(dest), **manifest}, source)
     else:  # a new dataset (or a rebuild), assembled beside DEST and renamed into place when complete
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -227,7 +227,7 @@ def make_dataset(
             built.mkdir()
             for name in classes:
                 (built / name).mkdir()
-            manifest = _copy_into(photos, built, report, {})
+            manifest = _copy_into(photos, built, report)
             _write_manifest(built, manifest, source)
             if dest.exists():
                 _rebuild(dest, built, report)
@@ -260,7 +260,7 @@ def _rebuild(dest: Path, built: Path, report: Report) -> None:
         if sha in from_source:
             to_backup.append(rel)  # an earlier run copied it from the source, which no longer has it
             continue
-        target = built / rel.parent / _free_name(built / rel.parent, rel.name, set())
+        target = built / rel.parent / free_name(built / rel.parent, rel.name)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(old, target)  # only ever lived in DEST: keep it
         report.kept.append(dest / target.relative_to(built))

@@ -71,10 +71,26 @@ def test_sixteen_bit_and_rgba_images_become_sensible_rgb(messy_folder):
     assert rgba.mode == "RGB" and rgba.size == (64, 64)
 
 
-def test_empty_class_folder_is_an_error_naming_it(tmp_path):
+def test_empty_class_folders_are_ignored_with_a_one_line_note(tmp_path, capsys):
+    """A folder with nothing you put in it (made by a file manager or an earlier upload box) is not a class."""
+    root = tmp_path / "p"
+    for name in ("tigger/a.jpg", "tigger/b.jpg", "neither/c.jpg", "neither/d.jpg"):
+        write_photo(root / name)
+    (root / "misty").mkdir()
+    (root / "misty" / ".DS_Store").write_bytes(b"junk")  # Finder's, not yours
+    (root / ".ipynb_checkpoints").mkdir()  # JupyterLab's
+    dataset = folders.image_folder_dataset(root, size=32)
+    notes = [line for line in capsys.readouterr().out.splitlines() if "misty" in line]
+    assert notes == ["  note: empty folder(s) ignored, not classes: misty"]
+    assert dataset.classes == ["neither", "tigger"] and len(dataset) == 4
+    assert sorted(p.name for p in root.iterdir()) == [".ipynb_checkpoints", "misty", "neither", "tigger"]  # kept
+
+
+def test_class_of_unreadable_files_is_an_error_naming_it(tmp_path):
     write_photo(tmp_path / "p" / "tigger" / "a.jpg")
+    write_photo(tmp_path / "p" / "neither" / "a.jpg")
     (tmp_path / "p" / "misty").mkdir()
-    (tmp_path / "p" / "misty" / ".DS_Store").write_bytes(b"junk")
+    (tmp_path / "p" / "misty" / "cat.jpg").write_bytes(b"junk")  # you put it there: it is named
     with pytest.raises(paths.DataError, match="misty .*hold no readable images"):
         folders.scan_image_folder(tmp_path / "p")
 
@@ -83,6 +99,15 @@ def test_single_class_is_an_error(tmp_path):
     write_photo(tmp_path / "p" / "tigger" / "a.jpg")
     with pytest.raises(paths.DataError, match="only one class folder \\(tigger\\)"):
         folders.scan_image_folder(tmp_path / "p")
+    (tmp_path / "p" / "misty").mkdir()
+    with pytest.raises(paths.DataError, match="only one class folder \\(tigger\\) \\(misty: empty\\)"):
+        folders.scan_image_folder(tmp_path / "p")
+
+
+def test_a_class_with_one_example_cannot_be_split():
+    assert folders.stratified_split([0, 0, 1, 1, 1, 1], 0.25, seed=0)[1] != []
+    with pytest.raises(paths.DataError, match="class\\(es\\) 1 have a single example: a split needs at least 2"):
+        folders.stratified_split([0, 0, 0, 1], 0.25, seed=0)
 
 
 def test_images_directly_under_root_explain_the_layout(tmp_path):
@@ -135,10 +160,46 @@ def test_pets_stand_in_says_its_source(capsys, isolated_data):
 
 
 def test_pets_uses_your_photos_when_present(messy_folder, capsys):
+    write_photo(messy_folder / "neither" / "c.jpg", source="rocket")
     data = pets.pets_data(size=32, root=messy_folder)
     assert "Source: your photos" in capsys.readouterr().out
     assert data.classes == ["misty", "neither", "tigger"]
-    assert len(data.train) + len(data.val) == 6
+    assert len(data.train) + len(data.val) == 7
+    every_class = {0, 1, 2}
+    assert set(pets.dataset_targets(data.train)) == set(pets.dataset_targets(data.val)) == every_class
+
+
+def test_too_few_photos_say_the_minimum_per_class_before_any_training(messy_folder):
+    """Lesson 08 once reported 1.000 accuracy on one validation photo; now it says what to add instead."""
+    with pytest.raises(paths.DataError) as caught:
+        pets.pets_data(size=32, root=messy_folder, verbose=False)  # neither: 1 readable photo
+    lines = str(caught.value).splitlines()
+    assert lines[0] == (
+        f"Too few photos in {messy_folder}: this needs at least 2 readable photos per class (one to train on and one "
+        "to validate on); you have misty 2, neither 1, tigger 3."
+    )
+    assert lines[1].startswith("Add at least 1 more to neither (a few dozen per class")
+    assert lines[1].endswith("then run this cell and every cell below it again.") and len(lines) == 2
+    lesson_08 = "(?s)at least 3 .*training, validation and test.*1 more to misty, 2 more to neither"
+    with pytest.raises(paths.DataError, match=lesson_08):
+        pets.pets_data(size=32, root=messy_folder, verbose=False, min_per_class=3)  # lesson 08 splits again
+
+
+def test_only_empty_class_folders_fall_back_with_a_note(capsys, isolated_data):
+    """data/my_pets/tigger/ made but empty (an older upload box did that on Save with nothing chosen)."""
+    (isolated_data / "FashionMNIST").symlink_to(REAL_DATA / "FashionMNIST")
+    for name in ("tigger", "misty"):
+        (isolated_data / "my_pets" / name).mkdir(parents=True)
+    data = pets.pets_data(size=32, n_per_class=6, allow_download=False)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"Note: the class folders in {isolated_data / 'my_pets'} hold no photos yet, so they")
+    assert "upload box of lesson 02" in lines[0] and lines[1].startswith("Source: offline stand-in")
+    assert data.source.startswith("offline stand-in")
+
+
+def test_a_photo_folder_that_does_not_exist_is_named(tmp_path):
+    with pytest.raises(paths.DataError, match="the photo folder .*/nope does not exist. Check the path"):
+        pets.pets_data(size=32, root=tmp_path / "nope", allow_download=False, verbose=False)
 
 
 def test_install_from_gz_rejects_wrong_files_and_places_nothing(tmp_path):

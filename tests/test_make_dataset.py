@@ -224,3 +224,40 @@ def test_lesson_02_uses_your_photos_when_present(source, tmp_path, capsys):
         assert tuple(image.shape) == (3, 32, 32) and 0 <= label < 3
     assert "skipped neither/broken.jpg" in outputs[0] and "skipped neither/.DS_Store" in outputs[0]
     assert "skipped" not in outputs[1]  # make_dataset left only readable photos
+
+
+def test_upload_box_and_script_share_one_name_rule_and_one_duplicate_check(source, tmp_path):
+    """Both go through course_utils.folders.add_photos: names compared without case (cat.jpg and Cat.JPG are one
+    file on macOS and Windows), and a photo already in any class is never added again."""
+    from course_utils.widgets import save_uploads, uploaded_file
+
+    dest = tmp_path / "my_pets"
+    upload = save_uploads([uploaded_file("img_1.JPG", _jpeg("astronaut"))], dest / "tigger", dataset_root=dest)
+    assert [p.name for _, p in upload["saved"]] == ["img_1.JPG"]
+    report = make_dataset.make_dataset(source, dest)
+    assert sorted(p.name for p in (dest / "tigger").iterdir()) == [
+        "IMG_0.jpg", "IMG_1_1.jpg", "IMG_2.jpg", "IMG_3.jpg", "img_1.JPG"
+    ]  # fmt: skip
+    assert "renamed Tigger/IMG_1.jpg -> tigger/IMG_1_1.jpg (a photo named IMG_1.jpg is already there)" in (
+        report.summary()
+    )
+    again = save_uploads([uploaded_file("x.png", (source / "misty" / "1.png").read_bytes())], dest / "neither", dest)
+    assert again["skipped"] == [("x.png", "the same photo is already saved as misty/1.png")]
+
+
+def test_runs_as_a_plain_script_from_any_folder(source, tmp_path):
+    """A thin front door: the installed package, no sys.path changes."""
+    import subprocess
+
+    script = ROOT / "data_scripts" / "make_dataset.py"
+    assert "sys.path" not in script.read_text()
+    dest = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, str(script), str(source), "--dest", str(dest)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"{dest}: 13 photos (13 new from {source}")

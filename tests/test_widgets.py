@@ -133,10 +133,46 @@ def test_upload_report_says_what_was_saved_where_and_what_to_do_next(tmp_path):
         "  My Cat (1).jpg -> misty/My_Cat_1_.jpg  (renamed: My Cat (1).jpg -> My_Cat_1_.jpg)",
         "Not saved: 1 file(s):",
         "  x.txt: not an image file (extension '.txt')",
-        "Re-run the pets_data cell so that training sees the new photos.",
+        "Next: run the pets_data cell and every cell below it (click that cell, then Run > Run Selected Cell and "
+        "All Below), so that training sees the new photos.",
     ]
-    nothing = widgets.format_upload_report(widgets.save_uploads([], tmp_path / "misty"))
-    assert nothing == "No photos chosen: choose photos first (the 'choose photos' button), then press Save."
+
+
+def test_saving_nothing_makes_no_folder_and_says_what_to_do(tmp_path):
+    """Save pressed with nothing chosen, or a selection too large for Jupyter's connection (it never arrives)."""
+    report = widgets.save_uploads([], tmp_path / "misty", dataset_root=tmp_path)
+    assert report == {"saved": [], "skipped": []} and list(tmp_path.iterdir()) == []
+    text = widgets.format_upload_report(report, root=tmp_path)
+    assert text.startswith("No photos arrived. Choose photos first (the 'choose photos' button), then press Save.")
+    assert "too large for the notebook's connection" in text and "10 MiB" in text and "fewer at a time" in text
+    assert f"copy the photos into {tmp_path}/<class>/" in text
+    box = widgets.photo_upload_widget(tmp_path / "my_pets")
+    box.save_button.click()
+    box.save_button.click()
+    assert not (tmp_path / "my_pets").exists()  # no empty class folder for a lesson to trip over
+    assert "No photos arrived" in box.status_text and "Traceback" not in box.status_text
+
+
+def test_unusable_uploads_make_no_folder_and_a_name_without_suffix_gets_one(tmp_path):
+    report = widgets.save_uploads([widgets.uploaded_file("notes.txt", b"hello")], tmp_path / "tigger", tmp_path)
+    assert report["saved"] == [] and not (tmp_path / "tigger").exists()
+    report = widgets.save_uploads([widgets.uploaded_file("photo", _jpeg())], tmp_path / "tigger", tmp_path)
+    assert [p.name for _, p in report["saved"]] == ["photo.jpg"]  # the dataset reads it: it has a photo's suffix
+
+
+def test_an_upload_that_arrived_incomplete_is_named(tmp_path):
+    item = dict(widgets.uploaded_file("cat.jpg", _jpeg()))
+    item["size"] += 1000  # the browser's size of the file, more than Python received
+    report = widgets.save_uploads([item], tmp_path / "tigger")
+    assert report["saved"] == [] and report["skipped"][0][1].startswith("arrived incomplete (")
+    assert report["skipped"][0][1].endswith("bytes): choose it again")
+
+
+def test_names_differing_only_in_case_never_share_a_file(tmp_path):
+    """On macOS and Windows Cat.JPG and cat.jpg are one file: the second gets a new name everywhere."""
+    first = widgets.save_uploads([widgets.uploaded_file("Cat.JPG", _jpeg())], tmp_path / "tigger")
+    second = widgets.save_uploads([widgets.uploaded_file("cat.jpg", _jpeg("coffee"))], tmp_path / "tigger")
+    assert [p.name for _, p in first["saved"] + second["saved"]] == ["Cat.JPG", "cat_1.jpg"]
 
 
 def test_upload_widget_save_button_writes_into_the_chosen_class(tmp_path):
@@ -149,7 +185,8 @@ def test_upload_widget_save_button_writes_into_the_chosen_class(tmp_path):
     assert box.status_text.splitlines()[1:] == [
         "Saved 1 photo(s):",
         "  m.jpg -> misty/m.jpg",
-        "Re-run the dataset cell so that training sees the new photos.",
+        "Next: run the dataset cell and every cell below it (click that cell, then Run > Run Selected Cell and All "
+        "Below), so that training sees the new photos.",
     ]
     assert html.unescape(box.status.value).count("m.jpg -> misty/m.jpg") == 1  # shown as readable text
     box.label.value = "tigger"
@@ -158,7 +195,7 @@ def test_upload_widget_save_button_writes_into_the_chosen_class(tmp_path):
     assert "same.jpg: the same photo is already saved as misty/m.jpg" in box.status_text
     assert not (tmp_path / "tigger").exists() or list((tmp_path / "tigger").iterdir()) == []
     box.save_button.click()  # nothing chosen
-    assert "choose photos first" in box.status_text
+    assert "Choose photos first" in box.status_text
 
 
 def test_predict_box_gives_each_photo_upright_to_the_classifier_and_names_unreadable_ones(tmp_path):
@@ -182,4 +219,4 @@ def test_predict_box_gives_each_photo_upright_to_the_classifier_and_names_unread
     assert lines[0] == "IMG_1.jpg: wide 0.75, other 0.25"
     assert lines[1].startswith("IMG_2.HEIC: not read: HEIC/HEIF photo")
     assert box.upload.value == () and "IMG_1.jpg: wide 0.75" in html.unescape(box.status.value)
-    assert box.predict() == [] and "choose photos first" in box.status_text
+    assert box.predict() == [] and "Choose photos first" in box.status_text
