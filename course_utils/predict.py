@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,7 @@ from torchvision import models, transforms
 from .backbones import BACKBONES, replace_head
 from .images import check_photo, load_rgb
 from .paths import atomic_write_bytes
-from .preprocess import IMAGENET_MEAN, IMAGENET_STD
+from .preprocess import IMAGENET_MEAN, IMAGENET_STD, photo_transform
 
 FORMAT = "course-classifier"
 VERSION = 1
@@ -55,16 +56,10 @@ class Classifier:
     info: dict = field(default_factory=dict)
 
     def transform(self) -> transforms.Compose:
-        """PIL photo -> normalized tensor, exactly as the model was trained (size, mean and std from the file)."""
+        """PIL photo -> normalized tensor, exactly as the model was trained: preprocess.photo_transform with the
+        size, resize, mean and std stored in the file."""
         p = self.preprocess
-        return transforms.Compose(
-            [
-                transforms.Resize(p["resize"]),
-                transforms.CenterCrop(p["size"]),
-                transforms.ToTensor(),
-                transforms.Normalize(p["mean"], p["std"]),
-            ]
-        )
+        return photo_transform(p["size"], p["resize"], tuple(p["mean"]), tuple(p["std"]))
 
     @torch.no_grad()
     def probabilities(self, photos: list) -> torch.Tensor:
@@ -97,13 +92,25 @@ def build_network(backbone: str, num_classes: int) -> nn.Module:
     return model
 
 
+def first_sentence(text: str, limit: int = 200) -> str:
+    """The first sentence of ``text``'s first line, without its final full stop; over ``limit`` characters it is
+    shortened at a word boundary and ends in "..." (never cut inside a word)."""
+    lines = text.strip().splitlines()
+    sentence = re.split(r"(?<=[.!?])\s", lines[0].strip(), maxsplit=1)[0].rstrip(".") if lines else ""
+    if len(sentence) <= limit:
+        return sentence
+    head = sentence[: limit + 1]
+    cut = head[: head.rfind(" ")] if " " in head else sentence.split()[0]
+    return cut if cut == sentence else cut.rstrip(",;:") + " ..."
+
+
 def _fit(network: nn.Module, state: dict, backbone: str, num_classes: int, what: str) -> None:
     try:
         network.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        first = str(exc).split("\n\t")[1:3] or [str(exc)[:200]]
+        first = [first_sentence(line) for line in str(exc).split("\n\t")[1:3]] or [first_sentence(str(exc))]
         raise ModelFileError(
-            f"{what} does not fit a {backbone} with {num_classes} classes ({'; '.join(s.strip() for s in first)}). "
+            f"{what} does not fit a {backbone} with {num_classes} classes ({'; '.join(first)}). "
             "It was made for another backbone (or changed by hand): load it with the backbone it was made for, "
             "or train and save the model again."
         ) from None
@@ -172,7 +179,7 @@ def _read(path: Path) -> object:
                 "It is not loaded: that could run code. Save the model with save_classifier instead."
             ) from None
         raise ModelFileError(
-            f"{path} is truncated or damaged ({type(exc).__name__}: {text.splitlines()[0][:120]}). "
+            f"{path} is truncated or damaged ({type(exc).__name__}: {first_sentence(text)}). "
             "Copy it again, or save the model again."
         ) from None
 

@@ -18,7 +18,7 @@ from torchvision import transforms
 from course_utils import predict
 from course_utils.backbones import imagenet_categories, load_backbone
 from course_utils.photos import bundled_photo
-from course_utils.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from course_utils.preprocess import IMAGENET_MEAN, IMAGENET_STD, photo_transform
 
 CLASSES = ["misty", "neither", "tigger"]
 
@@ -70,6 +70,42 @@ def test_the_saved_preprocessing_is_what_prediction_uses(tmp_path):
     top = classifier.top(photo, k=3)
     assert [name for name, _ in top] == [CLASSES[i] for i in expected.argsort(descending=True)]
     assert abs(top[0][1] - float(expected.max())) < 1e-6
+
+
+def test_serving_transforms_a_photo_exactly_as_training_did(tmp_path):
+    photo = bundled_photo("chelsea")  # a real photo, 451 x 300
+    for size, resize, mean, std in ((40, None, IMAGENET_MEAN, IMAGENET_STD), (64, 72, (0.5,) * 3, (0.25,) * 3)):
+        path = predict.save_classifier(
+            tmp_path / "m.pt", small_classifier(), CLASSES, "mobilenet_v2", size, resize, mean, std
+        )
+        served = predict.load_classifier(path).transform()(photo)
+        trained = photo_transform(size, resize, mean, std)(photo)  # what folders / pets train with
+        assert served.shape == (3, size, size) and torch.equal(served, trained)
+
+
+def test_a_truly_truncated_model_file_is_named_with_whole_words(tmp_path):
+    good = predict.save_classifier(tmp_path / "good.pt", small_classifier(), CLASSES, "mobilenet_v2", size=64)
+    data = good.read_bytes()
+    for keep in (len(data) // 2, len(data) - 100):
+        (tmp_path / "cut.pt").write_bytes(data[:keep])
+        with pytest.raises(Exception) as raw:
+            torch.load(tmp_path / "cut.pt", weights_only=True)
+        with pytest.raises(predict.ModelFileError) as info:
+            predict.load_classifier(tmp_path / "cut.pt")
+        message = str(info.value)
+        cause = message.split(f"({type(raw.value).__name__}: ", 1)[1].split("). Copy it again", 1)[0]
+        torch_text = str(raw.value)
+        assert torch_text.startswith(cause) and torch_text[len(cause)] in ". ", (cause, torch_text)
+        assert message.endswith("Copy it again, or save the model again.")
+
+
+def test_long_causes_are_shortened_between_words():
+    text = "failed finding central directory because " + "the archive ends early " * 20
+    short = predict.first_sentence(text, limit=60)
+    assert short.endswith(" ...") and len(short) <= 64
+    assert text.startswith(short[:-4]) and text[len(short) - 4] == " "
+    assert predict.first_sentence("One sentence. And another one.") == "One sentence"
+    assert predict.first_sentence("x" * 300, limit=50) == "x" * 300  # one long word is kept whole
 
 
 def test_a_file_claiming_the_wrong_backbone_cannot_be_written(tmp_path):
