@@ -131,3 +131,31 @@ def test_readme_mentions_only_existing_commands_and_lists_them_all():
 def test_readme_check_finds_a_wrong_name_in_code_but_not_in_prose():
     text = "The course takes a week.\n\n```bash\n.venv/bin/course predikt photo.jpg\n```\nRun `course lab`.\n"
     assert readme_commands(text) == {"predikt", "lab"}
+
+
+def test_author_tools_outside_the_checkout_say_so_in_one_line_with_status_2(monkeypatch, capsys):
+    monkeypatch.setattr(cli, "checkout_root", lambda: None)
+    for name in cli.CHECKOUT_ONLY:
+        assert cli.main([name, "--help"]) == 2, name
+        out, err = capsys.readouterr()
+        lines = err.strip().splitlines()
+        assert out == "" and len(lines) == 1 and f"course {name}:" in lines[0] and "checkout" in lines[0]
+    assert cli.checkout_refusal("grade", ["subs", "--exercise", "ex1", "--sources", "src"]) is None
+    assert cli.checkout_refusal("grade", ["subs", "--exercise", "ex1"]) is not None
+    assert cli.checkout_refusal("lab", []) is None  # a student's command is never refused for want of a checkout
+
+
+def test_a_missing_course_folder_is_reported_in_one_line_with_status_2(monkeypatch, tmp_path, capsys):
+    monkeypatch.delenv("COURSE_ROOT", raising=False)
+    monkeypatch.delenv("COURSE_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["fetch", "data"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("course fetch: no course folder") and "course init DIR" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_version_is_the_packages(capsys):
+    from course_utils import __version__
+
+    assert cli.main(["--version"]) == 0 and capsys.readouterr().out.strip() == f"course {__version__}"

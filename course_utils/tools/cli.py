@@ -1,5 +1,6 @@
 """`course`: one command for every tool of the course (works the same on Linux, macOS and Windows).
 
+    course init DIR            a student's working folder: lessons, exercises, diary template
     course lab                 JupyterLab on the lessons (after checking weights and data)
     course fetch               verified ImageNet weights and Fashion-MNIST, offline too
     course diary               fill the learning diary's counters
@@ -13,17 +14,24 @@
     course results             README's measured sections, rebuilt from the committed results (authors)
     course predict             classify photos with a model file saved in lesson 08
 
-`course COMMAND --help` explains each one.
+`course COMMAND --help` explains each one. Every command finds its course folder the same way ($COURSE_ROOT, else
+the folder it runs in or above that `course init` made, or the checkout); the author and instructor tools in
+CHECKOUT_ONLY run only in the checkout and say so elsewhere (exit status 2).
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
+from pathlib import Path
+
+from .. import __version__
+from ..paths import CourseFolderError, checkout_root
 
 # command -> (module with a main(argv) function, one-line summary); modules are imported only when run,
 # so `course --help` answers at once, without loading torch.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("course_utils.tools.init", "write a student's working folder: lessons, exercises, diary template"),
     "lab": ("course_utils.tools.lab", "JupyterLab on the lessons (after checking weights and data)"),
     "fetch": ("course_utils.tools.fetch", "verified ImageNet weights and Fashion-MNIST, offline too"),
     "diary": ("course_utils.tools.diary", "fill the learning diary's counters"),
@@ -38,13 +46,23 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("course_utils.predict", "classify photos with a model file saved in lesson 08"),
 }
 
+# Author/instructor commands that read the checkout's sources (solutions, results, README): refused elsewhere.
+# The value is the argument that lets the command run without the checkout, if any.
+CHECKOUT_ONLY: dict[str, str | None] = {
+    "bench": None,
+    "sweep": None,
+    "results": None,
+    "release": None,
+    "grade": "--sources",
+}
+
 
 def usage() -> str:
     """The list of commands, as `course --help` prints it."""
     width = max(map(len, COMMANDS))
     lines = ["usage: course COMMAND [ARGS ...]", "", "commands:"]
     lines += [f"  {name:<{width}}  {summary}" for name, (_, summary) in COMMANDS.items()]
-    lines += ["", "`course COMMAND --help` explains each command."]
+    lines += ["", "`course COMMAND --help` explains each command; `course --version` prints the version."]
     return "\n".join(lines)
 
 
@@ -54,18 +72,42 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
         return 0 if argv else 2
+    if argv[0] == "--version":
+        print(f"course {__version__}")
+        return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         print(f"course: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    refusal = checkout_refusal(name, rest)
+    if refusal:
+        print(refusal, file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[name][0])
     program = sys.argv[0]
     sys.argv[0] = f"course {name}"  # argparse names the program after it: `usage: course bench ...`
     try:
         status = module.main(rest)
+    except CourseFolderError as exc:
+        print(f"course {name}: {exc}", file=sys.stderr)
+        return 2
     finally:
         sys.argv[0] = program
     return int(status or 0)
+
+
+def checkout_refusal(name: str, rest: list[str]) -> str | None:
+    """One line saying why ``course NAME`` cannot run here (it needs the checkout), or None when it can."""
+    if name not in CHECKOUT_ONLY or checkout_root() is not None:
+        return None
+    escape = CHECKOUT_ONLY[name]
+    if escape and any(arg == escape or arg.startswith(f"{escape}=") for arg in rest):
+        return None
+    hint = f", or pass {escape} DIR" if escape else ""
+    return (
+        f"course {name}: an author/instructor tool that needs the course's source checkout (not found from "
+        f"{Path.cwd()}); run it inside a clone of the course{hint}."
+    )
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import nbformat
 
-from ..paths import project_root
+from ..paths import checkout_root, course_root
 from .notebook_tools import clean_notebook, write_notebook
 
 BEGIN_SOLUTION = "### BEGIN SOLUTION"
@@ -52,12 +52,12 @@ class GradedCell:
 
 
 def exercises_dir() -> Path:
-    """notebooks/exercises: the student copies."""
-    return project_root() / "notebooks" / "exercises"
+    """notebooks/exercises of the checkout (else of the course folder): the student copies."""
+    return (checkout_root() or course_root()) / "notebooks" / "exercises"
 
 
 def source_dir() -> Path:
-    """notebooks/exercises/source: the source notebooks with solutions and hidden tests."""
+    """notebooks/exercises/source: the source notebooks with solutions and hidden tests (only in the checkout)."""
     return exercises_dir() / "source"
 
 
@@ -221,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
+        if not source_paths():
+            print(f"error: no source notebooks in {source_dir()}: nothing to release or check", file=sys.stderr)
+            return 2
         if args.check:
             problems = stale_copies(out_dir=args.out)
             for problem in problems:

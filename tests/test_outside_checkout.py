@@ -1,0 +1,185 @@
+"""The package outside the checkout: a wheel installed (not editable) into a fresh venv in a temp folder.
+
+`course init` writes a student's folder from the wheel's own copy of the lessons; author tools say that they need
+the checkout (exit status 2, one line); nothing finds a course folder by guessing, nothing is created in the
+folder a command runs in. The venv reuses this environment's packages through a .pth file (torch is not
+installed again), so the whole module takes seconds, most of them building the wheel.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import venv
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+SOURCE_FILES = ["pyproject.toml", "README.md", "DIARY.template.md", "course_utils", "notebooks"]
+IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints", "*.egg-info", "build")
+
+
+def run(args: list, cwd: Path, env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run a command and capture its text output."""
+    return subprocess.run([str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> dict:
+    """Build the wheel from a copy of the checkout, install it into a fresh venv; its paths and a clean env."""
+    base = tmp_path_factory.mktemp("outside")
+    source = base / "source"
+    source.mkdir()
+    for name in SOURCE_FILES:
+        path = ROOT / name
+        if path.is_dir():
+            shutil.copytree(path, source / name, ignore=IGNORED)
+        else:
+            shutil.copy2(path, source / name)
+    build = run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", base / "dist", source],
+        base,
+        None,
+        300,
+    )
+    assert build.returncode == 0, build.stderr
+    wheel = next((base / "dist").glob("course_utils-*.whl"))
+    target = base / "venv"
+    venv.EnvBuilder(with_pip=False).create(target)
+    python = target / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    site = Path(
+        run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], base, None).stdout.strip()
+    )
+    (site / "zz_course_test_dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")  # torch & co, reused
+    install = run(
+        [sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-deps", wheel], base, None, 300
+    )
+    assert install.returncode == 0, install.stderr
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("COURSE_") and k not in ("PYTHONPATH", "VIRTUAL_ENV")
+    }
+    env["PYTHONNOUSERSITE"] = "1"
+    work = base / "work"
+    work.mkdir()
+    script = target / ("Scripts/course.exe" if os.name == "nt" else "bin/course")
+    return {"wheel": wheel, "python": python, "course": script, "env": env, "work": work}
+
+
+def test_the_wheel_carries_lessons_and_student_copies_but_no_solution_sources(installed):
+    names = zipfile.ZipFile(installed["wheel"]).namelist()
+    folder = "course_utils/student_folder/"
+    lessons = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
+    copies = sorted(p.name for p in (ROOT / "notebooks" / "exercises").glob("ex*.ipynb"))
+    assert lessons and copies
+    assert all(f"{folder}notebooks/{name}" in names for name in lessons)
+    assert all(f"{folder}notebooks/exercises/{name}" in names for name in copies)
+    assert f"{folder}DIARY.template.md" in names
+    assert not [n for n in names if "/source/" in n or n.endswith("conftest.py")], "solution sources in the wheel"
+    assert "course_utils/tools/lab_settings/overrides.json" in names
+    assert any(n.endswith("entry_points.txt") for n in names)
+
+
+def test_the_installed_course_is_the_wheel_and_reports_its_version(installed):
+    where = run(
+        [installed["python"], "-c", "import course_utils; print(course_utils.__file__)"],
+        installed["work"],
+        installed["env"],
+    )
+    assert str(ROOT) not in where.stdout and "site-packages" in where.stdout, where.stdout + where.stderr
+    version = run([installed["course"], "--version"], installed["work"], installed["env"])
+    from course_utils import __version__
+
+    assert version.returncode == 0 and version.stdout.strip() == f"course {__version__}"
+
+
+@pytest.fixture(scope="module")
+def student(installed) -> dict:
+    """`course init student` run in an empty folder: its result and the folder it wrote."""
+    work = installed["work"]
+    result = run([installed["course"], "init", "student"], work, installed["env"])
+    return {"result": result, "folder": work / "student", "work": work}
+
+
+def test_course_init_writes_a_student_folder_and_nothing_else(student):
+    assert student["result"].returncode == 0, student["result"].stderr
+    assert sorted(p.name for p in student["work"].iterdir()) == ["student"]  # nothing else where it ran
+    folder = student["folder"]
+    assert (folder / ".course-folder.json").is_file() and (folder / "README.md").is_file()
+    assert (folder / "DIARY.template.md").read_bytes() == (ROOT / "DIARY.template.md").read_bytes()
+    lessons = sorted(p.name for p in (folder / "notebooks").glob("*.ipynb"))
+    assert lessons == sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
+    for name in lessons:
+        assert (folder / "notebooks" / name).read_bytes() == (ROOT / "notebooks" / name).read_bytes()
+    copies = sorted(p.name for p in (folder / "notebooks" / "exercises").iterdir())
+    assert copies == sorted(p.name for p in (ROOT / "notebooks" / "exercises").glob("ex*.ipynb"))
+    assert not (folder / "data").exists()
+
+
+def test_init_again_keeps_an_edited_notebook_and_updates_an_unchanged_one(installed, student):
+    folder = student["folder"]
+    edited = folder / "notebooks" / "01_the_analogy.ipynb"
+    mine = edited.read_text(encoding="utf-8").replace('"cells": [', '"cells": [ ', 1)
+    edited.write_text(mine, encoding="utf-8")
+    stale = folder / "notebooks" / "02_scenario_a_small_data.ipynb"
+    stale.write_text("{}", encoding="utf-8")  # an older course copy the student never touched: may be updated
+    marker = folder / ".course-folder.json"
+    record = json.loads(marker.read_text(encoding="utf-8"))
+    record["files"][f"notebooks/{stale.name}"] = hashlib.sha256(b"{}").hexdigest()
+    marker.write_text(json.dumps(record), encoding="utf-8")
+    again = run([installed["course"], "init", str(folder)], student["work"], installed["env"])
+    assert again.returncode == 0, again.stderr
+    assert "kept notebooks/01_the_analogy.ipynb" in again.stdout and stale.name not in again.stdout
+    assert edited.read_text(encoding="utf-8") == mine
+    assert stale.read_bytes() == (ROOT / "notebooks" / stale.name).read_bytes()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["results"],
+        ["bench", "--help"],
+        ["release", "--check"],
+        ["sweep", "--status"],
+        ["grade", "x", "--exercise", "y"],
+    ],
+)
+def test_author_tools_say_they_need_the_checkout(installed, student, args):
+    work = student["work"]
+    result = run([installed["course"], *args], work, installed["env"])
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"course {args[0]}" in lines[0] and "checkout" in lines[0], result.stderr
+    assert not [p for p in work.iterdir() if p.name != "student"]
+
+
+def test_without_a_course_folder_commands_say_what_to_run_and_create_nothing(installed, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for args in (["lab"], ["fetch", "data"]):
+        result = run([installed["course"], *args], empty, installed["env"])
+        assert result.returncode == 2 and "course init DIR" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+    probe = (
+        "from course_utils import paths\ntry:\n    paths.data_dir()\nexcept paths.CourseFolderError as e:\n    print(e)"
+    )
+    result = run([installed["python"], "-c", probe], empty, installed["env"])
+    assert "no course folder" in result.stdout and "course init DIR" in result.stdout
+    assert list(empty.iterdir()) == []  # no ./data made as a side effect
+
+
+def test_inside_the_student_folder_the_course_folder_is_found_from_below(installed, student):
+    folder = student["folder"]
+    probe = "from course_utils import paths; print(paths.course_root()); print(paths.checkout_root())"
+    result = run([installed["python"], "-c", probe], folder / "notebooks" / "exercises", installed["env"])
+    assert result.stdout.split() == [str(folder.resolve()), "None"], result.stderr
+    lab_help = run([installed["course"], "lab", "--help"], folder, installed["env"])
+    assert lab_help.returncode == 0
