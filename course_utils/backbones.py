@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
@@ -194,17 +195,29 @@ def format_parameter_report(model: nn.Module) -> str:
     return format_parameter_rows(parameter_report(model))
 
 
-def optimizer_parameter_problems(optimizer: torch.optim.Optimizer, model: nn.Module) -> list[str]:
-    """What differs between the optimizer's parameters and the model's trainable ones (empty: they match)."""
-    in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
-    names = {id(p): n for n, p in model.named_parameters()}
-    trainable = {id(p) for p in model.parameters() if p.requires_grad}
-    problems = [f"trainable but not in the optimizer (never updated): {names[i]}" for i in trainable - in_optimizer]
+def optimizer_problems(
+    in_optimizer: Iterable[torch.Tensor],
+    named: Iterable[tuple[str, torch.Tensor]],
+    is_trainable: Callable[[torch.Tensor], bool] = lambda p: p.requires_grad,
+) -> list[str]:
+    """The one optimizer-vs-trainable comparison (lessons and exercise checks): a sorted line per parameter that is
+    trainable but not in the optimizer, or in the optimizer but frozen (or not the model's at all)."""
+    named = list(named)
+    names = {id(p): n for n, p in named}
+    held = {id(p) for p in in_optimizer}
+    trainable = {id(p) for _, p in named if is_trainable(p)}
+    problems = [f"trainable but not in the optimizer (never updated): {names[i]}" for i in trainable - held]
     problems += [
-        f"in the optimizer but frozen: {names.get(i, '<not a parameter of this model>')}"
-        for i in in_optimizer - trainable
+        f"in the optimizer but frozen: {names.get(i, '<not a parameter of this model>')}" for i in held - trainable
     ]
     return sorted(problems)
+
+
+def optimizer_parameter_problems(optimizer: torch.optim.Optimizer, model: nn.Module) -> list[str]:
+    """What differs between the optimizer's parameters and the model's trainable ones (empty: they match)."""
+    return optimizer_problems(
+        (p for group in optimizer.param_groups for p in group["params"]), model.named_parameters()
+    )
 
 
 def optimizer_matches_trainable(optimizer: torch.optim.Optimizer, model: nn.Module) -> bool:

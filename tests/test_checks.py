@@ -1,4 +1,5 @@
-"""course_utils.checks against objects that lie: the checks read real parameters and refuse what could pretend."""
+"""course_utils.checks (and course_utils.genuine under it) against objects that lie: the checks read real parameters
+and refuse what could pretend."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import torch
 from torch import nn
 from torchvision import models
 
-from course_utils import checks
+from course_utils import checks, genuine
 
 WHERE = "setup_transfer_learning"
 
@@ -40,15 +41,15 @@ def honest():
 
 
 def test_real_parameters_and_buffers_are_what_torch_lists_for_an_honest_model(honest):
-    assert [n for n, _ in checks.real_named_parameters(honest)] == [n for n, _ in honest.named_parameters()]
-    assert [n for n, _ in checks.real_named_buffers(honest)] == [n for n, _ in honest.named_buffers()]
+    assert [n for n, _ in genuine.real_named_parameters(honest)] == [n for n, _ in honest.named_parameters()]
+    assert [n for n, _ in genuine.real_named_buffers(honest)] == [n for n, _ in honest.named_buffers()]
     resnet = models.resnet18(weights=None)
-    assert [n for n, _ in checks.real_named_parameters(resnet)] == [n for n, _ in resnet.named_parameters()]
+    assert [n for n, _ in genuine.real_named_parameters(resnet)] == [n for n, _ in resnet.named_parameters()]
     assert checks.head_parameter_names(honest) == {"classifier.1.weight", "classifier.1.bias"}
     checks.expect_trainable_exactly(honest, checks.head_parameter_names(honest), WHERE)
     shared = nn.Sequential(nn.Linear(2, 2))
     shared.append(shared[0])  # the same layer twice: listed once, as torch does
-    assert [n for n, _ in checks.real_named_parameters(shared)] == [n for n, _ in shared.named_parameters()]
+    assert [n for n, _ in genuine.real_named_parameters(shared)] == [n for n, _ in shared.named_parameters()]
 
 
 def test_a_subclass_that_hides_its_parameters_is_refused():
@@ -148,3 +149,14 @@ def test_an_optimizer_must_be_torchs_and_is_read_from_itself(honest):
         checks.expect_optimizer_matches(Claims(trainable), honest, WHERE)
     with pytest.raises(checks.CheckFailed, match="in the optimizer but frozen"):
         checks.expect_optimizer_matches(torch.optim.Adam(honest.parameters()), honest, WHERE)
+
+
+def test_the_exercise_check_and_the_lessons_helper_compare_an_optimizer_the_same_way(honest):
+    from course_utils.backbones import optimizer_parameter_problems
+
+    stale = torch.optim.SGD(list(honest.features[-1].parameters()), lr=0.1)  # frozen ones in, the head left out
+    problems = optimizer_parameter_problems(stale, honest)
+    assert len(problems) == 5 and problems[0].startswith("in the optimizer but frozen: features.18.")
+    with pytest.raises(checks.CheckFailed) as failed:
+        checks.expect_optimizer_matches(stale, honest, WHERE)
+    assert f"{len(problems)} problems, e.g. " + "; ".join(problems[:3]) in str(failed.value)
