@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .backbones import family_of, stages
-from .preprocess import IMAGENET_MEAN, IMAGENET_STD
+from .photos import photo_crops  # noqa: F401 (lesson 01 imports it from here; defined in photos)
 
 
 def stage_output_modules(model: nn.Module) -> OrderedDict[str, nn.Module]:
@@ -78,26 +78,3 @@ SKIMAGE_PHOTOS = (
     "colorwheel",
     "retina",
 )
-
-
-def photo_crops(
-    photos: dict, views: int, size: int = 96, seed: int = 0
-) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """``views`` random crops (15-50% of the area, random flip) of each photo: (images, photo index, photo names)."""
-    from torchvision import transforms as T
-
-    torch.manual_seed(seed)
-    crop = T.Compose(
-        [
-            T.RandomResizedCrop(size, scale=(0.15, 0.5)),
-            T.RandomHorizontalFlip(),
-            T.ToTensor(),
-            T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-        ]
-    )
-    images, labels = [], []
-    for index, photo in enumerate(photos.values()):
-        for _ in range(views):
-            images.append(crop(photo))
-            labels.append(index)
-    return torch.stack(images), torch.tensor(labels), list(photos)

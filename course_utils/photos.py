@@ -1,12 +1,13 @@
-"""Real photos bundled with scikit-image and scikit-learn, for demos that run offline."""
+"""Real photos bundled with scikit-image and scikit-learn, for demos that run offline, and random crops of them."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 from PIL import Image
+from torchvision import transforms
 
-from .preprocess import photo_transform
+from .preprocess import IMAGENET_MEAN, IMAGENET_STD, photo_transform
 
 PHOTO_NAMES = ("chelsea", "coffee", "astronaut", "rocket", "china", "flower")
 
@@ -40,6 +41,27 @@ def bundled_photo(name: str) -> Image.Image:
 def bundled_photos(names=PHOTO_NAMES) -> dict[str, Image.Image]:
     """name -> RGB image for each bundled photo."""
     return {name: bundled_photo(name) for name in names}
+
+
+def photo_crops(
+    photos: dict[str, Image.Image], views: int, size: int = 96, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """``views`` random crops (15-50% of the area, random flip) of each photo, as backbone input:
+    (images, photo index, photo names). Seeded: the same arguments give the same crops."""
+    crop = transforms.Compose(
+        [
+            transforms.RandomResizedCrop(size, scale=(0.15, 0.5)),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
+    torch.manual_seed(seed)
+    images, labels = [], []
+    for index, photo in enumerate(photos.values()):
+        images += [crop(photo) for _ in range(views)]
+        labels += [index] * views
+    return torch.stack(images), torch.tensor(labels), list(photos)
 
 
 @torch.no_grad()

@@ -147,3 +147,19 @@ def test_folder_scan_names_tiny_rotated_and_large_photos(tmp_path):
     dataset = folders.image_folder_dataset(root, size=32, verbose=False)
     shapes = {tuple(dataset[i][0].shape) for i in range(len(dataset))}
     assert shapes == {(3, 32, 32)}
+
+
+def test_photo_crops_are_seeded_normalized_views_of_each_photo():
+    import torch
+
+    from course_utils import explore
+    from course_utils.photos import bundled_photos, photo_crops
+    from course_utils.preprocess import IMAGENET_MEAN, IMAGENET_STD
+
+    photos = bundled_photos(("chelsea", "coffee"))
+    crops, labels, names = photo_crops(photos, views=3, size=24, seed=5)
+    assert crops.shape == (6, 3, 24, 24) and labels.tolist() == [0, 0, 0, 1, 1, 1] and names == ["chelsea", "coffee"]
+    assert torch.equal(photo_crops(photos, 3, 24, seed=5)[0], crops) and not torch.equal(crops[0], crops[1])
+    pixels = crops * torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) + torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    assert pixels.min() >= -1e-5 and pixels.max() <= 1 + 1e-5  # normalized back to [0, 1] pixels
+    assert explore.photo_crops is photo_crops  # lesson 01 imports it from explore: one function
