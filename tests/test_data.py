@@ -231,3 +231,40 @@ def test_fetch_data_script_asks_for_the_debian_package_when_nothing_works(tmp_pa
     result = course("fetch", "data", "--debian-dir", str(tmp_path / "none"), env=env)
     assert result.returncode == 3
     assert "apt-get install dataset-fashion-mnist" in result.stderr
+
+
+def run_cells(notebook: str, cell_ids: list[str], **overrides) -> dict:
+    """Run some cells of a lesson as the student's kernel would, the parameters cell first, then ``overrides``."""
+    import json
+
+    cells = {c.get("id"): c for c in json.loads((ROOT / "notebooks" / notebook).read_text())["cells"]}
+    namespace: dict = {}
+    for i, cell_id in enumerate(["c01", *cell_ids]):
+        exec(compile("".join(cells[cell_id]["source"]), f"{notebook}:{cell_id}", "exec"), namespace)
+        if i == 0:
+            namespace.update(overrides)
+    return namespace
+
+
+@pytest.mark.parametrize(
+    ("notebook", "cells", "tiggers", "needed"),
+    [("02_scenario_a_small_data.ipynb", ["c17"], 1, 2), ("08_use_your_model.ipynb", ["c03", "c05", "c06"], 2, 3)],
+)
+def test_a_lesson_with_too_few_photos_says_what_to_add_and_goes_on(notebook, cells, tiggers, needed, tmp_path, capsys):
+    """Lesson 08 once trained on 7 photos and reported 1.000 accuracy on a single validation photo."""
+    (tmp_path / "FashionMNIST").symlink_to(REAL_DATA / "FashionMNIST")
+    root = tmp_path / "my_pets"
+    names = ["misty/1.jpg", "misty/2.jpg", "neither/1.jpg", "neither/2.jpg", "neither/3.jpg"]
+    for k, name in enumerate(names + [f"tigger/{k}.jpg" for k in range(tiggers)]):
+        write_photo(root / name, source=["chelsea", "coffee", "rocket", "astronaut"][k % 4])
+    settings = dict(MY_PHOTOS=str(root), ALLOW_DOWNLOAD=False, N_PER_CLASS=6, IMAGE_SIZE=32)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("COURSE_DATA_DIR", str(tmp_path))
+        namespace = run_cells(notebook, cells, **settings)
+    out = capsys.readouterr().out
+    assert "Traceback" not in out
+    assert f"Your photos are not used yet. Too few photos in {root}: this needs at least {needed} readable" in out
+    assert "Source: offline stand-in from Fashion-MNIST" in out
+    assert namespace["pets"].source.startswith("offline stand-in")
+    if notebook.startswith("08"):
+        assert "every class is in train and in validation: True" in out
