@@ -57,8 +57,9 @@ def grey_probe(height: int = 28, width: int = 28) -> torch.Tensor:
 def output_sha256(transform: Callable[[torch.Tensor], torch.Tensor], probe: torch.Tensor) -> str:
     """sha256 of what ``transform`` makes of ``probe`` (dtype, shape and exact values).
 
-    It changes whenever the preprocessing does (resizing, antialiasing, normalization, the code or its
-    constants), which a written description of the steps cannot promise."""
+    It changes whenever what the preprocessing produces changes (resizing, antialiasing, normalization, in the
+    code or in its constants), which a written description of the steps cannot promise; an edit that leaves
+    the output equal (antialiasing when enlarging) leaves it equal, and the features cached with it stay right."""
     with torch.no_grad():
         out = np.ascontiguousarray(transform(probe).detach().cpu().numpy())
     digest = hashlib.sha256(f"{out.dtype.str}{out.shape}".encode())
