@@ -1,6 +1,8 @@
 # Everything a fresh machine needs, then the thing you asked for. Each target is idempotent.
-#   make lab            set up, then JupyterLab on notebooks/ (ARGS="--port 8890" passes arguments through)
-#   make test           set up, then every test: unit tests and every notebook through nbval (quick profile)
+#   make lab            set up what a student needs, then JupyterLab opening notebooks/00_start_here.ipynb
+#                       (ARGS="--port 8890" passes arguments through)
+#   make test           set up with the [test] extra (instructor tools, export, pytest), then every test: unit
+#                       tests and every notebook through nbval (quick profile)
 # Every tool is the `course` command (course --help); the targets below only add the set-up before it.
 
 PYTHON ?= python3
@@ -8,34 +10,50 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 COURSE := $(VENV)/bin/course
 STAMP := $(VENV)/.course-installed
+DEV_STAMP := $(VENV)/.course-installed-test
 ARGS ?=
 PROFILE ?= quick
 PYTEST_ARGS ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 
-.PHONY: lab test setup venv weights data unit notebooks diary clean-notebooks refresh-notebooks slide-metadata bench handouts slides sweep release-exercises grade clean
+.PHONY: lab test setup setup-test venv venv-test weights data unit notebooks diary clean-notebooks refresh-notebooks slide-metadata bench handouts slides sweep release-exercises grade clean
 
 lab: setup
+	@echo "Set-up done. Open notebooks/00_start_here.ipynb (JupyterLab opens it now; Ctrl-C stops it)."
 	$(COURSE) lab $(ARGS)
 
-test: setup
+test: setup-test
 	COURSE_PROFILE=$(PROFILE) $(PY) -m pytest $(PYTEST_ARGS)
 
-unit: setup
+unit: setup-test
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
-notebooks: setup
+notebooks: setup-test
 	COURSE_PROFILE=$(PROFILE) $(PY) -m pytest notebooks $(PYTEST_ARGS)
 
 setup: venv weights data
 
+setup-test: venv-test weights data
+
 venv: $(STAMP)
 
-# Reinstalls only when pyproject.toml changes.
+venv-test: $(DEV_STAMP)
+
+DISK_NOTE := about 6 GB on Linux (PyTorch's CUDA build), 1-2 GB on macOS and Windows; then 14 MB of weights and 55 MB of Fashion-MNIST
+
+# What a student needs (no test tools); reinstalls only when pyproject.toml changes. pip shows its own progress.
 $(STAMP): pyproject.toml
+	@echo "Installing the course into $(VENV): $(DISK_NOTE). PyTorch is the big download (minutes)."
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check -q -e ".[test]"
+	$(PY) -m pip install --disable-pip-version-check --progress-bar on -e .
 	@touch $@
+
+# The [test] extra on top: instructor tools, ONNX export, pytest, Playwright, ruff.
+$(DEV_STAMP): pyproject.toml
+	@echo "Installing the course with its [test] extra into $(VENV): $(DISK_NOTE), and about 0.5 GB of test tools."
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check --progress-bar on -e ".[test]"
+	@touch $@ $(STAMP)
 
 weights: venv
 	@$(COURSE) fetch weights --backbone mobilenet_v2
@@ -44,7 +62,7 @@ weights: venv
 data: venv
 	@$(COURSE) fetch data; rc=$$?; \
 	if [ $$rc -eq 3 ] && command -v apt-get >/dev/null 2>&1; then \
-	  echo "Installing Debian's dataset-fashion-mnist (offline source of Fashion-MNIST)"; \
+	  echo "Installing Debian's dataset-fashion-mnist (offline source of Fashion-MNIST, about 30 MB)"; \
 	  $(SUDO) apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || \
 	    { $(SUDO) apt-get update -q >/dev/null 2>&1 && $(SUDO) apt-get install -y -q dataset-fashion-mnist >/dev/null; } && \
 	  $(COURSE) fetch data; \
@@ -55,34 +73,34 @@ diary: venv
 	@echo "wrote DIARY.md"
 
 # Outputs only in '# NBVAL_CHECK_OUTPUT' cells, no execution counts.
-clean-notebooks: venv
+clean-notebooks: venv-test
 	$(COURSE) notebooks clean notebooks
 
 # Execute every notebook (quick profile) and keep the outputs of checked cells only.
-refresh-notebooks: setup
+refresh-notebooks: setup-test
 	COURSE_PROFILE=$(PROFILE) $(COURSE) notebooks refresh notebooks
 
 # Slide metadata of every lesson, derived from its headings (run after editing a lesson).
-slide-metadata: venv
+slide-metadata: venv-test
 	$(COURSE) notebooks slides notebooks
 
 # Lesson and instructor tools (see README): each runs after the set-up.
-bench: setup
+bench: setup-test
 	$(COURSE) bench $(ARGS)
 
-sweep: setup
+sweep: setup-test
 	COURSE_PROFILE=$(PROFILE) $(COURSE) sweep $(ARGS)
 
-handouts: setup
+handouts: setup-test
 	$(COURSE) handouts --profile $(PROFILE) $(ARGS)
 
-slides: setup
+slides: setup-test
 	$(COURSE) slides --profile $(PROFILE) $(ARGS)
 
-release-exercises: venv
+release-exercises: venv-test
 	$(COURSE) release
 
-grade: venv
+grade: venv-test
 	$(COURSE) grade $(ARGS)
 
 clean:

@@ -1,9 +1,14 @@
-"""`make lab` and `make test` do all set-up and are idempotent: a second run installs nothing and is quick."""
+"""`make lab` and `make test` do all set-up and are idempotent: a second run installs nothing and is quick.
+
+`make lab` installs what a student needs (not the [test] extra), says how much disk it will take before it starts,
+lets pip show its progress, and names the notebook to open; `make test` installs the [test] extra.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -74,7 +79,7 @@ def test_make_lab_serves_jupyterlab_on_the_notebooks(tmp_path):
                 time.sleep(0.5)
         assert contents is not None, "JupyterLab did not answer within 90 s"
         names = {item["name"] for item in contents["content"]}
-        assert "00_start_here.ipynb" in names  # served from notebooks/
+        assert {"notebooks", "DIARY.template.md"} <= names  # the course folder, lesson 00 opened in it
         lab = urllib.request.urlopen(f"http://127.0.0.1:{port}/lab?token={token}", timeout=10).read().decode()
         assert "JupyterLab" in lab
     finally:
@@ -84,3 +89,36 @@ def test_make_lab_serves_jupyterlab_on_the_notebooks(tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+
+
+def dry_run(target: str, venv: Path) -> str:
+    """The commands `make TARGET` would run on a fresh machine (make -n -B: nothing is run or installed)."""
+    result = subprocess.run(
+        ["make", "--no-print-directory", "-n", "-B", target, f"VENV={venv}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_lab_installs_what_a_student_needs_says_how_big_and_names_the_notebook(tmp_path):
+    commands = dry_run("lab", tmp_path / "venv")
+    installs = [line for line in commands.splitlines() if "pip install" in line]
+    assert installs and all(line.rstrip().endswith("-e .") for line in installs), installs  # no [test] extra
+    assert all(" -q" not in line for line in installs)  # pip's progress is shown
+    first_echo = next(line for line in commands.splitlines() if line.startswith("echo"))
+    assert "GB" in first_echo and "MB" in first_echo  # disk use, said before anything starts
+    assert commands.index(first_echo) < commands.index("-m venv") < commands.index(installs[0])
+    last_echo = [line for line in commands.splitlines() if line.startswith("echo")][-1]
+    assert "notebooks/00_start_here.ipynb" in last_echo
+    assert commands.rstrip().splitlines()[-1].endswith("course lab")
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_test_installs_the_test_extra(tmp_path):
+    installs = [line for line in dry_run("test", tmp_path / "venv").splitlines() if "pip install" in line]
+    assert any(line.rstrip().endswith('-e ".[test]"') for line in installs), installs

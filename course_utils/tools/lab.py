@@ -3,7 +3,11 @@
     course lab [JUPYTERLAB ARGS ...]     e.g. course lab --port 8890 --no-browser
 
 ``course lab`` first checks (in well under a second) that the verified weights and Fashion-MNIST are there,
-and says to run ``course fetch`` if not. ``start_lab``/``stop_lab`` are used by the real-browser test
+and says to run ``course fetch`` if not. It serves the course folder and opens lesson 00, with the course's
+settings from lab_settings/: no "get notified about Jupyter news?" pop-up (overrides.json, passed as JupyterLab's
+app settings folder) and uploads through ipywidgets' FileUpload of up to 256 MB (jupyter_server_config.json, on
+JUPYTER_CONFIG_PATH so that the user's own Jupyter config still applies; a phone's photos and videos are
+25-120 MB, Tornado's websocket limit is 10 MB otherwise). ``start_lab``/``stop_lab`` are used by the real-browser test
 (tests/test_browser.py). The server runs in its own session (process group)
 and, on Linux, dies with the process that started it; ``stop_lab`` sends SIGTERM to the group (JupyterLab
 then shuts its kernels down), SIGKILL after a grace period, then kills any descendant still alive
@@ -26,9 +30,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..paths import project_root
+from ..paths import course_root
 from .processes import descendants, stop_tree
 
+LAB_SETTINGS_DIR = Path(__file__).resolve().parent / "lab_settings"  # overrides.json, jupyter_server_config.json
+UPLOAD_LIMIT_BYTES = 256 * 1024 * 1024  # websocket message limit there: FileUpload sends a photo in one message
+FIRST_LESSON = "notebooks/00_start_here.ipynb"
 QUIET_SETTINGS = {  # user settings that keep pop-ups and virtual scrolling out of an automated session
     "@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
     "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none"},
@@ -68,7 +75,7 @@ def _die_with_parent() -> None:
         pass
 
 
-def lab_command(root: Path, port: int, token: str) -> list[str]:
+def lab_command(root: Path, port: int, token: str, options: list[str] | tuple = ()) -> list[str]:
     """`jupyter lab --notebook-dir=ROOT` as `make lab` runs it, plus test-only flags.
 
     Started as ``python -m jupyterlab`` with this interpreter: the same application from the same environment,
@@ -84,13 +91,33 @@ def lab_command(root: Path, port: int, token: str) -> list[str]:
         f"--ServerApp.port={port}",
         "--ServerApp.port_retries=0",
         f"--IdentityProvider.token={token}",
+        *options,
     ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         command.append("--allow-root")
     return command
 
 
-def isolated_env(home: Path, profile: str = "quick") -> dict[str, str]:
+def course_lab_options() -> list[str]:
+    """The option `course lab` gives JupyterLab: the course's overrides.json (no news pop-up)."""
+    return [f"--LabApp.app_settings_dir={LAB_SETTINGS_DIR}"]
+
+
+def course_lab_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """``env`` (default os.environ) with the course's server config (the websocket limit) on JUPYTER_CONFIG_PATH."""
+    env = dict(os.environ if env is None else env)
+    env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(filter(None, [str(LAB_SETTINGS_DIR), env.get("JUPYTER_CONFIG_PATH")]))
+    return env
+
+
+def student_lab_command(root: Path, extra: list[str]) -> list[str]:
+    """`python -m jupyterlab` on the course folder, opening lesson 00, with the course's settings and ``extra``."""
+    first = Path(root) / FIRST_LESSON
+    opened = [str(first)] if first.is_file() else []
+    return [sys.executable, "-m", "jupyterlab", f"--notebook-dir={root}", *course_lab_options(), *extra, *opened]
+
+
+def isolated_env(home: Path, profile: str = "quick", quiet: bool = True) -> dict[str, str]:
     """Environment with Jupyter's, IPython's and Matplotlib's own folders under ``home``, and the profile set."""
     env = dict(os.environ, COURSE_PROFILE=profile, PYTHONUNBUFFERED="1")
     for var, sub in [
@@ -105,7 +132,7 @@ def isolated_env(home: Path, profile: str = "quick") -> dict[str, str]:
         (home / sub).mkdir(parents=True, exist_ok=True)
         env[var] = str(home / sub)
     env.pop("JUPYTER_PATH", None)
-    for plugin, values in QUIET_SETTINGS.items():
+    for plugin, values in QUIET_SETTINGS.items() if quiet else ():
         package, name = plugin.rsplit("/", 1)
         target = home / "config/lab/user-settings" / package / f"{name}.jupyterlab-settings"
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -113,15 +140,22 @@ def isolated_env(home: Path, profile: str = "quick") -> dict[str, str]:
     return env
 
 
-def start_lab(root: Path, home: Path, profile: str = "quick", timeout: float = 90.0) -> LabServer:
-    """Start JupyterLab on ``root`` and wait until its API answers; raise with the log's tail if it does not."""
+def start_lab(
+    root: Path, home: Path, profile: str = "quick", timeout: float = 90.0, course_settings: bool = False
+) -> LabServer:
+    """Start JupyterLab on ``root`` and wait until its API answers; raise with the log's tail if it does not.
+
+    ``course_settings``: with `course lab`'s settings instead of the test's QUIET_SETTINGS (user settings).
+    """
     root, home = Path(root), Path(home)
     port, token = free_port(), secrets.token_hex(16)
     log = home / "jupyterlab.log"
-    env = isolated_env(home, profile)
+    env = isolated_env(home, profile, quiet=not course_settings)
+    env = course_lab_env(env) if course_settings else env
+    options = course_lab_options() if course_settings else []
     with open(log, "wb") as handle:
         process = subprocess.Popen(
-            lab_command(root, port, token),
+            lab_command(root, port, token, options),
             cwd=root,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -182,11 +216,12 @@ def readiness_problems() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`course lab [JUPYTERLAB ARGS ...]`: check weights and data, then JupyterLab on notebooks/."""
+    """`course lab [JUPYTERLAB ARGS ...]`: check weights and data, then JupyterLab on lesson 00."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] in (["-h"], ["--help"]):
         print(__doc__.split("\n\n")[1].strip() + "\n\nAny other argument goes to JupyterLab (`jupyter lab --help`).")
         return 0
+    root = course_root()  # no course folder: CourseFolderError, which `course` reports with what to run
     problems = readiness_problems()
     if problems:
         print(
@@ -196,9 +231,10 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    notebooks = project_root() / "notebooks"
-    print(f"Starting JupyterLab on {notebooks} (open the URL it prints; Ctrl-C stops it)", flush=True)
+    print(
+        f"Starting JupyterLab on {root}, opening {FIRST_LESSON} (open the URL it prints; Ctrl-C stops it)", flush=True
+    )
     try:
-        return subprocess.call([sys.executable, "-m", "jupyterlab", f"--notebook-dir={notebooks}", *argv])
+        return subprocess.call(student_lab_command(root, argv), env=course_lab_env())
     except KeyboardInterrupt:
         return 0
