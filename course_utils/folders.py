@@ -23,9 +23,16 @@ from .images import SourceType, check_photo, image_problem, load_rgb
 from .paths import DataError, atomic_write_bytes, atomic_writer, file_sha256
 from .preprocess import photo_transform
 
-# the file suffix a photo gets when its name has none the dataset reads (an upload named "photo" or "cat.jfif")
-FORMAT_SUFFIX = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "BMP": ".bmp", "GIF": ".gif", "TIFF": ".tif"}
-FORMAT_SUFFIX |= {"WEBP": ".webp", "PPM": ".ppm"}
+# the suffix a photo gets when its name has none the dataset reads (an upload named "photo" or "cat.jfif")
+FORMAT_SUFFIX = {
+    "JPEG": ".jpg",
+    "MPO": ".jpg",
+    "PNG": ".png",
+    "BMP": ".bmp",
+    "TIFF": ".tif",
+    "WEBP": ".webp",
+    "PPM": ".ppm",
+}
 
 
 @dataclass
@@ -296,7 +303,13 @@ def add_photos(
         if existing is not None:
             results.append(Added(name, same_as=existing, sha256=sha))
             continue
-        target = dest / free_name(dest, safe_photo_name(name, _image_format(source)))
+        fmt = _image_format(source)
+        safe = safe_photo_name(name, fmt)
+        if Path(safe).suffix.lower() not in IMG_EXTENSIONS:  # e.g. a GIF: Pillow reads it, the dataset does not
+            problem = f"a {fmt} image, which the dataset does not read: save it as JPEG or PNG"
+            results.append(Added(name, problem=problem))
+            continue
+        target = dest / free_name(dest, safe)
         if is_bytes:
             atomic_write_bytes(target, bytes(source))
         else:

@@ -73,9 +73,9 @@ DEFAULT_RERUN = "the cell that loads the dataset"
 NOTHING_ARRIVED = (
     "No photos arrived. Choose photos first (the 'choose photos' button), then press Save.\n"
     "Had you chosen some? Then together they were too large for the notebook's connection to Python (Jupyter's "
-    "default limit is 10 MiB per selection: two to four phone photos) and were dropped on the way. Choose fewer "
-    "at a time and press Save after each choice, or copy the photos into {root}/<class>/ with your file manager "
-    "(or: python data_scripts/make_dataset.py FOLDER)."
+    "default limit is 10 MiB per selection, two to four phone photos; `course lab` and `make lab` raise it) and "
+    "were dropped on the way. Choose fewer at a time and press Save after each choice, or copy the photos into "
+    "{root}/<class>/ with your file manager (or: python data_scripts/make_dataset.py FOLDER)."
 )
 
 
@@ -212,7 +212,8 @@ def format_prediction_report(results: list[dict]) -> str:
         return (
             "No photos arrived. Choose photos first (the 'choose photos' button), then press Predict. Had you "
             "chosen some? Then together they were too large for the notebook's connection to Python (Jupyter's "
-            "default limit is 10 MiB per selection): choose fewer at a time, or use `course predict` in a terminal."
+            "default limit is 10 MiB per selection; `course lab` raises it): choose fewer at a time, or use "
+            "`course predict` in a terminal."
         )
     lines = []
     for result in results:

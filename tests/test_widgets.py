@@ -158,6 +158,11 @@ def test_unusable_uploads_make_no_folder_and_a_name_without_suffix_gets_one(tmp_
     assert report["saved"] == [] and not (tmp_path / "tigger").exists()
     report = widgets.save_uploads([widgets.uploaded_file("photo", _jpeg())], tmp_path / "tigger", tmp_path)
     assert [p.name for _, p in report["saved"]] == ["photo.jpg"]  # the dataset reads it: it has a photo's suffix
+    gif = io.BytesIO()
+    Image.fromarray(skdata.chelsea()).resize((40, 30)).save(gif, format="GIF")
+    report = widgets.save_uploads([widgets.uploaded_file("cat.gif", gif.getvalue())], tmp_path / "misty", tmp_path)
+    assert report["skipped"] == [("cat.gif", "a GIF image, which the dataset does not read: save it as JPEG or PNG")]
+    assert not (tmp_path / "misty").exists()
 
 
 def test_an_upload_that_arrived_incomplete_is_named(tmp_path):
