@@ -101,6 +101,13 @@ def is_shared_data(folder: Path) -> bool:
     return (Path(folder) / SHARED_MARKER).is_file()
 
 
+def shared_data_dir() -> Path | None:
+    """$COURSE_DATA_DIR when it is a class's shared data folder (weights and Fashion-MNIST, read-only), else None."""
+    env = os.environ.get("COURSE_DATA_DIR", "").strip()
+    path = Path(env).expanduser() if env else None
+    return path if path is not None and is_shared_data(path) else None
+
+
 def data_dir() -> Path:
     """Datasets and provenance records: $COURSE_DATA_DIR, else data/ in the course folder."""
     env = os.environ.get("COURSE_DATA_DIR", "").strip()

