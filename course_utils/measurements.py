@@ -61,17 +61,68 @@ class Stat:
         return len(self.values)
 
 
-def stat(values: list[float], n_test: int | None = None) -> Stat:
-    """Mean and spread over seeds; for one seed of an accuracy, the binomial standard error of ``n_test`` images."""
+def stat(values: list[float]) -> Stat:
+    """Mean and spread over seeds. One seed has no standard error (nan): the test set's binomial error is not the
+    run-to-run noise (here the seed-to-seed spread is 3-4x larger), so a single run supports no verdict."""
     mean = sum(values) / len(values)
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
-    if len(values) > 1:
-        se = sd / math.sqrt(len(values))
-    elif n_test and 0.0 <= mean <= 1.0:
-        se = math.sqrt(mean * (1 - mean) / n_test)
-    else:
-        se = float("nan")  # one measurement of something that is not an accuracy: no spread to report
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else float("nan")
+    se = sd / math.sqrt(len(values)) if len(values) > 1 else float("nan")
     return Stat(mean, sd, se, list(values))
+
+
+MIN_SE = 2.0  # a lead must exceed this many standard errors to be a verdict; a smaller one is a tie
+VERDICTS = ("ahead", "tie", "behind", "not decided")
+
+
+def decide(lead: float, se: float, seeds: int, min_se: float = MIN_SE) -> str:
+    """THE verdict of the course: 'ahead' / 'behind' when ``lead`` exceeds ``min_se`` standard errors, else 'tie';
+    'not decided' with fewer than two seeds (no spread measured). README, lessons, advisor and exercises call this."""
+    if seeds < 2 or math.isnan(se):
+        return "not decided"
+    if lead > min_se * se:
+        return "ahead"
+    if lead < -min_se * se:
+        return "behind"
+    return "tie"
+
+
+@dataclass
+class Comparison:
+    """A challenger against a baseline at one size, paired on matched seeds (the same training images)."""
+
+    challenger: str
+    baseline: str
+    n_per_class: int
+    difference: Stat  # challenger minus baseline, one value per matched seed
+    verdict: str
+
+    @property
+    def z(self) -> float:
+        """The mean difference in standard errors (nan with one seed)."""
+        d = self.difference
+        if math.isnan(d.se):
+            return float("nan")
+        return d.mean / d.se if d.se > 0 else math.copysign(math.inf, d.mean)
+
+    def sentence(self) -> str:
+        """E.g. 'C vs A at 10/class: -0.010 ± 0.003 over 3 matched seeds (-3.3 SE): behind'."""
+        d = self.difference
+        head = f"{self.challenger} vs {self.baseline} at {self.n_per_class}/class: {d.mean:+.3f}"
+        if d.seeds < 2:
+            return f"{head} (1 seed: not decided)"
+        return f"{head} ± {d.se:.3f} over {d.seeds} matched seeds ({self.z:+.1f} SE): {self.verdict}"
+
+
+def compare(
+    points: list[dict], challenger: str, baseline: str, n_per_class: int, min_se: float = MIN_SE
+) -> Comparison | None:
+    """``challenger`` minus ``baseline`` at a size, paired seed by seed; None when no seed has both."""
+    acc = {(p["scenario"], int(p["n_per_class"]), int(p["seed"])): p["test_acc"] for p in points}
+    seeds = sorted(seed for (s, n, seed) in acc if s == baseline and n == n_per_class and (challenger, n, seed) in acc)
+    if not seeds:
+        return None
+    diff = stat([acc[(challenger, n_per_class, k)] - acc[(baseline, n_per_class, k)] for k in seeds])
+    return Comparison(challenger, baseline, n_per_class, diff, decide(diff.mean, diff.se, diff.seeds, min_se))
 
 
 def summarize(points: list[dict], keys: tuple[str, ...], value: str = "test_acc") -> dict[tuple, Stat]:
@@ -79,7 +130,7 @@ def summarize(points: list[dict], keys: tuple[str, ...], value: str = "test_acc"
     groups: dict[tuple, list[dict]] = {}
     for point in points:
         groups.setdefault(tuple(point[k] for k in keys), []).append(point)
-    return {key: stat([p[value] for p in group], group[0].get("n_test")) for key, group in groups.items()}
+    return {key: stat([p[value] for p in group]) for key, group in groups.items()}
 
 
 def sizes(points: list[dict]) -> list[int]:
@@ -111,31 +162,25 @@ def best_by_size(points: list[dict], among: tuple[str, ...] = SCENARIOS) -> dict
     return best
 
 
-def margins(points: list[dict], baseline: str = "A", challengers: tuple[str, ...] = ("B", "C")) -> dict[int, dict]:
-    """Per size: the best challenger, its mean lead over ``baseline`` and the standard error of that difference."""
-    stats = summarize(points, ("scenario", "n_per_class"))
+def margins(
+    points: list[dict], baseline: str = "A", challengers: tuple[str, ...] = ("B", "C")
+) -> dict[int, Comparison]:
+    """Per size: the best challenger (highest mean lead over ``baseline`` on matched seeds), compared with it."""
     out = {}
     for n in sizes(points):
-        if (baseline, n) not in stats:
-            continue
-        contenders = [c for c in challengers if (c, n) in stats]
-        if not contenders:
-            continue
-        best = max(contenders, key=lambda c: stats[(c, n)].mean)
-        a, b = stats[(baseline, n)], stats[(best, n)]
-        out[n] = {"challenger": best, "lead": b.mean - a.mean, "se": math.hypot(a.se, b.se)}
+        compared = [c for c in (compare(points, ch, baseline, n) for ch in challengers) if c is not None]
+        if compared:
+            out[n] = max(compared, key=lambda c: c.difference.mean)
     return out
 
 
-def crossover(
-    points: list[dict], baseline: str = "A", challengers: tuple[str, ...] = ("B", "C"), min_se: float = 2.0
-) -> int | None:
-    """Smallest size from which a challenger beats ``baseline`` by ``min_se`` standard errors there and at every
-    larger measured size (None: never). A smaller lead is a tie, not a crossover: the noise could reverse it."""
-    leads = margins(points, baseline, challengers)
-    ahead = [n for n, m in leads.items() if m["lead"] > min_se * m["se"]]
+def crossover(points: list[dict], baseline: str = "A", challengers: tuple[str, ...] = ("B", "C")) -> int | None:
+    """Smallest size from which a challenger is 'ahead' of ``baseline`` (decide(): paired seeds, two standard
+    errors) there and at every larger decided size (None: never). A tie is not a crossover; a size with one seed
+    is 'not decided' and neither makes nor breaks one."""
+    leads = {n: c for n, c in margins(points, baseline, challengers).items() if c.verdict != "not decided"}
     for n in sorted(leads):
-        if all(m in ahead for m in leads if m >= n):
+        if all(leads[k].verdict == "ahead" for k in leads if k >= n):
             return n
     return None
 
@@ -144,6 +189,19 @@ def freeze_depth_table(points: list[dict]) -> dict[int, dict[str, Stat]]:
     """Images per class -> {first trainable stage: test accuracy over seeds}, from the head (A) to the stem (C)."""
     stats = summarize(points, ("n_per_class", "scenario"))
     return {n: {stage: stats[(n, stage)] for stage in FREEZE_DEPTHS if (n, stage) in stats} for n in sizes(points)}
+
+
+def depth_against_head(points: list[dict]) -> dict[int, Comparison]:
+    """Per size: the best partly or wholly unfrozen depth (highest mean) against the head alone, on matched seeds."""
+    out = {}
+    for n, row in freeze_depth_table(points).items():
+        others = [s for s in row if s != "head"]
+        if "head" in row and others:
+            best = max(others, key=lambda s: row[s].mean)
+            comparison = compare(points, best, "head", n)
+            if comparison is not None:
+                out[n] = comparison
+    return out
 
 
 def best_depth(points: list[dict]) -> dict[int, str]:
@@ -193,23 +251,19 @@ def gain_at_best_stage(points: list[dict]) -> dict[tuple[str, int], Stat]:
     return gains
 
 
-def compare_gains(points: list[dict], min_se: float = 2.0) -> dict[int, tuple[Stat, Stat, str]]:
-    """Images per class -> (photos' gain, Fashion-MNIST's gain, which is larger): 'photos', 'fashion', or 'tie'
-    when they differ by less than ``min_se`` standard errors. Gains are read at each one's best stage."""
+def compare_gains(points: list[dict], min_se: float = MIN_SE) -> dict[int, tuple[Stat, Stat, str]]:
+    """Images per class -> (photos' gain, Fashion-MNIST's gain, which is larger): 'photos', 'fashion', 'tie' or
+    'not decided', by decide(). Gains are read at each one's best stage."""
     gains = gain_at_best_stage(points)
     out = {}
     for n in sorted({n for (_, n) in gains}):
         if ("photos", n) in gains and ("fashion", n) in gains:
             photos, fashion = gains[("photos", n)], gains[("fashion", n)]
-            limit = min_se * math.hypot(photos.se, fashion.se)
-            verdict = (
-                "photos"
-                if photos.mean - fashion.mean > limit
-                else "fashion"
-                if fashion.mean - photos.mean > limit
-                else "tie"
+            # two tasks, not matched training images: the error of the difference combines the two spreads
+            word = decide(
+                photos.mean - fashion.mean, math.hypot(photos.se, fashion.se), min(photos.seeds, fashion.seeds), min_se
             )
-            out[n] = (photos, fashion, verdict)
+            out[n] = (photos, fashion, {"ahead": "photos", "behind": "fashion"}.get(word, word))
     return out
 
 
@@ -262,7 +316,8 @@ def progress_report(record: dict) -> str:
         for s in config["scenarios"]:
             if (s, n) in stats:
                 st = stats[(s, n)]
-                cells.append(f"{s} {st.mean:.3f}±{st.sd:.3f} ({st.seeds}/{seeds_for(config, s, n)})")
+                spread = f"±{st.sd:.3f}" if st.seeds > 1 else ""
+                cells.append(f"{s} {st.mean:.3f}{spread} ({st.seeds}/{seeds_for(config, s, n)})")
         status = "complete" if len(done_here) == len(planned_here) else f"{len(done_here)}/{len(planned_here)}"
         lines.append(f"{n:>5}/class [{status}]: " + (", ".join(cells) or "not started"))
     return "\n".join(lines)

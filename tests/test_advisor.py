@@ -45,17 +45,94 @@ def test_measurements_summarise_seeds_and_find_the_crossover():
     assert stats[("A", 10)].mean == pytest.approx(0.70) and stats[("A", 10)].seeds == 2
     assert stats[("A", 10)].sd == pytest.approx(0.00707, abs=1e-4)  # sd of 0.695 and 0.705
     assert measurements.crossover(SWEEP) == 100
-    # a lead inside the noise is a tie, not a crossover: +0.004 with seeds 0.01 apart (se 0.007) does not count
-    tie = _points({"A": {10: 0.700, 30: 0.74}, "B": {10: 0.704, 30: 0.78}})
-    assert measurements.margins(tie)[10]["lead"] > 0 and measurements.crossover(tie) == 30
     assert measurements.best_by_size(SWEEP) == {10: "A", 30: "A", 100: "C", 300: "C", 1000: "C"}
     lead = measurements.margins(SWEEP)[1000]
-    assert lead["challenger"] == "C" and lead["lead"] == pytest.approx(0.07)
+    assert lead.challenger == "C" and lead.difference.mean == pytest.approx(0.07) and lead.verdict == "ahead"
     gains = measurements.transfer_gain(SIMILARITY)
     assert gains[("photos", 10)].mean == pytest.approx(0.60) and gains[("fashion", 10)].mean == pytest.approx(0.20)
     assert measurements.best_probe_stage(SIMILARITY) == {("photos", 10): "last_conv", ("fashion", 10): "block4"}
     at_best = measurements.gain_at_best_stage(SIMILARITY)  # each init read at its own best stage
     assert at_best[("photos", 10)].mean == pytest.approx(0.40) and at_best[("fashion", 10)].mean == pytest.approx(0.25)
+
+
+def _paired(values: dict[str, list[float]], n: int = 10) -> list[dict]:
+    return [
+        {"scenario": s, "n_per_class": n, "seed": k, "test_acc": acc, "n_test": 10000}
+        for s, accs in values.items()
+        for k, acc in enumerate(accs)
+    ]
+
+
+def test_one_verdict_paired_on_matched_seeds():
+    # seeds differ a lot (the training images), C is 0.010 below A in every seed: unpaired means overlap, paired
+    # differences do not -- the verdict is 'behind' (negative transfer), as the course must say
+    points = _paired({"A": [0.70, 0.73, 0.68, 0.74, 0.71], "C": [0.689, 0.721, 0.669]})
+    c = measurements.compare(points, "C", "A", 10)
+    assert c.difference.seeds == 3 and c.difference.values == pytest.approx([-0.011, -0.009, -0.011])
+    assert c.verdict == "behind" and "3 matched seeds" in c.sentence() and c.sentence().endswith("behind")
+    unpaired = measurements.summarize(points, ("scenario", "n_per_class"))
+    assert abs(unpaired[("C", 10)].mean - unpaired[("A", 10)].mean) < 2 * unpaired[("A", 10)].se  # looks tied
+    # one seed: no standard error (never the test set's binomial one) and no verdict
+    single = measurements.compare(_paired({"A": [0.70], "B": [0.80]}), "B", "A", 10)
+    assert single.verdict == "not decided" and "1 seed: not decided" in single.sentence()
+    assert measurements.summarize(_paired({"A": [0.70]}), ("scenario", "n_per_class"))[("A", 10)].se != 0.0
+    # noise-sized paired differences are a tie
+    tie = measurements.compare(_paired({"A": [0.70, 0.71, 0.72], "B": [0.705, 0.705, 0.727]}), "B", "A", 10)
+    assert tie.verdict == "tie"
+    assert [measurements.decide(x, 0.01, 3) for x in (0.03, 0.01, -0.03)] == ["ahead", "tie", "behind"]
+    assert measurements.decide(0.5, 0.01, 1) == "not decided"
+
+
+def test_the_crossover_needs_decided_sizes_and_one_seed_neither_makes_nor_breaks_it():
+    points = (
+        _paired({"A": [0.70, 0.72, 0.71], "B": [0.70, 0.73, 0.70]}, 10)  # tie
+        + _paired({"A": [0.75, 0.77, 0.76], "B": [0.78, 0.80, 0.79]}, 30)  # ahead
+        + _paired({"A": [0.80], "B": [0.79]}, 100)  # one seed: not decided
+        + _paired({"A": [0.82, 0.84], "B": [0.86, 0.88]}, 300)  # ahead
+    )
+    assert [measurements.margins(points)[n].verdict for n in (10, 30, 100, 300)] == [
+        "tie",
+        "ahead",
+        "not decided",
+        "ahead",
+    ]
+    assert measurements.crossover(points) == 30
+    behind_later = points + _paired({"A": [0.85, 0.86], "B": [0.80, 0.81]}, 1000)
+    assert measurements.crossover(behind_later) is None  # behind at the largest decided size: no crossover
+
+
+def test_the_readme_the_advisor_and_exercise_5_give_the_same_verdicts():
+    """The same numbers, read in every place that prints a verdict, say the same thing."""
+    import json
+    import re
+
+    from course_utils.experiments import report
+
+    points = _paired({"A": [0.70, 0.73, 0.68], "B": [0.69, 0.72, 0.68], "C": [0.689, 0.721, 0.669]}, 10) + _paired(
+        {"A": [0.75, 0.77, 0.76], "B": [0.78, 0.80, 0.79], "C": [0.78, 0.80, 0.785]}, 100
+    )
+    expected = {n: measurements.margins(points)[n].verdict for n in (10, 100)}
+    cross = measurements.crossover(points)
+    assert expected == {10: "tie", 100: "ahead"} and cross == 100
+    rec = advisor.recommend(10, "different", points)
+    assert rec.scenario == "A" == advisor.choose_scenario(points, 10)[0] and f"crossover: {cross}" in rec.reason
+    assert advisor.recommend(100, "different", points).scenario == advisor.choose_scenario(points, 100)[0] == "B"
+    assert advisor.choose_scenario(points, 5000) == (advisor.NOT_MEASURED, None)  # beyond 3x the measured sizes
+
+    class Fake(report.Results):
+        def __init__(self):  # the report's reading of these points, without the committed files
+            self.sweep = {"meta": {"config": {"sizes": [10, 100]}}, "points": points}
+            self.stats = measurements.summarize(points, ("scenario", "n_per_class"))
+            self.complete, self.sizes = [10, 100], [10, 100]
+
+    lines = {n: report._size_line(Fake(), n) for n in (10, 100)}
+    for n, line in lines.items():
+        said = dict(re.findall(r"(B|C) [-+][0-9.]+ ± [0-9.]+, \d seeds: ([a-z ]+)", line))
+        assert said["C"] == measurements.compare(points, "C", "A", n).verdict
+        assert said["B"] == measurements.compare(points, "B", "A", n).verdict
+    source = json.loads(open("notebooks/exercises/source/ex5_use_your_model.ipynb", encoding="utf-8").read())
+    code = "".join("".join(c["source"]) for c in source["cells"] if c["cell_type"] == "code")
+    assert "advisor.choose_scenario(POINTS, n)" in code  # exercise 5 is graded by the advisor's own rule
 
 
 def test_small_data_gets_frozen_features_with_the_numbers_behind_it():
@@ -96,7 +173,8 @@ def test_scratch_only_where_it_was_measured_to_win():
 def test_no_crossover_means_frozen_features_everywhere():
     never = _points({"A": {10: 0.7, 1000: 0.9}, "C": {10: 0.5, 1000: 0.85}})
     rec = advisor.recommend(5000, "different", never)
-    assert rec.scenario == "A" and "has not led frozen features" in rec.reason
+    assert rec.scenario == "A" and "no fine-tuning is ahead of frozen features" in rec.reason
+    assert "your size was not measured" in rec.reason  # 5,000 is beyond 3x the largest measured size
 
 
 @pytest.mark.parametrize("n, similarity", [(0, "different"), (10, "purple")])

@@ -199,7 +199,29 @@ def test_ex5_graded_cells_measure_what_the_code_did(tmp_path):
     assert "the file says size 224, the model was trained at 32" in failed["ex5_save_load"]
     assert "this notebook's own process opened the model file" in failed["ex5_fresh_process"]
     assert "below the floor of 0.80" in failed["ex5_held_out_accuracy"]
-    assert "you chose 'C'; the sweep's best at" in failed["ex5_choose_scenario"]
+    assert "you chose 'C'; the course's verdict says" in failed["ex5_choose_scenario"]
+
+
+def test_ex5_the_highest_mean_is_not_a_verdict(tmp_path):
+    """The rule the old test accepted -- the highest mean at the nearest size -- ignores the noise: at 10 per class
+    it picks B, whose lead over A is a tie on matched seeds (the cheaper A is the answer). It fails now."""
+    nb = nbformat.read(exercises.source_path("ex5_use_your_model"), as_version=4)
+    nb = _with_solution(
+        nb,
+        "choose_scenario",
+        """    sizes = sorted({int(p["n_per_class"]) for p in points})
+    nearest = min(sizes, key=lambda size: abs(math.log(size) - math.log(n_per_class)))
+    table = accuracy_table(points)
+    return max((s for s in table if nearest in table[s]), key=lambda s: table[s][nearest]), nearest""",
+    )
+    code_cells, results = _failing_cells_of(nb, tmp_path)
+    failed = {
+        code_cells[number].metadata.get("grade", {}).get("id", f"cell {number}"): message
+        for number, (outcome, message) in results.items()
+        if outcome != "pass"
+    }
+    assert set(failed) == {"ex5_choose_scenario"}
+    assert "the course's verdict says" in failed["ex5_choose_scenario"]
 
 
 # ------------------------------------------------------------------ checks: what a failing student reads

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -62,40 +61,34 @@ class Results:
 
 
 def _size_line(r: Results, n: int) -> str:
-    if n not in r.leads:
+    """One size of the sweep: every contender against A, paired on matched seeds, with measurements.decide's verdict."""
+    comparisons = [m.compare(r.sweep["points"], s, "A", n) for s in ("raw", "B", "C", "scratch")]
+    said = "; ".join(f"{c.challenger} {_short(c)}" for c in comparisons if c)
+    if not said:
         return ""
-    lead = r.leads[n]
-    z = lead["lead"] / lead["se"]
-    verdict = "ahead of A" if z > 2 else ("behind A" if z < -2 else "tied with A")
     done = "" if n in r.complete else " (not all seeds finished yet)"
-    one_seed = [s for s in ("A", lead["challenger"]) if r.stats[(s, n)].seeds == 1]
-    note = f"; {' and '.join(one_seed)} from one seed, so its error is only the test set's" if one_seed else ""
     means = ", ".join(f"{s} {r.acc(s, n)}" for s in m.SCENARIOS if (s, n) in r.stats)
-    return (
-        f"- **{n} per class{done}: fine-tuning ({lead['challenger']}) {verdict}**, lead {lead['lead']:+.3f} = "
-        f"{z:+.1f} standard errors{note}. Means: {means}.\n"
-    )
+    return f"- **{n} per class{done}**, against A on matched seeds: {said}. Means: {means}.\n"
+
+
+def _short(c: m.Comparison) -> str:
+    """A comparison's difference and verdict in a few words: '+0.030 ± 0.004, 3 seeds: ahead'."""
+    d = c.difference
+    if d.seeds < 2:
+        return f"{d.mean:+.3f}, 1 seed: not decided"
+    return f"{d.mean:+.3f} ± {d.se:.3f}, {d.seeds} seeds: {c.verdict}"
 
 
 def _depth_sentence(r: Results) -> str:
-    """Per finished size: the best first trainable stage against the head alone, as a lead in standard errors."""
+    """Per size: the best unfrozen depth against the head alone, paired on matched seeds (measurements.decide)."""
     lines = []
-    for n, row in m.freeze_depth_table(r.depth["points"]).items():
-        head = row["head"]
-        best = max(row, key=lambda s: row[s].mean)
-        lead = row[best].mean - head.mean
-        se = math.hypot(row[best].se, head.se)
-        z = lead / se if se > 0 else 0.0
-        verdict = "ahead of the head alone" if z > 2 else "tied with the head alone"
-        seeds = min(v.seeds for v in row.values())
-        spread = "from the seeds" if seeds > 1 else "from the 10,000 test images; one seed so far"
+    table = m.freeze_depth_table(r.depth["points"])
+    for n, c in m.depth_against_head(r.depth["points"]).items():
+        row = table[n]
+        stem = f"; training everything (stem): {row['stem'].mean:.3f}" if "stem" in row else ""
         lines.append(
-            f"- **{n} per class**: the best depth, trainable from {best} ({row[best].mean:.3f}), is {verdict} "
-            f"({head.mean:.3f}): lead {lead:+.3f} = {z:+.1f} standard errors ({spread}); training everything "
-            f"(stem): {row['stem'].mean:.3f}.\n"
-            if "stem" in row
-            else f"- **{n} per class**: the best depth so far, trainable from {best} ({row[best].mean:.3f}), is "
-            f"{verdict} ({head.mean:.3f}): lead {lead:+.3f} = {z:+.1f} standard errors ({spread}).\n"
+            f"- **{n} per class**: the best depth, trainable from {c.challenger} ({row[c.challenger].mean:.3f}), "
+            f"against the head alone ({row['head'].mean:.3f}): {_short(c)}{stem}.\n"
         )
     todo = [n for n in r.depth["meta"]["config"]["sizes"] if n not in m.sizes(r.depth["points"])]
     if todo:
@@ -132,11 +125,47 @@ def _similarity_verdicts(r: Results) -> dict[str, bool]:
 
 
 def _gains_text(r: Results) -> str:
-    said = {"photos": "photos more", "fashion": "Fashion-MNIST more", "tie": "a tie"}
+    said = {"photos": "photos more", "fashion": "Fashion-MNIST more", "tie": "a tie", "not decided": "not decided"}
     return "; ".join(
         f"{n}/class: photos {p.mean:+.3f} ± {p.se:.3f} vs Fashion-MNIST {f.mean:+.3f} ± {f.se:.3f}, {said[verdict]}"
         for n, (p, f, verdict) in m.compare_gains(r.similarity["points"]).items()
     )
+
+
+PUBLISHED = "2-conv CNN 0.916 without augmentation; MobileNet 0.950 with flip augmentation and many epochs"
+LARGE = (1000, 6000)
+
+
+def _cpu_hours(r: Results, scenario: str, n: int) -> float:
+    """Mean CPU hours of one finished point (learning-rate search included only where it ran)."""
+    points = [p for p in r.sweep["points"] if p["scenario"] == scenario and int(p["n_per_class"]) == n]
+    return sum(p.get("point_cpu_seconds", 0.0) for p in points) / max(len(points), 1) / 3600
+
+
+def _seeds_compared(points: list[dict], n: int) -> int:
+    """How many matched seeds C has against A or B at a size (0: not compared yet)."""
+    compared = [c for c in (m.compare(points, "C", other, n) for other in ("A", "B")) if c]
+    return max((c.difference.seeds for c in compared), default=0)
+
+
+def _large_data(r: Results) -> tuple[str, str]:
+    """'C suits large data': C against B and A at 1,000 and 6,000 per class, as measured, with CPU cost; status."""
+    points, parts = r.sweep["points"], []
+    for n in LARGE:
+        vs = [c for c in (m.compare(points, "C", other, n) for other in ("B", "A")) if c]
+        if vs:
+            cost = f"CPU per run: C {_cpu_hours(r, 'C', n):.2f} h, B {_cpu_hours(r, 'B', n):.2f} h"
+            parts.append(f"{n:,}/class: " + "; ".join(f"C vs {c.baseline} {_short(c)}" for c in vs) + f" ({cost})")
+    all_data = r.stats.get(("C", 6000))
+    if all_data:
+        goal = "met" if all_data.mean >= 0.93 else "not met"
+        parts.append(f"all data, C {all_data.mean:.3f} against the published {PUBLISHED}; goal ≥ 0.93 {goal}")
+    decided = [n for n in LARGE if _seeds_compared(points, n) >= 2]
+    missing = [n for n in LARGE if n not in decided]
+    measured = "; ".join(parts) or "not measured yet"
+    if missing:
+        return f"{measured}; still running: {', '.join(f'{n:,}' for n in missing)} per class", "**open**"
+    return measured, "measured (see lesson 07)"
 
 
 def claims_section(r: Results) -> str:
@@ -155,15 +184,7 @@ def claims_section(r: Results) -> str:
         for n, row in m.freeze_depth_table(r.depth["points"]).items()
     )
     fine_tune += f"; {depth}" if depth else ""
-    large = [n for n in r.sizes if n >= 1000]
-    c_status = "**open**" if not large else "see lesson 07"
-    c_measured = (
-        "not measured yet at large sizes (the sweep's "
-        + ", ".join(f"{n:,}" for n in r.unmeasured)
-        + " per class are still to run); "
-        if r.unmeasured
-        else ""
-    ) + "; ".join(f"{n}/class C {r.acc('C', n)} vs B {r.acc('B', n)}" for n in r.sizes if ("C", n) in r.stats)
+    c_measured, c_status = _large_data(r)
     size_part = f"crossover at {r.cross} per class" if r.cross else "no crossover among the finished sizes yet"
     gains = _gains_text(r)
     similar = "gained more, at some size," if v["photos_gain_more"] else "did **not** gain more"
@@ -189,6 +210,30 @@ without a fair measurement says so.
 """
 
 
+def _grids(r: Results) -> str:
+    grids = r.config["lr_grids"]
+    return "; ".join(f"{name} {', '.join(f'{lr:g}' for lr in grid)}" for name, grid in grids.items())
+
+
+def _numeric(r: Results) -> str:
+    path = r.bench.get("numeric_path")
+    if not path:
+        return "`course bench` measures what it saves"
+    whole = path["train_step_by_first_trainable_stage"]["stem"]["speedup"]
+    evaluate = path["evaluate_speedup_channels_last_64_vs_nchw_256"]
+    return (
+        f"`course bench`: a whole-network training step {whole:.2f}× faster, evaluation {evaluate:.2f}×, logits within "
+        f"{path['logits_max_abs_difference']:.0e}"
+    )
+
+
+def _cpu_so_far(r: Results) -> str:
+    seconds = sum(
+        p.get("train_cpu_seconds", 0.0) for p in r.sweep["points"] + r.depth["points"] if "from_sweep" not in p
+    )
+    return f"{len(r.sweep['points'])} sweep points, {seconds / 3600:.1f} CPU-hours of training so far"
+
+
 def measured_section(r: Results) -> str:
     """README's section on the sweep, freeze-depth and similarity experiments, with their status."""
     v = _similarity_verdicts(r)
@@ -209,13 +254,16 @@ def measured_section(r: Results) -> str:
     return f"""{MEASURED_HEADING} (lessons 04 and 07)
 
 ```bash
-course sweep --profile full --threads 1 --out course_utils/experiments/results/sweep_full.json --note "..."
-course sweep --experiment freeze-depth --profile full --threads 1 --out course_utils/experiments/results/freeze_depth_full.json
+course sweep --experiment large-data --profile full --threads 1 --out-dir course_utils/experiments/results --note "..."
+course sweep --experiment large-data --profile full --status --out-dir course_utils/experiments/results  # how far
 course sweep --experiment similarity --profile full --threads 1 --out course_utils/experiments/results/similarity_full.json
-course sweep --status --out course_utils/experiments/results/sweep_full.json     # how far a run has come
-course sweep --profile quick                                                      # a smoke run of the machinery
+course sweep --experiment large-data --profile quick                              # a smoke run of the machinery
 course results                                                                    # rebuild this section from the files
 ```
+
+`large-data` runs the sweep and the freeze-depth experiment size by size (the sweep first at each size: the freeze
+depths head, block5 and stem *are* its A, B and C and are copied from its file, not trained again). `--device cuda`
+runs it on a GPU (FP32, TF32 off); every point records its device, and one size of one file never mixes devices.
 
 **One protocol for every contender** (`course_utils/experiments/protocol.py`): Fashion-MNIST at {r.config["image_size"]} px
 (MobileNetV2's last feature maps are 2×2, not 1×1 as at 32 px); {sizes} training images per class (the last means
@@ -223,20 +271,22 @@ all: 5,900 after validation); {r.config["val_per_class"]} validation images per 
 the **whole 10,000-image test set**, touched once per point; contenders **raw pixels** (logistic regression, no
 network), **A** (head on frozen features, from the feature cache), **B** (trainable from block5, from the boundary
 cache, A's head as warm-up), **C** (head warm-up, then everything with the body at a tenth of the head's learning
-rate, BatchNorm training), **scratch** (random init); each learning rate chosen on validation from a small grid
-(successive halving at the largest size); at most 60 … 10 epochs depending on size, stopping on validation
-(patience), the best epoch's weights kept and the epochs used recorded; BatchNorm recalibrated on training images
-before every evaluation; {r.config["cheap_seeds"]} seeds for raw and A at every size, {r.config["seeds"]} for the
-others up to {r.config["seeds_up_to"]:,} per class. Each finished point is written at once (atomically, JSON and
-CSV) with the command, machine, duration and CPU time; a point already there is skipped, so the same command
-resumes; a different configuration is refused.
+rate, BatchNorm training), **scratch** (random init); each learning rate chosen on validation (seed 0; later seeds
+reuse it) from a grid of three ({_grids(r)}) that **extends half a decade beyond an edge whenever the winner sits
+there**, so every chosen rate is bracketed (ties go to the middle; successive halving with 4-epoch probe rungs at
+1,000 and 6,000 per class); at most 60 … 10 epochs depending on size, stopping on validation (patience), the best
+epoch's weights kept and the epochs used recorded; BatchNorm recalibrated on training images before every
+evaluation; {r.config["cheap_seeds"]} seeds for raw and A at every size, {r.config["seeds"]} for the others up to
+{r.config["seeds_up_to"]:,} per class and {r.config.get("large_seeds", 1)} above. One numeric path for every
+contender: channels-last memory format, evaluation at batch {r.config.get("eval_batch_size", 256)} ({_numeric(r)}).
+Each finished point is written at once (atomically, JSON and CSV) with the command, machine, device, duration and
+CPU time; a point already there is skipped, so the same command resumes; a different configuration is refused.
 
-**Where the run stands.** The whole plan is {len(m.planned_points(r.config))} points and takes days of CPU time on
-this project's 2-core machine (the 1,000-per-class and all-data points dominate); it is committed point by point.
-Commands and machines of the runs so far are in the file's `meta` ({len(r.sweep["meta"]["runs"])} invocations, all on
-2 CPU cores with one torch thread, no GPU, sharing the machine with the other experiments). No GPU was lent to the
-sessions that ran it, so there is no GPU run to commit yet. Status of the committed file (`course sweep --status`,
-mean ± sd (seeds done/planned)):
+**Where the run stands.** The whole plan is {len(m.planned_points(r.config))} points (about 8–12 hours of one CPU
+core, the 1,000-per-class and all-data points dominating); it is committed point by point: {_cpu_so_far(r)}.
+Commands and machines of the runs so far are in the file's `meta` ({len(r.sweep["meta"]["runs"])} invocations;
+devices: {", ".join(sorted({p.get("device", "cpu") for p in r.sweep["points"]})) or "none yet"}). Status of the
+committed file (`course sweep --status`, mean ± sd (seeds done/planned)):
 
 ```text
 {r.status("sweep_full.json", r.sweep)}
@@ -244,8 +294,8 @@ mean ± sd (seeds done/planned)):
 
 What the finished points say (lesson 07 computes the same from the file):
 
-{"".join(_size_line(r, n) for n in r.sizes)}- **Crossover** (fine-tuning ahead of A by more than two standard errors at a size and at every larger
-  finished size): {f"{r.cross} per class" if r.cross else "none among the finished sizes yet"}. Raw-pixel logistic
+{"".join(_size_line(r, n) for n in r.sizes)}- **Crossover** (fine-tuning *ahead* of A — paired on matched seeds, by more than two standard errors of the paired
+  differences — at a size and at every larger size where the seeds decide; one seed decides nothing): {f"{r.cross} per class" if r.cross else "none among the finished sizes yet"}. Raw-pixel logistic
   regression at 10 per class: {r.acc("raw", 10)} (A {r.acc("A", 10)}); training from scratch on the same budget:
   {r.acc("scratch", 10)}.
 {open_part}
