@@ -296,7 +296,9 @@ def test_a_spreadsheet_formula_is_neutralised(value, safe):
     assert grade.spreadsheet_safe(value) == safe
     rows = grade.refused_rows(value, "x.ipynb", EXERCISE, TESTS, "a reason", "")
     read = list(csv.DictReader(io.StringIO(grade.report_csv(rows), newline="")))
-    assert len(read) == len(rows) and {r["student"] for r in read} == {safe}
+    shown = grade.spreadsheet_safe(grade.plain(value))  # a tab or CR in a name is written as \t or \r first
+    assert len(read) == len(rows) and {r["student"] for r in read} == {shown}
+    assert not shown.startswith(grade.FORMULA_STARTS)
 
 
 def test_a_report_without_isolation_says_so_in_its_header_and_on_every_total(tmp_path):

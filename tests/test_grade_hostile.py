@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,6 +24,8 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from course_utils.paths import PACKAGE_DIR, data_dir
 from course_utils.tools import grade, sandbox
 from course_utils.tools.exercises import student_copy
+from course_utils.tools.notebook_reader import read_prepared
+from course_utils.tools.submissions import SubmissionProblem
 from course_utils.weights import hub_checkpoint_dir
 
 EXERCISE = "tiny"
@@ -456,3 +460,157 @@ def test_without_bubblewrap_the_report_says_not_isolated_and_still_cleans_up(tmp
     assert all("NOT ISOLATED" in r["note"] for r in totals.values())
     assert totals["a_escaper"]["status"] == "review" and totals["a_escaper"]["points"] == "3"
     assert totals["b_next"]["points"] == "0"  # a fresh home and IPython folder for every run
+
+
+# ----------------------------------------------------------------- inputs that broke the grader itself
+IMAGE = "![x](http://127.0.0.1:9/pixel.png) <img src=http://127.0.0.1:9/y.png> [link](http://127.0.0.1:9/) `tick` |"
+FORGED = "a\x1b[2J\x1b[31mred\n[9/9] mallory: 5/5"  # clears the screen, then forges a progress line
+TINY_OBJECTS_MB = 10  # of `{},`: about 2 GB of Python objects once parsed (a grader reading it in-process grew so)
+
+
+def deep_folder(top: Path, levels: int) -> Path:
+    """``top``/a/a/.../a, ``levels`` folders deep (made one at a time: os.makedirs recurses and fails past 1,000)."""
+    here = top
+    for _ in range(levels):
+        here = here / "a"
+        here.mkdir(parents=True, exist_ok=True)
+    return here
+
+
+def notebook_shaped(change) -> bytes:
+    """An honest submission's JSON after ``change(data)``: a field of a type Jupyter never writes, say."""
+    data = json.loads(nbformat.writes(submission(done=("answer", "double"))))
+    change(data)
+    return json.dumps(data).replace('"HUGE"', "1" + "0" * 5000).encode()
+
+
+SHAPES = {  # each crashed the grader (the report was never written) or must stay a row with a reason
+    "source_a_number": lambda d: d["cells"][2].update(source=5),  # AttributeError in the grader
+    "a_huge_number": lambda d: d.update(nbformat="HUGE"),  # a number of 5,000 digits: ValueError in the grader
+    "cells_of_numbers": lambda d: d.update(cells=[1, "x", None]),
+    "metadata_a_list": lambda d: d["cells"][2].update(metadata=[]),
+    "outputs_a_dict": lambda d: d["cells"][3].update(outputs={"a": 1}),
+}
+
+
+def remove_deep(top: Path) -> None:
+    """Remove a chain of folders bottom up (shutil.rmtree recurses, and fails past 1,000 levels)."""
+    chain = [top]
+    while True:
+        inner = list(chain[-1].iterdir())
+        for path in inner:
+            if path.is_symlink() or not path.is_dir():
+                path.unlink()
+        folders = [p for p in inner if p.is_dir() and not p.is_symlink()]
+        if not folders:
+            break
+        chain += folders[:1]  # a chain: one folder per level
+    for folder in reversed(chain):
+        folder.rmdir()
+
+
+def tiny_objects_notebook(megabytes: int) -> bytes:
+    """A valid notebook of the tiny exercise whose metadata holds ``megabytes`` MB of empty JSON objects."""
+    nb = submission(done=("answer", "double"))
+    nb.metadata["filler"] = "FILLER"
+    filler = "[" + ",".join(["{}"] * (megabytes * 1024 * 1024 // 3)) + "]"
+    return nbformat.writes(nb).replace('"FILLER"', filler, 1).encode()
+
+
+@pytest.fixture(scope="module")
+def unruly(tmp_path_factory):
+    """One `course grade` run (bwrap where installed) over names, depths and sizes that crashed or fooled it."""
+    base = tmp_path_factory.mktemp("unruly")
+    sources = make_sources(base / "sources")
+    folder = base / "subs"
+    every = ("answer", "double")
+    write(folder, "plain.ipynb", submission(done=every))
+    honest = nbformat.writes(submission(done=every)).encode()
+    (Path(os.fsdecode(bytes(folder) + b"/Ren\xe9e.ipynb"))).write_bytes(honest)  # a Windows zip's cp1252 name
+    (folder / f"{FORGED}.ipynb".replace("/", "\u2215")).write_bytes(honest)  # no slash: it is a file name
+    (folder / "\u202egnp.ipynb").write_bytes(honest)  # a right-to-left override: shows as 'bnpi.png'
+    write(
+        folder,
+        "imagery.ipynb",
+        submission(done=("double",), replace={"answer": f"def answer():\n    raise AssertionError({IMAGE!r})"}),
+    )
+    nbformat.write(submission(done=every), deep_folder(folder / "deep", 20) / "x.ipynb")
+    (deep_folder(folder / "deeper", 1100) / "y.ipynb").write_bytes(honest)
+    (folder / "tiny_objects.ipynb").write_bytes(tiny_objects_notebook(TINY_OBJECTS_MB))
+    for name in ("source_a_number", "a_huge_number"):
+        (folder / f"{name}.ipynb").write_bytes(notebook_shaped(SHAPES[name]))
+    report = base / "report" / "grades"
+    script = (
+        "import resource, sys\nfrom course_utils.tools import grade\n"
+        "status = grade.main(sys.argv[1:])\n"
+        "print('PEAK_MB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\nsys.exit(status)\n"
+    )
+    args = [str(folder), "--exercise", EXERCISE, "--sources", str(sources), "--timeout", "60", "-o", str(report)]
+    run = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, timeout=900)
+    with open(report.with_suffix(".csv"), newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    remove_deep(folder / "deeper")
+    return {
+        "status": run.returncode,
+        "console": run.stdout.decode(),
+        "errors": run.stderr.decode(),
+        "rows": rows,
+        "by": by_student(rows),
+        "csv": report.with_suffix(".csv").read_text(encoding="utf-8"),
+        "md": report.with_suffix(".md").read_text(encoding="utf-8"),
+    }
+
+
+def test_a_name_of_any_bytes_or_characters_is_graded_and_shown_escaped(unruly):
+    assert unruly["status"] == 0, unruly["errors"][-2000:]
+    shown = {student for student, _ in unruly["by"]}
+    assert "Ren\\xe9e" in shown  # the byte that is not UTF-8, as \xNN: the report could not be written before
+    forged = FORGED.replace("/", "\u2215").replace("\x1b", "\\x1b").replace("\n", "\\n")
+    assert forged in shown and "\\u202egnp" in shown
+    for student in ("Ren\\xe9e", forged, "\\u202egnp"):
+        assert _get(unruly, student)["TOTAL"]["points"] == "5"  # graded like any other
+    for sink in ("console", "csv", "md"):
+        assert "\x1b" not in unruly[sink] and "\u202e" not in unruly[sink], sink
+    lines = unruly["console"].splitlines()
+    assert not any(line.startswith("[9") for line in lines)  # no forged progress line
+    assert "\n[9" not in unruly["csv"] and "\n[9" not in unruly["md"]
+
+
+def test_student_text_cannot_add_an_image_a_link_or_html_to_the_markdown(unruly):
+    message = _get(unruly, "imagery")["t_answer"]["message"]
+    assert message == f"AssertionError: {IMAGE}"  # the CSV keeps the text as it was
+    md = unruly["md"]
+    assert "](http" not in md and "<img" not in md and "![" not in md
+    assert "\\!\\[x\\]\\(http://127.0.0.1:9/pixel.png\\) &lt;img" in md  # shown, literally
+
+
+def test_folders_too_deep_are_named_and_skipped_without_a_crash(unruly):
+    not_graded = unruly["md"].split("## Files not graded")[1]
+    assert "more than 16 levels deep are not searched" in not_graded
+    assert "deeper/a/a/" in not_graded and "deep/a/a/" in not_graded
+    assert not any(s in ("deep", "deeper") for s, _ in unruly["by"])
+
+
+def test_a_notebook_too_costly_to_parse_is_refused_and_the_grader_stays_small(unruly):
+    rows = _get(unruly, "tiny_objects")
+    assert rows["t_answer"]["status"] == "refused" and rows["TOTAL"]["points"] == "0"
+    assert "needs more than 1536 MB of memory" in rows["t_answer"]["message"]
+    peak = int(unruly["console"].rsplit("PEAK_MB", 1)[1].split()[0])
+    assert peak < 400, peak  # it grew past 1.8 GB for this 10 MB file when the grader parsed it itself
+
+
+@pytest.mark.parametrize("name", ["source_a_number", "a_huge_number"])
+def test_json_of_a_shape_jupyter_never_writes_is_a_row_with_the_reason(unruly, name):
+    rows = _get(unruly, name)
+    assert rows["t_answer"]["status"] == "invalid-notebook" and rows["TOTAL"]["points"] == "0"
+    assert rows["t_answer"]["message"].startswith("not a valid notebook"), rows["t_answer"]["message"]
+
+
+@pytest.mark.parametrize("name", sorted(SHAPES))
+def test_the_reader_answers_every_shape_with_a_notebook_or_a_reason(tmp_path, name):
+    sources = make_sources(tmp_path / "sources")
+    path = tmp_path / "x.ipynb"
+    path.write_bytes(notebook_shaped(SHAPES[name]))
+    with pytest.raises(SubmissionProblem) as caught:
+        read_prepared(path, sources / f"{EXERCISE}.ipynb", EXERCISE, hidden=False)
+    assert caught.value.status == "invalid-notebook" and str(caught.value).startswith("not a valid notebook")

@@ -27,6 +27,7 @@ this one runs and grades, and is the command line.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -41,16 +42,20 @@ import nbformat
 
 from ..paths import PACKAGE_DIR, data_dir, file_sha256, project_root
 from . import sandbox
+from .batch import default_jobs, run_all
 from .exercises import ExerciseError, GradedCell, graded_cells, source_dir, source_path
 from .grade_report import (  # noqa: F401 - the report's names, importable from here too
     FORMULA_STARTS,
     Batch,
     Row,
+    display_name,
+    plain,
     report_csv,
     report_markdown,
     spreadsheet_safe,
     write_report,
 )
+from .notebook_reader import read_prepared
 from .sandbox import Isolation, Limits
 from .submissions import (  # noqa: F401 - finding and preparing submissions, importable from here too
     Collected,
@@ -78,7 +83,8 @@ class RunResult:
     """One sandboxed nbval run: per nbval cell number (outcome, message), and how the run ended.
 
     outcome is 'pass', 'fail' or 'review'; status is 'ok' (pytest finished), 'timeout' (stopped at the
-    overall limit; finished cells are kept) or 'crashed' (ended before reporting every cell).
+    overall limit; finished cells are kept), 'memory' (stopped at the memory limit of the whole submission;
+    finished cells are kept) or 'crashed' (ended before reporting every cell).
     """
 
     cells: dict[int, tuple[str, str]]
@@ -152,7 +158,7 @@ def run_nbval(
     bindings: dict[str, str] | None = None,
     defined: dict[str, str] | None = None,
 ) -> RunResult:
-    """Run ``nb`` under pytest --nbval-lax and nbval_guard in a sandbox, stopped after ``timeout`` s.
+    """Run ``nb`` (a notebook, or its JSON bytes) under pytest --nbval-lax and nbval_guard in a sandbox.
 
     nbval interrupts a single cell after ``cell_timeout`` s (default: half of ``timeout``) and goes on with
     the next cells, so an endless loop late in a notebook still leaves the earlier results; the overall
@@ -162,6 +168,7 @@ def run_nbval(
     isolation = isolation or isolation_for(default_isolation_mode())
     limits = limits or Limits()
     cell_timeout = max(1, int(cell_timeout if cell_timeout is not None else timeout / 2))
+    notebook_bytes = nb if isinstance(nb, bytes) else nbformat.writes(nb).encode("utf-8")
     with tempfile.TemporaryDirectory(prefix="grade-", dir=workdir) as tmp:
         torch_home = weights_home or stage_weights(Path(tmp))
         command = [
@@ -189,7 +196,7 @@ def run_nbval(
         ]
         plan = sandbox.Plan(
             command,
-            files={"submission.ipynb": nbformat.writes(nb).encode("utf-8"), "pytest.ini": b"[pytest]\n"},
+            files={"submission.ipynb": notebook_bytes, "pytest.ini": b"[pytest]\n"},
             env={
                 "COURSE_PROFILE": profile,
                 "MPLBACKEND": "Agg",
@@ -217,7 +224,13 @@ def run_nbval(
     events = [r for r in outcome.records if r.get("event") != "cell"]
     cells = {number: (r.get("verdict", "fail"), r.get("message", "")) for number, r in records.items()}
     ended = next((e for e in events if e.get("event") == "end"), None)
-    if outcome.timed_out:
+    if outcome.memory_stopped:
+        status = "memory"
+        detail = (
+            f"the memory limit of {limits.total_memory_gb:g} GB for the whole submission was reached "
+            f"(--total-memory-limit): it {outcome.memory_stopped}"
+        )
+    elif outcome.timed_out:
         status, detail = "timeout", f"did not finish within {timeout:g} s (an endless loop?); stopped"
     elif ended is None or ended.get("exit") not in (0, 1):
         code = ended.get("exit") if ended else outcome.exit_code
@@ -289,12 +302,15 @@ def grade_submission(
     extra_note: str = "",
     log=None,
     reference=None,
+    source: Path | None = None,
 ) -> list[Row]:
     """Rows for one submission: one per test cell, then a TOTAL row. Never raises for a bad submission.
 
     ``log`` (the instructor's console) gets the end of the run's output when it crashed; the report never does,
     since that output may quote the hidden tests. With the source notebook as ``reference``, names its cells
     import are watched in the kernel, and an edited instructor cell (setup, parameters, data) is marked for review.
+    The submission is read and prepared in a limited child process (``notebook_reader``) against ``source``
+    (default: the exercise's source notebook); the grader never parses the student's JSON itself.
     """
     label = label or path.name
     possible = sum(t.points for t in tests)
@@ -317,7 +333,7 @@ def grade_submission(
         return _total(student, label, exercise, rows, possible, "; ".join(base_notes + notes), seconds, review)
 
     try:
-        prepared = prepare(read_submission(path), exercise, tests, hidden)
+        prepared = read_prepared(path, Path(source or source_path(exercise)), exercise, hidden)
     except SubmissionProblem as exc:
         rows = rows_all(exc.status, str(exc))
         return rows + [total(rows, [f"{exc.status}: {exc}"])]
@@ -331,7 +347,7 @@ def grade_submission(
 
     try:
         result = run_nbval(
-            prepared.nb,
+            prepared.text,
             None,
             timeout,
             profile,
@@ -344,12 +360,15 @@ def grade_submission(
             bindings=import_bindings(reference) if reference is not None else None,
             defined=defined_functions(reference) if reference is not None else None,
         )
-    except Exception as exc:  # a notebook nbformat cannot write back, a full disk: report it, grade the rest
+    except Exception as exc:  # a full disk, a sandbox that cannot start: report it, grade the rest
         result = RunResult({}, "crashed", f"could not run the notebook: {type(exc).__name__}: {exc}")
 
     if result.status == "crashed" and log is not None:
-        tail = [line for line in result.log.strip().splitlines() if line.strip()][-5:]
-        log("    the run's last output (not in the report):\n      " + "\n      ".join(tail or ["(none)"]))
+        tail = [plain(line) for line in result.log.strip().splitlines() if line.strip()][-5:]
+        log(
+            f"    {plain(label)}: the run's last output (not in the report):\n      "
+            + "\n      ".join(tail or ["(none)"])
+        )
     rows = []
     for t in tests:
         if t.grade_id in prepared.deleted:
@@ -359,11 +378,12 @@ def grade_submission(
         note = prepared.notes.get(t.grade_id, "")
         if record is None:
             status = "timeout" if result.status == "timeout" else "crashed"
-            message = (
-                f"not finished: the run was stopped after --timeout {timeout:g} s"
-                if result.status == "timeout"
-                else f"not run: {result.detail or 'nbval did not run this cell'}"
-            )
+            if result.status == "timeout":
+                message = f"not finished: the run was stopped after --timeout {timeout:g} s"
+            elif result.status == "memory":
+                message = f"not finished: the run was stopped at --total-memory-limit {limits.total_memory_gb:g} GB"
+            else:
+                message = f"not run: {result.detail or 'nbval did not run this cell'}"
             rows.append(Row(student, label, exercise, t.grade_id, status, 0, t.points, note, message))
             continue
         verdict = record.get("verdict", "fail")
@@ -384,7 +404,7 @@ def grade_submission(
     if planted:
         review = True
         notes.append("REVIEW: wrote IPython/Jupyter start-up or config files: " + ", ".join(planted[:3]))
-    edited = edited_scaffolding(prepared.nb, reference) if reference is not None else []
+    edited = prepared.edited if reference is not None else []
     if edited:
         review = True
         notes.append(f"REVIEW: the instructor's {', '.join(edited[:3])} edited or removed; the tests ran after it")
@@ -393,6 +413,8 @@ def grade_submission(
     if result.status == "timeout":
         done = sum(1 for r in rows if r.status in ("pass", "fail", "review"))
         notes.append(f"timeout: stopped after {timeout:g} s; the {done} test cell(s) that finished are kept")
+    elif result.status == "memory":
+        notes.append(f"stopped: {result.detail}")
     elif result.status == "crashed":
         notes.append(f"crashed: {result.detail}")
     if any(r.get("kernel_died") for r in records):
@@ -435,10 +457,12 @@ def _total(
     return Row(student, label, exercise, "TOTAL", status, sum(r.points for r in rows), possible, "; ".join(notes), "")
 
 
-def refused_rows(student: str, label: str, exercise: str, tests: list[GradedCell], reason: str, note: str) -> list[Row]:
-    """Rows for an entry that is not graded at all (a symbolic link, a special file)."""
-    rows = [Row(student, label, exercise, t.grade_id, "refused", 0, t.points, "", reason) for t in tests]
-    total = _total(student, label, exercise, rows, sum(t.points for t in tests), f"refused: {reason}")
+def refused_rows(
+    student: str, label: str, exercise: str, tests: list[GradedCell], reason: str, note: str, status: str = "refused"
+) -> list[Row]:
+    """Rows for an entry that is not graded at all (a symbolic link, a special file; ``status`` says why)."""
+    rows = [Row(student, label, exercise, t.grade_id, status, 0, t.points, "", reason) for t in tests]
+    total = _total(student, label, exercise, rows, sum(t.points for t in tests), f"{status}: {reason}")
     total.note = "; ".join(filter(None, [note, total.note]))
     return rows + [total]
 
@@ -456,11 +480,15 @@ def grade_folder(
     isolation: str | Isolation | None = None,
     limits: Limits | None = None,
     report: Path | None = None,
+    jobs: int | None = None,
 ) -> Batch:
-    """Grade every submission in ``folder``, one after the other; raises ExerciseError if nothing can be graded.
+    """Grade every submission in ``folder``, ``jobs`` at a time; raises ExerciseError if nothing can be graded.
 
     ``isolation`` is 'auto', 'bwrap', 'none' or an Isolation (default: $COURSE_GRADE_ISOLATION, else auto);
-    ``report`` is where the report will go (kept invisible to the submissions, like the sources).
+    ``report`` is where the report will go (kept invisible to the submissions, like the sources); ``jobs``
+    defaults to ``batch.default_jobs``. The rows come in the same order whatever ``jobs`` is. A submission
+    that breaks the grader itself gets rows saying so, and Ctrl-C returns the rows graded so far (the
+    Batch says it was interrupted).
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -472,67 +500,94 @@ def grade_folder(
         raise ExerciseError(f"the source of {exercise!r} has no graded test cells")
     found = collect(folder)
     if not found.submissions and not found.refused:
-        raise ExerciseError(f"no .ipynb files under {folder}")
+        skipped = "; ".join(f"{plain(label)}: {reason}" for label, reason in found.skipped[:3])
+        raise ExerciseError(f"no .ipynb files under {plain(folder)}" + (f" (not graded: {skipped})" if skipped else ""))
     if not isinstance(isolation, Isolation):
         try:
             isolation = isolation_for(isolation or default_isolation_mode())
         except RuntimeError as exc:
             raise ExerciseError(str(exc)) from None
     limits = limits or Limits()
+    jobs = max(1, int(jobs or default_jobs(limits.total_memory_gb)))
     log(("isolation: " if isolation.isolated else "WARNING: ") + isolation.summary)
     log(f"limits: {limits.describe()}")
     for label, reason in found.skipped:
-        log(f"  {label}: {reason}")
+        log(f"  {plain(label)}: {plain(reason)}")
+    entries = [(s, p, str(p.relative_to(folder)), None) for s, p in found.submissions]
+    entries += [(s, Path(lbl), lbl, r) for s, lbl, r in found.refused]
+    entries.sort(key=lambda e: os.fsencode(e[2]))
+    warnings = _several_notebooks(entries, log)
+    per_student = {s: sum(1 for e in entries if e[0] == s) for s, *_ in entries}
+    invisible = [folder, Path(source).parent, *([Path(report).parent] if report else [])]
+    preload = preload_modules(reference)
+    log(f"grading {len(entries)} submission(s), {jobs} at a time")
+    with tempfile.TemporaryDirectory(prefix="grade-weights-") as stage:
+        weights_home = stage_weights(Path(stage))
+
+        def task(entry):
+            student, path, label, refusal = entry
+            count = per_student[student]
+            note = f"one of {count} notebooks of {student}" if count > 1 else ""
+            if refusal is not None:
+                return refused_rows(student, display_name(label), exercise, tests, refusal, note)
+            return grade_submission(
+                student,
+                path,
+                exercise,
+                tests,
+                hidden,
+                timeout,
+                profile,
+                display_name(label),
+                cell_timeout,
+                isolation=isolation,
+                limits=limits,
+                invisible=invisible,
+                preload=preload,
+                weights_home=weights_home,
+                extra_note=note,
+                log=log,
+                reference=reference,
+                source=source,
+            )
+
+        def failed(index: int, exc: BaseException) -> list[Row]:
+            student, _path, label, _ = entries[index]
+            reason = f"the grader itself failed on this submission ({type(exc).__name__}: {exc}); grade it by hand"
+            return refused_rows(student, display_name(label), exercise, tests, reason, "", status="crashed")
+
+        outcome = run_all(
+            [functools.partial(task, entry) for entry in entries],
+            jobs,
+            [f"{plain(e[0])}: {display_name(e[2])}" for e in entries],
+            log,
+            failed,
+            _summary,
+        )
+    rows = [row for result in outcome.results if result for row in result]
+    not_graded = [display_name(e[2]) for e, result in zip(entries, outcome.results, strict=True) if result is None]
+    return Batch(rows, isolation, limits, found.skipped, warnings, not_graded=not_graded)
+
+
+def _several_notebooks(entries: list, log) -> list[str]:
+    """A warning (logged) for each student with more than one notebook."""
     per_student: dict[str, list[str]] = {}
-    for student, path in found.submissions:
-        per_student.setdefault(student, []).append(str(path.relative_to(folder)))
-    for student, _label, _reason in found.refused:
-        per_student.setdefault(student, []).append(_label)
+    for student, _path, label, _refusal in entries:
+        per_student.setdefault(student, []).append(display_name(label))
     warnings = []
     for student, labels in per_student.items():
         if len(labels) > 1:
             warnings.append(
                 f"{student} has {len(labels)} notebooks ({', '.join(labels)}): each is graded; decide which counts"
             )
-            log(f"WARNING: {warnings[-1]}")
-    invisible = [folder, Path(source).parent, *([Path(report).parent] if report else [])]
-    preload = preload_modules(reference)
-    entries = [(s, p, None) for s, p in found.submissions] + [(s, Path(lbl), r) for s, lbl, r in found.refused]
-    entries.sort(key=lambda e: str(e[1]))
-    rows: list[Row] = []
-    with tempfile.TemporaryDirectory(prefix="grade-weights-") as stage:
-        weights_home = stage_weights(Path(stage))
-        for number, (student, path, refusal) in enumerate(entries, 1):
-            label = str(path.relative_to(folder)) if refusal is None else str(path)
-            several = per_student.get(student, [])
-            note = f"one of {len(several)} notebooks of {student}" if len(several) > 1 else ""
-            log(f"[{number}/{len(entries)}] {student}: {label} ...")
-            if refusal is not None:
-                student_rows = refused_rows(student, label, exercise, tests, refusal, note)
-            else:
-                student_rows = grade_submission(
-                    student,
-                    path,
-                    exercise,
-                    tests,
-                    hidden,
-                    timeout,
-                    profile,
-                    label,
-                    cell_timeout,
-                    isolation=isolation,
-                    limits=limits,
-                    invisible=invisible,
-                    preload=preload,
-                    weights_home=weights_home,
-                    extra_note=note,
-                    log=log,
-                    reference=reference,
-                )
-            last = student_rows[-1]
-            log(f"    {last.points:g}/{last.points_possible:g}" + (f"  ({last.note})" if last.note else ""))
-            rows += student_rows
-    return Batch(rows, isolation, limits, found.skipped, warnings)
+            log(f"WARNING: {plain(warnings[-1])}")
+    return warnings
+
+
+def _summary(rows: list[Row]) -> str:
+    """The progress line's end for one submission: its points and TOTAL note, display-safe."""
+    last = rows[-1]
+    return plain(f"{last.points:g}/{last.points_possible:g}" + (f"  ({last.note})" if last.note else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -550,6 +605,15 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=None,
         help="seconds one cell may run before nbval interrupts it and goes on (default: half of --timeout)",
+    )
+    parser.add_argument(
+        "--jobs",
+        "-j",
+        type=int,
+        default=None,
+        metavar="N",
+        help="submissions graded at once, each in its own sandbox (default: the cores available, at most as many "
+        "as the free memory holds at --total-memory-limit each)",
     )
     parser.add_argument("--profile", default="quick", choices=["quick", "full"], help="COURSE_PROFILE for the runs")
     parser.add_argument(
@@ -580,6 +644,14 @@ def main(argv: list[str] | None = None) -> int:
         default=defaults.memory_gb,
         metavar="GB",
         help="address space per process (default %(default)s; an exercise-1 kernel reserves about 4.5)",
+    )
+    limits.add_argument(
+        "--total-memory-limit",
+        type=float,
+        default=defaults.total_memory_gb,
+        metavar="GB",
+        help="memory of the whole submission: all its processes and its files in memory; the run is stopped above "
+        "it (default %(default)s)",
     )
     limits.add_argument(
         "--file-limit", type=float, default=defaults.file_mb, metavar="MB", help="largest file (default %(default)s)"
@@ -620,6 +692,7 @@ def main(argv: list[str] | None = None) -> int:
         processes=args.process_limit,
         cpu_seconds=args.cpu_limit or int(2 * args.timeout),
         output_kb=args.output_limit,
+        total_memory_gb=args.total_memory_limit,
     )
     stem = args.output or project_root() / "build" / "grades" / args.exercise
     try:
@@ -634,6 +707,7 @@ def main(argv: list[str] | None = None) -> int:
             isolation=args.isolation,
             limits=chosen,
             report=stem,
+            jobs=args.jobs,
         )
     except (ExerciseError, OSError, nbformat.ValidationError, json.JSONDecodeError) as exc:
         print(f"error: could not grade: {exc}", file=sys.stderr)
@@ -646,6 +720,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {csv_path} and {md_path}")
     if not batch.isolation.isolated:
         print(f"WARNING: {batch.isolation.summary}", file=sys.stderr)
+    if batch.not_graded:
+        print(f"interrupted: {len(batch.not_graded)} submission(s) not graded; grade them again", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -3,12 +3,19 @@
 Every CSV field is quoted, and a field a spreadsheet would take for a formula gets a leading quote. The
 Markdown report starts with how the runs were isolated and limited, then who needs review, warnings, the
 totals, every test cell, and the files that were not graded.
+
+Names and messages come from students (file names, exception text) and are shown, never obeyed: ``plain``
+writes control and format characters (escape sequences, newlines in names, bidirectional overrides) and bytes
+that are not UTF-8 as visible escapes, for the console and the CSV; ``md_text`` and ``md_code`` also make
+Markdown and HTML syntax literal, so that a message cannot add an image, a link or a line to the report.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import os
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -45,6 +52,69 @@ class Batch:
     limits: Limits
     skipped: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    not_graded: list[str] = field(default_factory=list)  # submissions left when grading was interrupted
+
+
+# --------------------------------------------------------------------------------------- student text
+HIDDEN_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}  # controls, format (bidi), surrogates, unassigned
+MARKDOWN_SPECIALS = set("\\`*_{}[]()<>#+!|~$&")
+
+
+def display_name(name: str) -> str:
+    """A file name as text: bytes that are not UTF-8 (a Windows zip's names) as \\xNN, controls escaped (``plain``)."""
+    raw = os.fsencode(name) if isinstance(name, str) else bytes(name)
+    return plain(raw.decode("utf-8", errors="backslashreplace"))
+
+
+def plain(text, newlines: bool = False) -> str:
+    """``text`` with every control, format or unpaired-surrogate character written as a visible escape.
+
+    With ``newlines`` a line feed is kept (a multi-line message); otherwise it is written as \\n too, so that a
+    name can never start a line of its own. Escape sequences, carriage returns and bidirectional overrides
+    are always escaped.
+    """
+    text = str(text)
+    if text.isprintable():
+        return text
+    out = []
+    for char in text:
+        if (char == "\n" and newlines) or unicodedata.category(char) not in HIDDEN_CATEGORIES:
+            out.append(char)
+        elif "\udc80" <= char <= "\udcff":  # a byte that was not UTF-8, as os.fsdecode keeps it
+            out.append(f"\\x{ord(char) - 0xDC00:02x}")
+        else:
+            out.append(char.encode("unicode_escape").decode("ascii") if ord(char) < 0x10000 else f"\\U{ord(char):08x}")
+    return "".join(out)
+
+
+def md_text(text, newlines: bool = True) -> str:
+    """``text`` as literal Markdown inline text: no image, link, HTML or emphasis can come from it; lines as <br>."""
+    text = plain(text, newlines=newlines)
+    out = []
+    for char in text:
+        if char == "&":
+            out.append("&amp;")
+        elif char == "<":
+            out.append("&lt;")
+        elif char == ">":
+            out.append("&gt;")
+        elif char in MARKDOWN_SPECIALS:
+            out.append("\\" + char)
+        else:
+            out.append(char)
+    return "".join(out).replace("\n", "<br>")
+
+
+def md_code(text) -> str:
+    """``text`` as a Markdown code span (fenced with more backticks than it holds), on one line, outside tables."""
+    text = plain(text)
+    longest, run = 0, 0
+    for char in text:
+        run = run + 1 if char == "`" else 0
+        longest = max(longest, run)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 # ------------------------------------------------------------------------------------------- report
@@ -64,13 +134,17 @@ def report_csv(rows: list[Row], isolation: Isolation | None = None) -> str:
         data["points"], data["points_possible"] = f"{row.points:g}", f"{row.points_possible:g}"
         if row.test == "TOTAL" and isolation is not None and not isolation.isolated and "NOT ISOLATED" not in row.note:
             data["note"] = "; ".join(filter(None, ["NOT ISOLATED (see the report header)", row.note]))
-        writer.writerow({key: spreadsheet_safe(value) for key, value in data.items()})
+        clean = {key: plain(value, newlines=key in ("note", "message")) for key, value in data.items()}
+        writer.writerow({key: spreadsheet_safe(value) for key, value in clean.items()})
     return buffer.getvalue()
 
 
-def _md(text: str) -> str:
-    text = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return text.replace("|", "\\|").replace("\n", "<br>").replace("\r", "")
+_md = md_text
+
+
+def _html(text: str) -> str:
+    """The grader's own text (not a student's) with only HTML made literal."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
 
 
 def report_markdown(batch: Batch, exercise: str, hidden: bool) -> str:
@@ -79,13 +153,20 @@ def report_markdown(batch: Batch, exercise: str, hidden: bool) -> str:
     totals = [r for r in rows if r.test == "TOTAL"]
     lines = [f"# Grades: {exercise}" + (" (with hidden tests)" if hidden else ""), ""]
     if batch.isolation.isolated:
-        lines.append(f"Isolation: {_md(batch.isolation.summary)}.")
+        lines.append(f"Isolation: {_html(batch.isolation.summary)}.")
     else:
         lines += [
-            f"> **WARNING: the submissions were NOT isolated.** {_md(batch.isolation.summary)}.",
+            f"> **WARNING: the submissions were NOT isolated.** {_html(batch.isolation.summary)}.",
             "> Install bubblewrap (`apt-get install bubblewrap`) and grade again before trusting these results.",
         ]
-    lines += ["", f"Limits: {_md(batch.limits.describe())}.", ""]
+    lines += ["", f"Limits: {_html(batch.limits.describe())}.", ""]
+    if batch.not_graded:
+        lines += [
+            f"> **Grading was interrupted: {len(batch.not_graded)} submission(s) were not graded** "
+            f"({', '.join(md_text(n) for n in batch.not_graded[:20])}"
+            f"{', ...' if len(batch.not_graded) > 20 else ''}). Grade them again.",
+            "",
+        ]
     review = [r for r in totals if r.status == "review"]
     if review:
         lines += ["## Needs review", ""]
@@ -111,7 +192,7 @@ def report_markdown(batch: Batch, exercise: str, hidden: bool) -> str:
                 f"| {_md(r.message)} |"
             )
     if batch.skipped:
-        lines += ["", "## Files not graded", ""] + [f"- `{_md(label)}`: {_md(why)}" for label, why in batch.skipped]
+        lines += ["", "## Files not graded", ""] + [f"- {md_code(label)}: {_md(why)}" for label, why in batch.skipped]
     return "\n".join(lines) + "\n"
 
 

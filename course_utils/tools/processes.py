@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import subprocess
+from dataclasses import dataclass
 
 import psutil
 
@@ -103,3 +104,76 @@ def sweep_marked(variable: str, token: str) -> list[str]:
             process.kill()
     psutil.wait_procs(found, timeout=5)
     return [f"{p.info['name']} (pid {p.pid})" for p in found]
+
+
+# ------------------------------------------------------------------------------- memory of a tree
+@dataclass
+class MemoryUse:
+    """Memory a process tree holds: its processes' proportional share (PSS) and its files kept in memory."""
+
+    processes: int = 0  # bytes: sum of PSS (RSS where PSS cannot be read) over the tree
+    files: int = 0  # bytes: memfd files and the tree's private tmpfs folders
+    count: int = 0  # processes counted
+
+    @property
+    def total(self) -> int:
+        """Everything counted, in bytes."""
+        return self.processes + self.files
+
+    def describe(self) -> str:
+        """'5.1 GB (4.0 GB in 12 processes, 1.1 GB of files in memory)'."""
+        gb = 1024**3
+        return (
+            f"{self.total / gb:.1f} GB ({self.processes / gb:.1f} GB in {self.count} processes, "
+            f"{self.files / gb:.1f} GB of files in memory)"
+        )
+
+
+def tree_memory(root: int, memory_folders: tuple[str, ...] = ()) -> MemoryUse:
+    """Memory held by ``root`` and every descendant, plus memfd files they hold open and ``memory_folders``.
+
+    ``memory_folders`` are tmpfs paths as the tree sees them (its own mount namespace, reached through
+    /proc/PID/root): their used blocks count, deleted-but-open files included. A page both mapped and in
+    such a file counts twice: the sum errs on the high side, never the low.
+    """
+    pids = [root, *sorted(descendants(root))]
+    use, seen = MemoryUse(), set()
+    for pid in pids:
+        size = _pss(pid)
+        if size is None:
+            continue
+        use.processes += size
+        use.count += 1
+        use.files += _memfd_bytes(pid, seen)
+    inside = next((pid for pid in pids[1:] if os.path.isdir(f"/proc/{pid}/root")), None)
+    for folder in memory_folders if inside is not None else ():
+        with contextlib.suppress(OSError):
+            info = os.statvfs(f"/proc/{inside}/root{folder}")
+            use.files += (info.f_blocks - info.f_bfree) * info.f_frsize
+    return use
+
+
+def _pss(pid: int) -> int | None:
+    """Proportional set size of ``pid`` in bytes (its RSS where smaps cannot be read); None if it is gone."""
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/smaps_rollup", "rb") as handle:
+        for line in handle:
+            if line.startswith(b"Pss:"):
+                return int(line.split()[1]) * 1024
+    try:
+        return psutil.Process(pid).memory_info().rss
+    except psutil.Error:
+        return None
+
+
+def _memfd_bytes(pid: int, seen: set) -> int:
+    """Bytes of memfd files (memory-backed, named nowhere) that ``pid`` holds open, each file counted once."""
+    total = 0
+    with contextlib.suppress(OSError):
+        for name in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/{pid}/fd/{name}").startswith("/memfd:"):
+                    info = os.stat(f"/proc/{pid}/fd/{name}")
+                    if (info.st_dev, info.st_ino) not in seen:
+                        seen.add((info.st_dev, info.st_ino))
+                        total += info.st_blocks * 512
+    return total

@@ -50,6 +50,9 @@ RESULTS_FD_VARIABLE = "COURSE_GRADE_RESULTS_FD"
 ISOLATION_VARIABLE = "COURSE_GRADE_ISOLATION"  # auto | bwrap | none: what `course grade` uses unless told
 RESULTS_LIMIT = 8 * 1024 * 1024  # bytes of result lines kept from one run
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 1, 4, 36
+WATCH_SECONDS = 0.25  # how often the supervisor adds up a run's memory
+_RUNNING: set = set()  # sandboxes running now (their outer process), for stop_all
+_RUNNING_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -63,11 +66,13 @@ class Limits:
     cpu_seconds: int = 1200  # CPU time of each process (RLIMIT_CPU)
     output_kb: int = 256  # printed output kept per cell, and of the run's log
     open_files: int = 1024  # RLIMIT_NOFILE
+    total_memory_gb: float = 6.0  # the whole submission: every process (PSS) and its files in memory (supervised)
 
     def describe(self) -> str:
         """One line for reports: every limit with its unit."""
         return (
-            f"memory {self.memory_gb:g} GB per process, files up to {self.file_mb:g} MB, work folder "
+            f"memory {self.total_memory_gb:g} GB per submission in all (processes and files in memory) and "
+            f"{self.memory_gb:g} GB of address space per process, files up to {self.file_mb:g} MB, work folder "
             f"{self.disk_mb:g} MB, {self.processes} processes/threads, CPU {self.cpu_seconds} s per process, "
             f"output {self.output_kb} KB per cell"
         )
@@ -111,6 +116,8 @@ class Outcome:
     log: str  # the last Limits.output_kb of its stdout and stderr (submission output too: never trusted)
     survivors: list[str] = field(default_factory=list)  # processes found alive after the run (then killed)
     truncated: bool = False  # the results were longer than RESULTS_LIMIT
+    memory_stopped: str = ""  # why the supervisor stopped the run (Limits.total_memory_gb reached), else ''
+    memory_peak: int = 0  # the most memory (bytes) the supervisor saw the run hold
 
 
 # ---------------------------------------------------------------------------------------- choosing
@@ -252,7 +259,8 @@ def run(plan: Plan, isolation: Isolation, timeout: float) -> Outcome:
         }
         launcher = [sys.executable, "-I", str(Path(__file__).resolve()), "launch", json.dumps(config)]
         argv = bwrap_args(isolation, plan, fds, work) + launcher if isolation.kind == "bwrap" else launcher
-        return _supervise(argv, read_results, opened, timeout, plan.limits, token)
+        memory_folders = (work, "/tmp", "/dev/shm") if isolation.kind == "bwrap" else ()
+        return _supervise(argv, read_results, opened, timeout, plan.limits, token, memory_folders)
     finally:
         for fd in opened:
             with contextlib.suppress(OSError):
@@ -262,7 +270,44 @@ def run(plan: Plan, isolation: Isolation, timeout: float) -> Outcome:
         shutil.rmtree(host_tmp, ignore_errors=True)
 
 
-def _supervise(argv, read_results: int, opened: list[int], timeout: float, limits: Limits, token: str) -> Outcome:
+def stop_all() -> None:
+    """Kill every sandbox running now (Ctrl-C of a batch): each run then ends as its supervisor reports."""
+    from .processes import kill_tree
+
+    with _RUNNING_LOCK:
+        running = list(_RUNNING)
+    for process in running:
+        kill_tree(process)
+
+
+def _watch(process: subprocess.Popen, timeout: float, limits: Limits, memory_folders: tuple) -> tuple[bool, str, int]:
+    """Wait for ``process`` at most ``timeout`` s, adding up its tree's memory; (timed out, why stopped, peak bytes).
+
+    The run is stopped (its whole tree killed) when it holds more than ``limits.total_memory_gb`` in all: every
+    process's PSS, memfd files and the sandbox's tmpfs folders (``processes.tree_memory``).
+    """
+    from .processes import kill_tree, tree_memory
+
+    limit = int(limits.total_memory_gb * 1024**3)
+    deadline, peak = time.monotonic() + timeout, 0
+    while True:
+        try:
+            process.wait(timeout=max(0.0, min(WATCH_SECONDS, deadline - time.monotonic())))
+            return False, "", peak
+        except subprocess.TimeoutExpired:
+            pass
+        if time.monotonic() >= deadline:
+            return True, "", peak
+        use = tree_memory(process.pid, memory_folders)
+        peak = max(peak, use.total)
+        if use.total > limit:
+            kill_tree(process)
+            return False, f"held {use.describe()}", peak
+
+
+def _supervise(
+    argv, read_results: int, opened: list[int], timeout: float, limits: Limits, token: str, memory_folders=()
+) -> Outcome:
     records: list[dict] = []
     state = {"bytes": 0, "truncated": False}
     log = bytearray()
@@ -306,13 +351,15 @@ def _supervise(argv, read_results: int, opened: list[int], timeout: float, limit
         reader.start()
     from .processes import kill_tree, sweep_marked  # psutil: only on the grader's side
 
-    timed_out = False
+    timed_out, stopped, peak = False, "", 0
+    with _RUNNING_LOCK:
+        _RUNNING.add(process)
     try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
+        timed_out, stopped, peak = _watch(process, timeout, limits, memory_folders)
     finally:  # the whole tree, however it ended (Ctrl-C too); under bwrap that is PID 1 of the namespace, so all
         kill_tree(process)
+        with _RUNNING_LOCK:
+            _RUNNING.discard(process)
     seconds = time.perf_counter() - start
     for reader in readers:
         reader.join(timeout=5)
@@ -327,6 +374,8 @@ def _supervise(argv, read_results: int, opened: list[int], timeout: float, limit
         bytes(log[-keep:]).decode("utf-8", errors="replace"),
         survivors,
         state["truncated"],
+        stopped,
+        peak,
     )
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import nbformat
 
 from .exercises import BEGIN_SOLUTION, ExerciseError, GradedCell, exercise_name, grade_meta, normalized, strip_solutions
+from .grade_report import display_name
 
 MAX_NOTEBOOK_MB = 100
 JUNK_FILES = {".DS_Store": "macOS folder metadata", "Thumbs.db": "Windows thumbnail cache", "desktop.ini": "Windows"}
@@ -56,8 +57,12 @@ class Collected:
 
 
 # ------------------------------------------------------------------------------------------ finding
+MAX_DEPTH = 16  # folders below the submissions folder that are searched; deeper ones are named and skipped
+MAX_LISTED = 2000  # files not graded that the report names one by one; the rest are counted
+
+
 def _student_of(relative: Path) -> str:
-    return relative.parts[0] if len(relative.parts) > 1 else relative.stem
+    return display_name(relative.parts[0] if len(relative.parts) > 1 else relative.stem)
 
 
 def collect(folder: Path) -> Collected:
@@ -65,57 +70,87 @@ def collect(folder: Path) -> Collected:
 
     Symbolic links are never followed (a link could point at the instructor's solutions or another student's
     file). Names starting with a dot are graded like any other, except known clutter (checkpoints, macOS and
-    Windows metadata), which is skipped with its reason.
+    Windows metadata), which is skipped with its reason. The walk keeps its own list of folders (no
+    recursion) and stops ``MAX_DEPTH`` folders down; labels and student names are display-safe text
+    (``display_name``) whatever bytes or characters the file names hold.
     """
-    found = Collected()
-    for root, dirs, files in os.walk(folder, followlinks=False):
-        root_path = Path(root)
-        for name in sorted(dirs):
-            path = root_path / name
-            label = str(path.relative_to(folder))
-            if path.is_symlink():
-                found.refused.append(
-                    (_student_of(Path(label) / "x"), label, "a symbolic link to a folder; links are never followed")
-                )
-                dirs.remove(name)
-            elif name in JUNK_FOLDERS:
-                found.skipped.append((label + "/", f"skipped: {JUNK_FOLDERS[name]}"))
-                dirs.remove(name)
-        dirs.sort()
-        for name in sorted(files):
-            path = root_path / name
-            relative = path.relative_to(folder)
-            label = str(relative)
-            try:
-                info = path.lstat()
-            except OSError as exc:
-                found.skipped.append((label, f"skipped: cannot be read ({exc.strerror})"))
-                continue
-            is_notebook = name.lower().endswith(".ipynb")
-            if stat.S_ISLNK(info.st_mode):
-                if is_notebook:
-                    target = os.path.basename(os.readlink(path))
-                    found.refused.append(
-                        (_student_of(relative), label, f"a symbolic link (to {target}), not a file; links are refused")
-                    )
-                else:
-                    found.skipped.append((label, "skipped: a symbolic link, not a notebook"))
-            elif not stat.S_ISREG(info.st_mode):
-                if is_notebook:
-                    why = "not a regular file (a pipe, socket or device)"
-                    found.refused.append((_student_of(relative), label, why))
-                else:
-                    found.skipped.append((label, "skipped: not a regular file"))
-            elif name in JUNK_FILES:
-                found.skipped.append((label, f"skipped: {JUNK_FILES[name]}"))
-            elif name.startswith("._"):
-                found.skipped.append((label, "skipped: a macOS resource-fork file (._name), not a notebook"))
-            elif not is_notebook:
-                found.skipped.append((label, "skipped: not a notebook (.ipynb)"))
-            else:
-                found.submissions.append((_student_of(relative), path))
-    found.submissions.sort(key=lambda pair: str(pair[1]))
+    folder = Path(folder)
+    found, unlisted = Collected(), [0]
+    pending = [(folder, 0)]
+    while pending:
+        here, depth = pending.pop()
+        try:
+            with os.scandir(here) as listing:
+                entries = sorted(listing, key=lambda entry: os.fsencode(entry.name))
+        except OSError as exc:
+            _skip(found, unlisted, _label(here, folder) + "/", f"skipped: the folder cannot be read ({exc.strerror})")
+            continue
+        below = []
+        for entry in entries:
+            path = Path(entry.path)
+            if _sort_entry(found, unlisted, folder, path, entry, depth):
+                below.append((path, depth + 1))
+        pending.extend(reversed(below))
+    found.submissions.sort(key=lambda pair: os.fsencode(str(pair[1])))
+    if unlisted[0]:
+        found.skipped.append(("...", f"and {unlisted[0]} more files not graded, not listed one by one"))
     return found
+
+
+def _label(path: Path, folder: Path) -> str:
+    return display_name(str(path.relative_to(folder)))
+
+
+def _skip(found: Collected, unlisted: list, label: str, reason: str) -> None:
+    if len(found.skipped) < MAX_LISTED:
+        found.skipped.append((label, reason))
+    else:
+        unlisted[0] += 1
+
+
+def _sort_entry(found: Collected, unlisted: list, folder: Path, path: Path, entry, depth: int) -> bool:
+    """Put one entry where it belongs; True when it is a folder to search."""
+    relative = path.relative_to(folder)
+    label, name = display_name(str(relative)), entry.name
+    try:
+        info = entry.stat(follow_symlinks=False)
+    except OSError as exc:
+        _skip(found, unlisted, label, f"skipped: cannot be read ({exc.strerror})")
+        return False
+    is_notebook = name.lower().endswith(".ipynb")
+    if stat.S_ISDIR(info.st_mode):
+        if name in JUNK_FOLDERS:
+            _skip(found, unlisted, label + "/", f"skipped: {JUNK_FOLDERS[name]}")
+        elif depth + 1 >= MAX_DEPTH:
+            _skip(found, unlisted, label + "/", f"skipped: folders more than {MAX_DEPTH} levels deep are not searched")
+        else:
+            return True
+    elif stat.S_ISLNK(info.st_mode):
+        if os.path.isdir(path):
+            found.refused.append(
+                (_student_of(relative / "x"), label, "a symbolic link to a folder; links are never followed")
+            )
+        elif is_notebook:
+            target = display_name(os.path.basename(os.readlink(path)))
+            found.refused.append(
+                (_student_of(relative), label, f"a symbolic link (to {target}), not a file; links are refused")
+            )
+        else:
+            _skip(found, unlisted, label, "skipped: a symbolic link, not a notebook")
+    elif not stat.S_ISREG(info.st_mode):
+        if is_notebook:
+            found.refused.append((_student_of(relative), label, "not a regular file (a pipe, socket or device)"))
+        else:
+            _skip(found, unlisted, label, "skipped: not a regular file")
+    elif name in JUNK_FILES:
+        _skip(found, unlisted, label, f"skipped: {JUNK_FILES[name]}")
+    elif name.startswith("._"):
+        _skip(found, unlisted, label, "skipped: a macOS resource-fork file (._name), not a notebook")
+    elif not is_notebook:
+        _skip(found, unlisted, label, "skipped: not a notebook (.ipynb)")
+    else:
+        found.submissions.append((_student_of(relative), path))
+    return False
 
 
 def find_submissions(folder: Path) -> list[tuple[str, Path]]:
@@ -162,6 +197,8 @@ def prepare(raw: bytes, exercise: str, tests: list[GradedCell], hidden: bool) ->
         raise SubmissionProblem("invalid-notebook", "not a valid notebook: JSON nested too deeply") from None
     try:
         nb = nbformat.reads(text, as_version=4)
+    except MemoryError:
+        raise  # not the notebook's fault as such: the caller says how much memory reading it needs
     except Exception as exc:  # nbformat's own errors, or anything a malformed notebook raises
         first = str(exc).strip().split("\n")[0][:200]
         raise SubmissionProblem(
