@@ -70,7 +70,7 @@ def installed(tmp_path_factory) -> dict:
     work = base / "work"
     work.mkdir()
     script = target / ("Scripts/course.exe" if os.name == "nt" else "bin/course")
-    return {"wheel": wheel, "python": python, "course": script, "env": env, "work": work}
+    return {"wheel": wheel, "python": python, "course": script, "env": env, "work": work, "source": source}
 
 
 def test_the_wheel_carries_lessons_and_student_copies_but_no_solution_sources(installed):
@@ -85,6 +85,38 @@ def test_the_wheel_carries_lessons_and_student_copies_but_no_solution_sources(in
     assert not [n for n in names if "/source/" in n or n.endswith("conftest.py")], "solution sources in the wheel"
     assert "course_utils/tools/lab_settings/overrides.json" in names
     assert any(n.endswith("entry_points.txt") for n in names)
+
+
+def test_a_wheel_built_from_the_sdist_carries_the_same_course_files(installed, tmp_path):
+    build = "import sys; from setuptools import build_meta as b; print(b.build_sdist(sys.argv[1]))"
+    sdist = run([sys.executable, "-c", build, tmp_path / "sdist"], installed["source"], None, 300)
+    assert sdist.returncode == 0, sdist.stderr
+    shutil.unpack_archive(tmp_path / "sdist" / sdist.stdout.split()[-1], tmp_path / "unpacked")
+    unpacked = next((tmp_path / "unpacked").iterdir())
+    assert not list(unpacked.rglob("source/*.ipynb")), "solution sources in the sdist"
+    wheel = run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            tmp_path / "w",
+            unpacked,
+        ],
+        tmp_path,
+        None,
+        300,
+    )
+    assert wheel.returncode == 0, wheel.stderr
+
+    def course_files(path: Path) -> list[str]:
+        return sorted(n for n in zipfile.ZipFile(path).namelist() if "/student_folder/" in n)
+
+    assert course_files(next((tmp_path / "w").glob("*.whl"))) == course_files(installed["wheel"])
 
 
 def test_the_installed_course_is_the_wheel_and_reports_its_version(installed):
@@ -183,3 +215,10 @@ def test_inside_the_student_folder_the_course_folder_is_found_from_below(install
     assert result.stdout.split() == [str(folder.resolve()), "None"], result.stderr
     lab_help = run([installed["course"], "lab", "--help"], folder, installed["env"])
     assert lab_help.returncode == 0
+
+
+def test_course_lab_in_a_fresh_student_folder_says_to_fetch_first(installed, student, tmp_path):
+    env = {**installed["env"], "TORCH_HOME": str(tmp_path / "torch")}
+    result = run([installed["course"], "lab", "--no-browser"], student["folder"], env, timeout=60)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "mobilenet_v2 weights: missing" in result.stderr and "Run `course fetch`" in result.stderr
