@@ -261,3 +261,21 @@ def test_runs_as_a_plain_script_from_any_folder(source, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"{dest}: 13 photos (13 new from {source}")
+
+
+def test_without_the_course_installed_it_says_which_python_to_use(tmp_path):
+    import subprocess
+
+    from course_utils.paths import DataError
+
+    assert issubclass(make_dataset.DatasetError, DataError)  # the lessons catch the course's data errors
+    result = subprocess.run(  # -S: no site-packages, as a Python without the course would be
+        [sys.executable, "-S", str(ROOT / "data_scripts" / "make_dataset.py"), "photos"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "make_dataset.py needs the course's package" in result.stderr
+    assert ".venv/bin/python data_scripts/make_dataset.py SOURCE" in result.stderr
