@@ -11,6 +11,8 @@ import csv
 import hashlib
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -614,3 +616,122 @@ def test_the_reader_answers_every_shape_with_a_notebook_or_a_reason(tmp_path, na
     with pytest.raises(SubmissionProblem) as caught:
         read_prepared(path, sources / f"{EXERCISE}.ipynb", EXERCISE, hidden=False)
     assert caught.value.status == "invalid-notebook" and str(caught.value).startswith("not a valid notebook")
+
+
+# ------------------------------------------------------------------------------ a class in parallel
+def comparable(rows) -> list[tuple]:
+    """Rows without the run time in TOTAL notes (the one thing that differs between two gradings)."""
+    return [tuple(re.sub(r"; ran in \d+ s|ran in \d+ s", "", str(v)) for v in r.__dict__.values()) for r in rows]
+
+
+def test_a_class_graded_in_parallel_gives_the_report_of_one_at_a_time(tmp_path):
+    sources = make_sources(tmp_path / "sources")
+    folder = tmp_path / "class"
+    write(folder, "ann.ipynb", submission(done=("answer", "double")))
+    write(folder, "ben.ipynb", submission(done=("answer",)))
+    write(folder, "cid.ipynb", submission(done=("answer", "double"), middle="while True:\n    pass"))  # stopped
+    write(folder, "dee.ipynb", submission(done=("double",), early="import os\nos._exit(3)"))  # kernel dies
+    (folder / "eva.ipynb").write_text('{"cells": [', encoding="utf-8")
+    (folder / "fay.ipynb").symlink_to(sources / f"{EXERCISE}.ipynb")
+    write(folder, "gus/1.ipynb", submission(done=("double",)))
+    one, lines = [], []
+    kwargs = dict(timeout=60, sources=sources, cell_timeout=4, isolation="auto")
+    serial = grade.grade_folder(folder, EXERCISE, log=one.append, jobs=1, **kwargs)
+    parallel = grade.grade_folder(folder, EXERCISE, log=lines.append, jobs=3, **kwargs)
+    assert comparable(parallel.rows) == comparable(serial.rows)
+    assert {r.student: r.points for r in serial.rows if r.test == "TOTAL"} == {
+        "ann": 5,
+        "ben": 2,
+        "cid": 5,  # the endless cell is interrupted after 4 s and the tests after it run
+        "dee": 0,
+        "eva": 0,
+        "fay": 0,
+        "gus": 3,
+    }
+    assert "a cell was stopped" in next(r.note for r in serial.rows if r.student == "cid" and r.test == "TOTAL")
+    assert "grading 7 submission(s), 3 at a time" in lines
+    assert sum(line.startswith("    done ") for line in lines) == 7 and any("done 7/7" in line for line in lines)
+    assert survivors() == []
+
+
+def test_a_submission_that_breaks_the_grader_is_a_row_and_the_report_is_written(tmp_path, monkeypatch):
+    sources = make_sources(tmp_path / "sources")
+    folder = tmp_path / "subs"
+    write(folder, "a.ipynb", submission(done=("answer", "double")))
+    write(folder, "b.ipynb", submission(done=("answer", "double")))
+    real = grade.read_prepared
+
+    def breaks_on_b(path, *args):  # a fault injected into the grader itself, for one submission
+        if path.name == "b.ipynb":
+            raise RuntimeError("an error nobody foresaw")
+        return real(path, *args)
+
+    monkeypatch.setattr(grade, "read_prepared", breaks_on_b)
+    report = tmp_path / "report" / "grades"
+    args = [str(folder), "--exercise", EXERCISE, "--sources", str(sources), "--timeout", "60", "-o", str(report)]
+    assert grade.main(args) == 0
+    with open(report.with_suffix(".csv"), newline="", encoding="utf-8") as handle:
+        got = by_student(csv.DictReader(handle))
+    assert got[("a", "a.ipynb")]["TOTAL"]["points"] == "5"
+    broken = got[("b", "b.ipynb")]
+    assert broken["t_answer"]["status"] == "crashed" and broken["TOTAL"]["points"] == "0"
+    assert (
+        "the grader itself failed on this submission (RuntimeError: an error nobody foresaw)"
+        in broken["t_answer"]["message"]
+    )
+
+
+def test_ctrl_c_writes_the_report_of_what_finished(tmp_path):
+    sources = make_sources(tmp_path / "sources")
+    folder = tmp_path / "subs"
+    write(folder, "a.ipynb", submission(done=("answer", "double")))
+    write(folder, "b.ipynb", submission(done=("answer",), middle=f"# {MARKER}\nwhile True:\n    pass"))
+    report = tmp_path / "report" / "grades"
+    args = [str(folder), "--exercise", EXERCISE, "--sources", str(sources), "--timeout", "300", "--jobs", "1"]
+    command = [sys.executable, "-m", "course_utils.tools.grade", *args, "--cell-timeout", "300", "-o", str(report)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if "[2/2]" in line:
+            time.sleep(3)  # b's kernel is spinning now
+            process.send_signal(signal.SIGINT)
+            break
+    seen += process.stdout.readlines()
+    assert process.wait(timeout=120) == 130, "".join(seen)
+    markdown = report.with_suffix(".md").read_text(encoding="utf-8")
+    assert "Grading was interrupted: 1 submission(s) were not graded** (b.ipynb)" in markdown
+    with open(report.with_suffix(".csv"), newline="", encoding="utf-8") as handle:
+        got = by_student(csv.DictReader(handle))
+    assert list(got) == [("a", "a.ipynb")] and got[("a", "a.ipynb")]["TOTAL"]["points"] == "5"
+    assert survivors() == []
+
+
+# ------------------------------------------------------------------- memory of the whole submission
+@needs_bwrap
+def test_the_memory_of_the_whole_submission_is_limited_and_named_in_the_total(tmp_path):
+    sources = make_sources(tmp_path / "sources")
+    folder = tmp_path / "subs"
+    hoard = (  # each process under the per-process limit; together, with a file in /dev/shm, over the total
+        "import subprocess, sys, time\n"
+        "open('/dev/shm/hoard', 'wb').write(b'x' * 200 * 1024**2)\n"
+        "fill = 'b = bytearray(250 * 1024**2); b[::4096] = b\"z\" * len(b[::4096]); import time; time.sleep(600)'\n"
+        f"kids = [subprocess.Popen([sys.executable, '-c', fill, '{MARKER}']) for _ in range(4)]\n"
+        "time.sleep(600)"
+    )
+    write(folder, "a_hoard.ipynb", submission(done=("answer", "double"), middle=hoard))
+    write(folder, "b_next.ipynb", submission(done=("answer", "double")))
+    limits = sandbox.Limits(total_memory_gb=1, memory_gb=4)
+    batch = grade.grade_folder(
+        folder, EXERCISE, timeout=120, sources=sources, log=lambda *_: None, limits=limits, isolation="bwrap", jobs=1
+    )
+    got = by_student(batch.rows)
+    hoarder, after = got[("a_hoard", "a_hoard.ipynb")], got[("b_next", "b_next.ipynb")]
+    assert hoarder["t_answer"]["status"] == "pass"  # finished before the limit: kept
+    assert hoarder["t_double"]["status"] == "crashed"
+    assert "stopped at --total-memory-limit 1 GB" in hoarder["t_double"]["message"]
+    note = hoarder["TOTAL"]["note"]
+    assert "the memory limit of 1 GB for the whole submission was reached (--total-memory-limit)" in note, note
+    assert "of files in memory" in note and after["TOTAL"]["points"] == 5
+    assert "1 GB per submission in all" in batch.limits.describe()
+    assert survivors() == []

@@ -96,6 +96,7 @@ class RunResult:
     survivors: list[str] = field(default_factory=list)
     isolation: Isolation | None = None
     log: str = ""
+    memory_peak: int = 0  # bytes: the most the whole run held (processes and files in memory)
 
 
 def stage_weights(folder: Path) -> Path:
@@ -237,7 +238,18 @@ def run_nbval(
         status, detail = "crashed", f"the grading run ended before reporting every cell (exit {code})"
     else:
         status, detail = "ok", ""
-    return RunResult(cells, status, detail, outcome.seconds, records, events, outcome.survivors, isolation, outcome.log)
+    return RunResult(
+        cells,
+        status,
+        detail,
+        outcome.seconds,
+        records,
+        events,
+        outcome.survivors,
+        isolation,
+        outcome.log,
+        outcome.memory_peak,
+    )
 
 
 # ------------------------------------------------------------------------------------------ grading
@@ -363,6 +375,9 @@ def grade_submission(
     except Exception as exc:  # a full disk, a sandbox that cannot start: report it, grade the rest
         result = RunResult({}, "crashed", f"could not run the notebook: {type(exc).__name__}: {exc}")
 
+    if log is not None and result.memory_peak:
+        used = result.memory_peak / 1024**3
+        log(f"    {plain(label)}: held at most {used:.2f} GB in all (--total-memory-limit {limits.total_memory_gb:g})")
     if result.status == "crashed" and log is not None:
         tail = [plain(line) for line in result.log.strip().splitlines() if line.strip()][-5:]
         log(
