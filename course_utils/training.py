@@ -4,11 +4,15 @@ Nothing is decided behind your back: whether frozen BatchNorm layers stay in eva
 lesson 02's trap), whether training stops early and keeps the best epoch (``patience``, ``restore_best``),
 and whether BatchNorm statistics are recalibrated before each evaluation (``recalibrate_with``) are all
 arguments the caller writes out.
+
+A training run may be several ``fit`` calls (lesson 05: a head warm-up, then everything unfrozen): passing the
+History of the earlier calls continues the run. Its ``EarlyStopping`` (one class, also usable on its own) keeps the
+best validation accuracy, its epoch and its weights over the whole run, so ``best_epoch`` and ``restore_best``
+mean the best epoch of every call, not only of the last one.
 """
 
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass, field
 
@@ -20,21 +24,77 @@ from tqdm.auto import tqdm
 from .backbones import frozen_batchnorm_to_eval
 
 
+class EarlyStopping:
+    """The best validation accuracy of a run so far: its value, its epoch, the weights it had, and the epochs since.
+
+    ``update(accuracy, model)`` after each evaluation; ``exhausted()`` says whether ``patience`` epochs have passed
+    without an improvement (never with ``patience=None``); ``restore(model)`` loads the best weights. Only a
+    strictly higher accuracy counts as an improvement (the earliest of equal epochs is kept). The state is copied
+    as evaluated, BatchNorm statistics included (recalibrated ones when the evaluation recalibrated them).
+    ``keep_state=False`` tracks the numbers only.
+    """
+
+    def __init__(self, patience: int | None = None, keep_state: bool = True):
+        self.patience, self.keep_state = patience, keep_state
+        self.best_acc = -1.0
+        self.best_epoch = 0  # 1-based, counted over the whole run; 0: nothing evaluated yet
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.since_best = 0
+        self.epochs = 0  # evaluations seen
+
+    def update(self, accuracy: float, model: nn.Module | None = None) -> bool:
+        """Record one epoch's validation accuracy (and ``model``'s weights if it is the best); True if it is."""
+        self.epochs += 1
+        if accuracy > self.best_acc:
+            self.best_acc, self.best_epoch, self.since_best = float(accuracy), self.epochs, 0
+            if self.keep_state and model is not None:
+                self.best_state = {name: t.detach().clone() for name, t in model.state_dict().items()}
+            return True
+        self.since_best += 1
+        return False
+
+    def exhausted(self) -> bool:
+        """``patience`` epochs (or more) without an improvement."""
+        return self.patience is not None and self.since_best >= self.patience
+
+    def restore(self, model: nn.Module) -> None:
+        """Load the best epoch's weights into ``model``."""
+        if self.best_state is None:
+            raise ValueError("no weights were kept for the best epoch (keep_state=False, or no epoch evaluated yet)")
+        model.load_state_dict(self.best_state)
+
+    def __repr__(self) -> str:
+        return (
+            f"EarlyStopping(patience={self.patience}, best_acc={self.best_acc:.4f}, best_epoch={self.best_epoch}, "
+            f"since_best={self.since_best}, state kept: {self.best_state is not None})"
+        )
+
+
 @dataclass
 class History:
-    """Per-epoch train/val loss and accuracy, seconds per epoch, and (with early stopping) the best epoch."""
+    """Per-epoch train/val loss and accuracy, seconds per epoch, and (with validation) the best epoch of the run.
+
+    ``early_stopping`` (not part of ``as_dict``) keeps the best validation accuracy and its weights, so that a
+    ``fit`` call that continues this History knows the best epoch of the earlier calls.
+    """
 
     train_loss: list[float] = field(default_factory=list)
     train_acc: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     val_acc: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
-    best_epoch: int = 0  # 1-based epoch with the highest val_acc (0: no validation)
+    best_epoch: int = 0  # 1-based epoch with the highest val_acc over every fit call of this run (0: no validation)
     stopped_early: bool = False
+    early_stopping: EarlyStopping = field(default_factory=EarlyStopping, repr=False, compare=False)
+
+    @property
+    def best_val_acc(self) -> float | None:
+        """The highest validation accuracy of the run (None without validation)."""
+        return max(self.val_acc) if self.val_acc else None
 
     def as_dict(self) -> dict:
         """Plain lists and numbers, e.g. for json."""
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "early_stopping"}
 
     def last(self) -> dict[str, float]:
         """The last epoch's numbers."""
@@ -179,16 +239,27 @@ def fit(
     - ``patience``: stop when validation accuracy has not improved for that many epochs (needs ``val_loader``);
     - ``restore_best``: at the end, load the weights of the epoch with the best validation accuracy;
     - ``recalibrate_with``: before each evaluation, recompute the trained BatchNorm layers' statistics from
-      this loader (recalibrate_batchnorm), so that validation sees statistics that match the weights.
+      this loader (recalibrate_batchnorm), so that validation sees statistics that match the weights;
+    - ``history``: continue a run (e.g. a warm-up, then fine-tuning): the epochs are appended to it, and the best
+      epoch, the epochs since it (for ``patience``) and the weights ``restore_best`` loads are those of the whole
+      run, earlier calls included (kept in ``history.early_stopping``).
     ``scheduler.step()`` is called once per epoch.
     """
     if (patience is not None or restore_best) and val_loader is None:
         raise ValueError("early stopping and restore_best choose by validation accuracy: pass val_loader")
     model.to(device)
-    history = history or History()
-    best_acc, best_state, since_best = -1.0, None, 0
+    history = history if history is not None else History()
+    stopping = history.early_stopping
+    if stopping.epochs != len(history.val_acc):
+        raise ValueError(
+            f"the History has {len(history.val_acc)} validation epochs but its early_stopping saw {stopping.epochs}: "
+            "continue only a History that fit wrote"
+        )
+    stopping.patience = patience  # this call's patience; the epochs since the best count from earlier calls
     bar = tqdm(range(epochs), desc="epochs", disable=not progress)
     for _ in bar:
+        if stopping.exhausted():  # continuing a run that had already run out of patience
+            break
         start = time.perf_counter()
         train_loss, train_acc = train_one_epoch(
             model, train_loader, optimizer, device, frozen_bn_eval=frozen_bn_eval, loss_fn=loss_fn, progress=progress
@@ -206,17 +277,11 @@ def fit(
             history.val_loss.append(val_loss)
             history.val_acc.append(val_acc)
             postfix["val_acc"] = f"{val_acc:.3f}"
-            if val_acc > best_acc:
-                best_acc, since_best = val_acc, 0
-                history.best_epoch = len(history.val_acc)
-                if restore_best:
-                    best_state = copy.deepcopy(model.state_dict())
-            else:
-                since_best += 1
+            stopping.update(val_acc, model)
+            history.best_epoch = stopping.best_epoch
         bar.set_postfix(postfix)
-        if patience is not None and since_best >= patience:
-            history.stopped_early = True
-            break
-    if restore_best and best_state is not None:
-        model.load_state_dict(best_state)
+    if stopping.exhausted():
+        history.stopped_early = True
+    if restore_best and stopping.best_epoch:
+        stopping.restore(model)
     return history

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from course_utils.device import seed_everything
-from course_utils.training import evaluate, fit, recalibrate_batchnorm, train_one_epoch
+from course_utils.training import EarlyStopping, History, evaluate, fit, recalibrate_batchnorm, train_one_epoch
 
 
 def bn_net() -> nn.Module:
@@ -113,3 +115,98 @@ def test_recalibration_leaves_frozen_batchnorm_alone():
     loader = DataLoader(TensorDataset(torch.randn(32, 4) + 5, torch.zeros(32, dtype=torch.long)), batch_size=8)
     assert recalibrate_batchnorm(model, loader, "cpu") == 0
     assert torch.equal(model[1].running_mean, before)
+
+
+# ------------------------------------------------ a run made of several fit calls (lesson 05: warm-up, then more)
+def two_call_run(first_epochs=5, second_epochs=4, **second_kwargs):
+    """A run in two fit calls: 5 epochs that learn, then 4 on flipped labels that un-learn (validation drops)."""
+    seed_everything(0)
+    train, val = data(64, seed=1), data(64, seed=2)
+    flipped = TensorDataset(train.tensors[0], 1 - train.tensors[1])
+    val_loader = DataLoader(val, batch_size=64)
+    model = nn.Linear(4, 2)
+    history = fit(
+        model,
+        DataLoader(train, batch_size=8),
+        torch.optim.SGD(model.parameters(), lr=0.5),
+        first_epochs,
+        frozen_bn_eval=False,
+        val_loader=val_loader,
+        progress=False,
+    )
+    if second_epochs:
+        fit(
+            model,
+            DataLoader(flipped, batch_size=8),
+            torch.optim.SGD(model.parameters(), lr=0.5),
+            second_epochs,
+            frozen_bn_eval=False,
+            val_loader=val_loader,
+            progress=False,
+            history=history,
+            **second_kwargs,
+        )
+    return model, history, val_loader
+
+
+def test_a_continued_fit_reports_and_restores_the_best_epoch_of_the_whole_run():
+    model, history, val = two_call_run(restore_best=True)
+    assert len(history.val_acc) == 9
+    best_first = max(history.val_acc[:5])
+    assert max(history.val_acc[5:]) < best_first  # the second call never does better: the best is in the first
+    assert history.best_epoch == 1 + history.val_acc.index(best_first) <= 5
+    assert history.best_val_acc == best_first == history.early_stopping.best_acc
+    assert evaluate(model, val, "cpu")[1] == best_first
+    # The weights are those of that epoch of the first call: the same seeded run stopped there ends with them.
+    reference, _, _ = two_call_run(first_epochs=history.best_epoch, second_epochs=0)
+    for restored, expected in zip(model.state_dict().values(), reference.state_dict().values(), strict=True):
+        assert torch.equal(restored, expected)
+
+
+def test_patience_counts_the_epochs_since_the_best_across_calls():
+    _, history, _ = two_call_run(second_epochs=10, patience=3)
+    assert history.stopped_early and history.best_epoch <= 5  # the best epoch is in the first call
+    assert len(history.val_acc) == history.best_epoch + 3  # 3 epochs after the best, wherever it was
+    assert len(history.val_acc) < 5 + 10
+    assert "early_stopping" not in history.as_dict() and history.as_dict()["best_epoch"] == history.best_epoch
+
+
+def test_one_fit_of_n_epochs_equals_n_fits_of_one_epoch():
+    """What the experiment protocol does (one epoch per call, one History): the same best epoch, stop and weights."""
+    whole, history_whole, _ = early_stopped_run(30, patience=3, restore_best=True)
+    seed_everything(0)
+    train, val = data(64, seed=1), data(64, seed=2)
+    model = nn.Linear(4, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=5.0)
+    loader = DataLoader(train, batch_size=8, shuffle=True)
+    history = History()
+    for _ in range(30):
+        fit(model, loader, optimizer, 1, frozen_bn_eval=False, val_loader=DataLoader(val, batch_size=64),
+            patience=3, progress=False, history=history)  # fmt: skip
+    assert history.val_acc == history_whole.val_acc  # after the stop, further calls train nothing
+    assert (history.best_epoch, history.stopped_early) == (history_whole.best_epoch, True)
+    history.early_stopping.restore(model)
+    for restored, expected in zip(model.state_dict().values(), whole.state_dict().values(), strict=True):
+        assert torch.equal(restored, expected)
+
+
+def test_early_stopping_on_its_own():
+    model = nn.Linear(2, 2)
+    stopping = EarlyStopping(patience=2)
+    assert stopping.update(0.5, model) and stopping.best_epoch == 1
+    best = copy.deepcopy(model.state_dict())
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    assert not stopping.update(0.5, model) and not stopping.exhausted()  # equal is not better
+    assert not stopping.update(0.4, model) and stopping.exhausted()
+    stopping.restore(model)
+    assert torch.equal(model.weight, best["weight"]) and stopping.best_acc == 0.5
+    with pytest.raises(ValueError, match="no weights were kept"):
+        EarlyStopping(keep_state=False).restore(model)
+
+
+def test_continuing_a_history_fit_did_not_write_is_refused():
+    model = nn.Linear(4, 2)
+    with pytest.raises(ValueError, match="continue only a History that fit wrote"):
+        fit(model, DataLoader(data()), torch.optim.SGD(model.parameters(), lr=0.1), 1, frozen_bn_eval=False,
+            val_loader=DataLoader(data()), progress=False, history=History(val_acc=[0.5]))  # fmt: skip
