@@ -125,8 +125,11 @@ def test_a_dataset_with_its_own_transform_gets_its_own_cache(tmp_path):
 
     make(tmp_path)
     plain = images()
-    other = make(tmp_path, data=Antialiased(plain.images, plain.targets, plain.classes, size=16))
+    antialiased_data = Antialiased(plain.images, plain.targets, plain.classes, size=16)
+    other = make(tmp_path, data=antialiased_data)
     assert other.built and other.reason == "rebuilt: transform changed"
+    output_digest = lambda data: data.transform_description().split("sha256=")[1]  # noqa: E731
+    assert output_digest(antialiased_data) != output_digest(plain)  # the output tells them apart, not the name
 
 
 def test_batchnorm_statistics_are_part_of_the_weights_fingerprint():
