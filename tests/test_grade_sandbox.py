@@ -239,3 +239,36 @@ def test_the_launcher_refuses_to_run_without_a_config():
         [sys.executable, "-I", str(Path(sandbox.__file__)), "launch"], capture_output=True, text=True, timeout=30
     )
     assert result.returncode == 2 and "grader starts this itself" in result.stderr
+
+
+@needs_bwrap
+def test_the_memory_of_a_whole_run_adds_up_processes_tmpfs_and_memfd_and_stops_it():
+    """Four children under any per-process limit, a file in /dev/shm and a memfd: together over the total."""
+    code = f"""
+    import os, subprocess, sys, time
+    open('/dev/shm/blob', 'wb').write(b'x' * 150 * 1024**2)  # a tmpfs of the sandbox: memory, not disk
+    hoard = os.memfd_create('hoard')  # a file in memory that no folder shows
+    os.write(hoard, b'y' * 150 * 1024**2)
+    fill = 'b = bytearray(150 * 1024**2); b[::4096] = b"z" * len(b[::4096]); import time; time.sleep(600)'
+    kids = [subprocess.Popen([sys.executable, '-c', fill, '{MARKER}']) for _ in range(4)]
+    report(stage="holding")
+    time.sleep(600)
+    """
+    limits = sandbox.Limits(total_memory_gb=0.8)
+    start = time.perf_counter()
+    outcome = sandbox.run(python_plan(code, limits=limits), isolation("bwrap"), timeout=120)
+    assert time.perf_counter() - start < 60 and not outcome.timed_out
+    assert reported(outcome) in ([{"stage": "holding"}], [])
+    held = outcome.memory_stopped  # 'held 0.9 GB (0.6 GB in 7 processes, 0.3 GB of files in memory)'
+    assert 0.8 <= float(held.split()[1]) < 1.5, held
+    files = float(held.split("GB in")[1].split(", ")[1].split(" GB")[0])
+    assert files >= 0.2, outcome.memory_stopped  # /dev/shm and the memfd were counted
+    assert outcome.memory_peak > 0.8 * 1024**3
+    assert survivors() == []
+
+
+def test_a_run_under_the_total_is_left_alone():
+    code = "block = bytearray(100 * 1024**2)\nblock[::4096] = b'z' * len(block[::4096])\nreport(done=True)"
+    outcome = sandbox.run(python_plan(code, limits=sandbox.Limits(total_memory_gb=2)), isolation("none"), timeout=60)
+    assert reported(outcome) == [{"done": True}] and outcome.memory_stopped == ""
+    assert outcome.exit_code == 0
