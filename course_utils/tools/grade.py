@@ -1,27 +1,35 @@
 """Grade a folder of submitted exercise notebooks, each in a sandbox, and write a CSV and Markdown report.
 
-    course grade SUBMISSIONS_DIR --exercise NAME [--hidden] [--timeout S] [-o REPORT] [limits...]
+    course grade SUBMISSIONS_DIR --exercise NAME [--hidden] [--timeout S] [--jobs N] [-o REPORT] [limits...]
 
-Each submission (every .ipynb under SUBMISSIONS_DIR; the student is the first folder below it, or the
-file name when the notebook lies directly in it) is prepared: its graded test cells are replaced by the
+Each submission (every .ipynb under SUBMISSIONS_DIR, at most 16 folders down; the student is the
+first folder below it, or the file name when the notebook lies directly in it) is read and prepared in a
+child process with a memory and time limit (``notebook_reader``; the grader never parses a submission
+itself): its graded test cells are replaced by the
 instructor's version from the source notebook (--sources, default notebooks/exercises/source/NAME.ipynb;
 hidden tests included with --hidden), outputs cleared. The prepared copy runs under ``pytest --nbval-lax``
 with the ``nbval_guard`` plugin inside a sandbox (``sandbox.py``: bubblewrap on Linux, else a process
 guard and a loud warning), under resource limits, with an overall time limit; every process it started is
-gone before the next submission runs. A test cell scores its points when the kernel's own reply says it
+gone before the next submission runs. ``--jobs`` submissions run at once (``batch``), each in its own sandbox;
+the report is the same whatever the number. A supervisor adds up the memory of each whole submission (its
+processes and its files in memory) and stops it above ``--total-memory-limit``. A test cell scores its points
+when the kernel's own reply says it
 ran without error and the machinery that runs and judges cells was not changed; a changed machinery makes
 the cell (and the submission) ``review``. Submissions are only read, never written.
 
 Edited test cells are graded with the original (the report says so); deleted test cells score 0; a
-notebook that is not valid JSON, belongs to another exercise, is a symbolic link, never ends, kills its
-kernel or hits a limit gets a row with the reason, and the batch goes on. Every other file in the folder
-is named in the log and the Markdown report with the reason it was not graded. The exit status is non-zero
-only when nothing could be graded: an unknown exercise, a missing folder, or no notebooks in it (2), or
-when the report could not be written (1).
+notebook that is not valid JSON, belongs to another exercise, is a symbolic link, is too costly to read,
+never ends, kills its kernel or hits a limit gets a row with the reason, and the batch goes on; so does one
+that breaks the grader itself. Every other file in the folder is named in the log and the Markdown report
+with the reason it was not graded. Names and messages are shown escaped (``grade_report.plain``). The exit
+status is non-zero only when nothing could be graded: an unknown exercise, a missing folder, or no notebooks
+in it (2), when the report could not be written (1), or after Ctrl-C (130; the report of what finished is
+written).
 
-Modules: ``submissions`` (find, read, prepare; what the source notebook says), ``sandbox`` (isolation, limits,
-cleanup), ``nbval_guard`` and ``kernel_probe`` (judging cells inside the run), ``grade_report`` (CSV, Markdown);
-this one runs and grades, and is the command line.
+Modules: ``submissions`` (find, prepare; what the source notebook says), ``notebook_reader`` (reading in a
+limited child), ``sandbox`` (isolation, limits, cleanup), ``processes`` (process trees and their memory),
+``batch`` (a class in parallel), ``nbval_guard`` and ``kernel_probe`` (judging cells inside the run),
+``grade_report`` (CSV, Markdown, escaping); this one runs and grades, and is the command line.
 """
 
 from __future__ import annotations

@@ -28,9 +28,9 @@ PARSE_MEMORY_MB = 1536  # address space of the reading child; a 100 MB notebook 
 PARSE_SECONDS = 120
 MAX_PREPARED_MB = 20  # the notebook that runs, outputs cleared; an honest one is well under 1 MB
 MAX_CELLS = 5000
-CHILD = (
+CHILD = (  # the child limits itself first (preexec_fn is unsafe in a threaded grader), then reads
     "import sys; sys.path.insert(0, {root!r}); sys.modules.setdefault('rfc3987_syntax', None); "
-    "from course_utils.tools.notebook_reader import child_main; sys.exit(child_main())"
+    "from course_utils.tools import notebook_reader as reader; reader.limit_self(); sys.exit(reader.child_main())"
 )
 
 
@@ -59,7 +59,6 @@ def read_prepared(path: Path, source: Path, exercise: str, hidden: bool) -> Read
             stdin=fd,
             capture_output=True,
             timeout=PARSE_SECONDS,
-            preexec_fn=_limit_child,
             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1"},
         )
     except subprocess.TimeoutExpired:
@@ -89,7 +88,8 @@ def _open_regular(path: Path) -> int:
     return fd
 
 
-def _limit_child() -> None:
+def limit_self() -> None:
+    """In the child, before anything is read: address space, CPU time, no core files."""
     import resource
 
     limit = PARSE_MEMORY_MB * 1024 * 1024

@@ -17,6 +17,11 @@ the grader's rights; what remains is a fresh HOME/TMPDIR/IPYTHONDIR per run, the
 cleanup: the launcher is a child subreaper on Linux (orphans come back to it) and kills every descendant when
 the command ends; the grader then sweeps any process still carrying the run's token in its environment.
 
+In both, the grader's side (``_watch``) adds up the memory of the whole run every ``WATCH_SECONDS``: the
+proportional set size of every process in it, memfd files they hold, and (under bubblewrap) what its tmpfs
+folders hold; above ``Limits.total_memory_gb`` it kills the run and says so (``Outcome.memory_stopped``).
+Between two looks a run can overshoot by what it allocates in that time, each process still under RLIMIT_AS.
+
 In both, ``launch`` (this file run as a script, ``python -I sandbox.py launch CONFIG``) sets the resource
 limits, makes itself non-dumpable (no same-uid process can read its memory or open its file descriptors),
 starts the command with the results pipe as its only extra file descriptor, reaps orphans, reports files
