@@ -12,6 +12,7 @@ What lessons and exercises import (this folder; small modules, one concern each)
     fashion        Fashion-MNIST as tensors (fashion_files: its files on disk, checked; no torch)
     folders        your own photo folders as a checked ImageFolder
     pets           Tigger / Misty / Neither: your photos, Oxford-IIIT Pet, or a labelled stand-in
+    photo_dataset  your photo folder into data/my_pets: add new photos, rebuild without losing any
     photos         real photos bundled with scikit-image and scikit-learn; top-k ImageNet classes
     features       f(x): run a frozen body over a dataset once
     cache          the feature cache and B's boundary cache on disk (fingerprinted, atomic, verified)
@@ -28,10 +29,11 @@ What lessons and exercises import (this folder; small modules, one concern each)
 
 Apart from them, not imported by lessons:
 
-    tools/         the `course` command: lab, fetch, diary, release, grade (sandbox, submissions, report),
+    tools/         the `course` command: init, lab, fetch, diary, release, grade (sandbox, submissions, report),
                    handouts, slides (and slide metadata), notebooks
-    experiments/   bench, the sweep, freeze-depth and similarity experiments (protocol: one fair training rule
-                   for every contender), and their committed results (experiments/results/)
+    experiments/   bench (and its numeric-path section), the sweep, freeze-depth and similarity experiments
+                   (protocol: one fair training rule for every contender; results_file: one results-file type),
+                   and their committed results (experiments/results/)
 """
 
 __version__ = "0.1.0"

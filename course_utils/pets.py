@@ -12,7 +12,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 from .fashion import FASHION_CLASSES, TensorImages, balanced_indices, load_fashion_mnist
 from .folders import image_folder_dataset, require_per_class, stratified_split, visible_files
 from .images import image_problem, load_rgb
-from .paths import DataError, data_dir
+from .paths import DataError, data_dir, own_data_dir
 from .preprocess import photo_transform
 
 PETS_CLASSES = ("misty", "neither", "tigger")  # ImageFolder's (alphabetical) order, for every source
@@ -40,8 +40,8 @@ def dataset_targets(dataset: Dataset) -> list[int]:
 
 
 def my_pets_dir() -> Path:
-    """data/my_pets: put tigger/, misty/ and neither/ folders of photos here."""
-    return data_dir() / "my_pets"
+    """data/my_pets in your own course folder (never a class's shared read-only data): tigger/, misty/, neither/."""
+    return own_data_dir() / "my_pets"
 
 
 def has_own_photos(root: Path) -> bool:

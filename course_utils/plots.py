@@ -1,4 +1,4 @@
-"""Plots: learning curves, confusion matrix, and a grid of images with predicted and true labels."""
+"""Plots: learning curves, confusion matrix, a grid of images with predicted and true labels, top patches."""
 
 from __future__ import annotations
 
@@ -95,7 +95,7 @@ def plot_sweep(points: list[dict], ax=None, value: str = "test_acc", ylabel: str
         if not ns:
             continue
         means = [stats[(scenario, n)].mean for n in ns]
-        spread = [stats[(scenario, n)].sd for n in ns]
+        spread = [stats[(scenario, n)].sd if stats[(scenario, n)].seeds > 1 else 0.0 for n in ns]  # 1 seed: no bar
         ax.errorbar(
             [x_of[n] for n in ns],
             means,
@@ -124,7 +124,7 @@ def plot_freeze_depth(points: list[dict], ax=None):
         ax.errorbar(
             [FREEZE_DEPTHS.index(s) for s in stages],
             [row[s].mean for s in stages],
-            yerr=[row[s].sd for s in stages],
+            yerr=[row[s].sd if row[s].seeds > 1 else 0.0 for s in stages],
             marker="o",
             capsize=3,
             label=f"{x_of[n]:,} per class",
@@ -168,3 +168,49 @@ def plot_similarity(points: list[dict], n_per_class: int, axes=None):
         ax.legend(fontsize=8)
     np.atleast_1d(axes)[0].set_ylabel("linear probe test accuracy")
     return axes
+
+
+def plot_top_patches(found: Mapping[str, Sequence[dict]], title: str = ""):
+    """The top-k patches of each channel (one row per channel), one block of columns per model.
+
+    ``found`` maps a model's label (e.g. 'ImageNet weights', 'random weights') to a list of results of
+    course_utils.patches.top_patches, one per stage, in the same order for every model. Patches are drawn in
+    their own colours at one size; each row is labelled with its stage, channel and receptive field."""
+    labels = list(found)
+    layout = [[(r["stage"], list(r["channels"])) for r in results] for results in found.values()]
+    if any(other != layout[0] for other in layout):
+        raise ValueError(f"every model needs the same stages and channels, in the same order; got {layout}")
+    rows = [(r["stage"], c, i, r) for r in found[labels[0]] for i, c in enumerate(r["channels"])]
+    k = found[labels[0]][0]["patches"].shape[1]
+    ncols = len(labels) * (k + 1) - 1  # a narrow empty column between the models
+    widths = ([1] * k + [0.3]) * (len(labels) - 1) + [1] * k
+    fig, axes = plt.subplots(
+        len(rows),
+        ncols,
+        figsize=(0.85 * sum(widths) + 1.2, 0.9 * len(rows) + 0.8),
+        squeeze=False,
+        gridspec_kw={"width_ratios": widths},
+    )
+    for ax in axes.flat:
+        ax.axis("off")
+    for m, label in enumerate(labels):
+        axes[0, m * (k + 1)].set_title(label, fontsize=9, loc="left")
+        results = {r["stage"]: r for r in found[label]}
+        for row, (stage, _, i, _) in enumerate(rows):
+            result = results[stage]
+            for j in range(k):
+                axes[row, m * (k + 1) + j].imshow(to_displayable(result["patches"][i, j]))
+    for row, (stage, channel, _, result) in enumerate(rows):
+        p = result["patch_size"]
+        axes[row, 0].text(
+            -0.15,
+            0.5,
+            f"{stage} ch {channel}\n{p}x{p} px",
+            transform=axes[row, 0].transAxes,
+            ha="right",
+            va="center",
+            fontsize=8,
+        )
+    fig.suptitle(title or f"The {k} image patches that activate each channel most", fontsize=10)
+    fig.tight_layout()
+    return fig

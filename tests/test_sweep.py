@@ -331,3 +331,14 @@ def test_a_non_sweep_file_is_refused_clearly(tmp_path):
     out.write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
         sweep.run_experiment(TINY, out, fashion=small_fashion(50, 10), root=tmp_path / "c")
+
+
+def test_the_numeric_path_section_measures_both_layouts_and_their_difference():
+    from course_utils.experiments.numeric_path import numeric_path
+
+    out = numeric_path(size=32, batch_size=4, steps=1, rounds=1, eval_n=16, boundaries=("block7", "stem"))
+    assert set(out["train_step_by_first_trainable_stage"]) == {"block7", "stem"}
+    for row in out["train_step_by_first_trainable_stage"].values():
+        assert row["ms_per_image_nchw"] > 0 and row["ms_per_image_channels_last"] > 0 and row["speedup"] > 0
+    assert set(out["evaluate_ms_per_image"]) == {"nchw_256", "nchw_64", "channels_last_64"}
+    assert 0 <= out["logits_max_abs_difference"] < 1e-3  # the same function, laid out differently

@@ -328,7 +328,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--only", choices=["numeric-path"], default=None, help="run one section (its figures go to --out alone)"
+        "--only",
+        choices=["numeric-path"],
+        default=None,
+        help="run one section and update it in --out, keeping that file's other sections",
     )
     parser.add_argument(
         "--out",
@@ -353,8 +356,11 @@ def main(argv: list[str] | None = None) -> int:
         report["numeric_path"] = numeric_path(args.size, args.batch_size)
         print(json.dumps(report["numeric_path"], indent=1), flush=True)
     if args.only == "numeric-path":
-        atomic_write_text(out, json.dumps(report, indent=1) + "\n")
-        print(f"wrote {out}")
+        merged = json.loads(out.read_text(encoding="utf-8")) if out.exists() else {}
+        section = {k: report[k] for k in ("command", "date", "machine")}
+        merged["numeric_path"] = {**report["numeric_path"], "measured_by": section}
+        atomic_write_text(out, json.dumps(merged, indent=1) + "\n")
+        print(f"updated the numeric_path section of {out}")
         return 0
     with tempfile.TemporaryDirectory(prefix="bench-cache-") as tmp:
         print(f"speed: {args.n} images at {args.size} px, {args.epochs} epochs, on {device} ...", flush=True)

@@ -51,7 +51,14 @@ def _evaluate(model: nn.Module, x: torch.Tensor, batch_size: int, channels_last:
     return clock.cpu_seconds if torch.get_num_threads() == 1 else clock.seconds
 
 
-def numeric_path(size: int = 64, batch_size: int = 64, steps: int = 6, rounds: int = 3, eval_n: int = 1024) -> dict:
+def numeric_path(
+    size: int = 64,
+    batch_size: int = 64,
+    steps: int = 6,
+    rounds: int = 3,
+    eval_n: int = 1024,
+    boundaries: tuple[str, ...] = BOUNDARIES,
+) -> dict:
     """Training-step and evaluation times per image, NCHW vs channels_last (and eval batch 256 vs 64), interleaved."""
     torch.manual_seed(0)
     x = torch.randn(batch_size, 3, size, size)
@@ -59,7 +66,7 @@ def numeric_path(size: int = 64, batch_size: int = 64, steps: int = 6, rounds: i
     pretrained = load_backbone("mobilenet_v2", fetch=False)
     replace_head(pretrained, 10, dropout=0.0)
     train = {}
-    for boundary in BOUNDARIES:
+    for boundary in boundaries:
         model = copy.deepcopy(pretrained)
         freeze_all(model)
         unfreeze_from(model, boundary)

@@ -27,14 +27,13 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from torch import nn
-from torchvision import transforms as T
 
 from ..backbones import load_backbone, stage_names
 from ..device import machine_record, seed_everything
 from ..explore import stage_output_modules
 from ..fashion import balanced_indices, load_fashion_mnist
-from ..photos import bundled_photo
-from ..preprocess import IMAGENET_MEAN, IMAGENET_STD, to_backbone_input
+from ..photos import bundled_photo, photo_crops
+from ..preprocess import to_backbone_input
 from ..training import recalibrate_batchnorm
 from .results_file import ResultsFile
 
@@ -76,38 +75,30 @@ PROFILES = {
 }
 
 
-def photo_crops(count: int, size: int, half: str, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``count`` random crops per photo from its first or second half (along the longer side), as backbone input."""
-    crop = T.Compose(
-        [
-            T.RandomResizedCrop(size, scale=(0.15, 0.5)),
-            T.RandomHorizontalFlip(),
-            T.ToTensor(),
-            T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-        ]
-    )
-    torch.manual_seed(seed)
-    images, labels = [], []
-    for label, name in enumerate(PHOTOS):
-        photo = bundled_photo(name)
-        w, h = photo.size
-        box = (
-            ((0, 0, w // 2, h) if half == "first" else (w // 2, 0, w, h))
-            if w >= h
-            else ((0, 0, w, h // 2) if half == "first" else (0, h // 2, w, h))
-        )
-        part = photo.crop(box)
-        images += [crop(part) for _ in range(count)]
-        labels += [label] * count
-    return torch.stack(images), torch.tensor(labels)
+def half_photo(name: str, half: str):
+    """The first or second half of a bundled photo (along its longer side): training crops and test crops never
+    come from the same half."""
+    photo = bundled_photo(name)
+    w, h = photo.size
+    if w >= h:
+        box = (0, 0, w // 2, h) if half == "first" else (w // 2, 0, w, h)
+    else:
+        box = (0, 0, w, h // 2) if half == "first" else (0, h // 2, w, h)
+    return photo.crop(box)
+
+
+def half_photo_crops(count: int, size: int, half: str, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` random crops per photo from its first or second half, as backbone input (photos.photo_crops)."""
+    images, labels, _ = photo_crops({name: half_photo(name, half) for name in PHOTOS}, count, size, seed)
+    return images, labels
 
 
 def task_images(task: str, n_per_class: int, config: SimilarityConfig, seed: int) -> dict[str, tuple]:
     """{'train', 'val', 'test'}: (images as backbone input, labels) of one task, size and seed."""
     size = config.image_size
     if task == "photos":
-        train = photo_crops(n_per_class + config.val_per_class, size, "first", seed)
-        test = photo_crops(config.test_per_class, size, "second", seed + 500)
+        train = half_photo_crops(n_per_class + config.val_per_class, size, "first", seed)
+        test = half_photo_crops(config.test_per_class, size, "second", seed + 500)
         per = n_per_class + config.val_per_class
         is_val = (torch.arange(len(train[1])) % per) >= n_per_class
         return {

@@ -426,7 +426,7 @@ def run_experiment(
             continue
         first = done.get((scenario, n, 0))
         warm = done.get(("A", n, seed)) or done.get(("head", n, seed))
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         point = run_point(
             scenario,
             n,
@@ -437,6 +437,7 @@ def run_experiment(
             warm_lr=warm["lr"] if warm else None,
         )
         point["point_seconds"] = round(time.perf_counter() - started, 1)
+        point["point_cpu_seconds"] = round(time.process_time() - started_cpu, 1)  # search, warm-up, caches included
         results.add(point)
         log(
             f"done {scenario:<9} n={n:<5} seed={seed} lr={point['lr']:g} val={point['val_acc']:.3f} "
