@@ -184,12 +184,14 @@ def plot_top_patches(found: Mapping[str, Sequence[dict]], title: str = ""):
     k = found[labels[0]][0]["patches"].shape[1]
     ncols = len(labels) * (k + 1) - 1  # a narrow empty column between the models
     widths = ([1] * k + [0.3]) * (len(labels) - 1) + [1] * k
+    width, height = 0.85 * sum(widths) + 1.3, 0.9 * len(rows) + 0.9
     fig, axes = plt.subplots(
-        len(rows),
-        ncols,
-        figsize=(0.85 * sum(widths) + 1.2, 0.9 * len(rows) + 0.8),
-        squeeze=False,
-        gridspec_kw={"width_ratios": widths},
+        len(rows), ncols, figsize=(width, height), squeeze=False, gridspec_kw={"width_ratios": widths}
+    )
+    # Margins in inches (room for the row labels, the title and the models' names), not tight_layout, which
+    # cannot see the row labels drawn beside the first column.
+    fig.subplots_adjust(
+        left=1.3 / width, right=1 - 0.1 / width, bottom=0.1 / height, top=1 - 0.75 / height, wspace=0.1, hspace=0.15
     )
     for ax in axes.flat:
         ax.axis("off")
@@ -211,6 +213,5 @@ def plot_top_patches(found: Mapping[str, Sequence[dict]], title: str = ""):
             va="center",
             fontsize=8,
         )
-    fig.suptitle(title or f"The {k} image patches that activate each channel most", fontsize=10)
-    fig.tight_layout()
+    fig.suptitle(title or f"The {k} image patches that activate each channel most", fontsize=10, y=1 - 0.2 / height)
     return fig
