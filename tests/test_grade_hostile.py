@@ -193,9 +193,12 @@ def answer():
 """
 
 
-@pytest.fixture(scope="module")
-def hostile(tmp_path_factory):
-    """One `course grade --isolation bwrap` run over a folder of hostile submissions and collection quirks."""
+@pytest.fixture(scope="module", params=["nbval", "nbclient"])
+def hostile(tmp_path_factory, request):
+    """One `course grade --isolation bwrap` run over a folder of hostile submissions and collection quirks.
+
+    Run once with each runner: pytest with nbval, and nbclient's public API (runner.py).
+    """
     if not sys.platform.startswith("linux") or sandbox.find_bwrap() is None:
         pytest.skip("bubblewrap is not installed (CI installs it: .ci/run)")
     base = tmp_path_factory.mktemp("hostile")
@@ -251,7 +254,7 @@ def hostile(tmp_path_factory):
     start = time.perf_counter()
     status = grade.main(
         [str(folder), "--exercise", EXERCISE, "--hidden", "--sources", str(sources), "--timeout", "60"]
-        + ["--isolation", "bwrap", "-o", str(report)]
+        + ["--isolation", "bwrap", "-o", str(report), "--runner", request.param]
     )
     seconds = time.perf_counter() - start
     report_csv = report.with_suffix(".csv").read_bytes()
@@ -542,10 +545,10 @@ def unruly(tmp_path_factory):
     for name in ("source_a_number", "a_huge_number"):
         (folder / f"{name}.ipynb").write_bytes(notebook_shaped(SHAPES[name]))
     report = base / "report" / "grades"
-    script = (
-        "import resource, sys\nfrom course_utils.tools import grade\n"
-        "status = grade.main(sys.argv[1:])\n"
-        "print('PEAK_MB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\nsys.exit(status)\n"
+    script = (  # VmHWM: this process image's peak RSS (ru_maxrss would keep pytest's, from before the exec)
+        "import sys\nfrom course_utils.tools import grade\nstatus = grade.main(sys.argv[1:])\n"
+        "peak = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0].split()[1]\n"
+        "print('PEAK_MB', int(peak) // 1024)\nsys.exit(status)\n"
     )
     args = [str(folder), "--exercise", EXERCISE, "--sources", str(sources), "--timeout", "60", "-o", str(report)]
     run = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, timeout=900)
@@ -734,4 +737,29 @@ def test_the_memory_of_the_whole_submission_is_limited_and_named_in_the_total(tm
     assert "the memory limit of 1 GB for the whole submission was reached (--total-memory-limit)" in note, note
     assert "of files in memory" in note and after["TOTAL"]["points"] == 5
     assert "1 GB per submission in all" in batch.limits.describe()
+    assert survivors() == []
+
+
+def test_the_nbclient_runner_grades_a_class_as_nbval_does(tmp_path):
+    sources = make_sources(tmp_path / "sources")
+    folder = tmp_path / "class"
+    write(folder, "ann.ipynb", submission(done=("answer", "double")))
+    write(folder, "ben.ipynb", submission(done=("answer",)))
+    write(folder, "cid.ipynb", submission(done=("answer", "double"), middle="while True:\n    pass"))  # interrupted
+    write(folder, "dee.ipynb", submission(done=("double",), early="import os\nos._exit(3)"))  # kernel dies
+    write(folder, "eli.ipynb", submission(early="get_ipython().showtraceback = lambda *a, **k: None"))  # review
+    loud = "def answer():\n    print('x' * 2_000_000)\n    return 42"  # output cut at the limit
+    write(folder, "fin.ipynb", submission(done=("double",), replace={"answer": loud}))
+    kwargs = dict(timeout=60, sources=sources, cell_timeout=4, isolation="auto", log=lambda *_: None, jobs=2)
+    by_nbval = grade.grade_folder(folder, EXERCISE, runner="nbval", **kwargs)
+    by_nbclient = grade.grade_folder(folder, EXERCISE, runner="nbclient", **kwargs)
+    assert comparable(by_nbclient.rows) == comparable(by_nbval.rows)
+    got = by_student(by_nbclient.rows)
+    assert (
+        got[("cid", "cid.ipynb")]["TOTAL"]["points"] == 5
+        and "Timeout of 4 seconds" in got[("cid", "cid.ipynb")]["TOTAL"]["note"]
+    )
+    assert got[("dee", "dee.ipynb")]["t_double"]["message"] == "not run: the kernel had died in an earlier cell"
+    assert got[("eli", "eli.ipynb")]["TOTAL"]["status"] == "review"
+    assert "[output cut at 256 KB]" in got[("fin", "fin.ipynb")]["t_answer"]["message"]
     assert survivors() == []

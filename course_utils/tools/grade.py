@@ -152,6 +152,40 @@ def default_isolation_mode() -> str:
     return os.environ.get(sandbox.ISOLATION_VARIABLE, "auto").strip() or "auto"
 
 
+RUNNERS = ("nbval", "nbclient")
+
+
+def runner_command(runner: str, cell_timeout: int) -> list[str]:
+    """The command that runs submission.ipynb inside the sandbox: pytest with nbval, or runner.py with nbclient."""
+    if runner == "nbclient":
+        return [sys.executable, "-m", "course_utils.tools.runner", "submission.ipynb", f"--cell-timeout={cell_timeout}"]
+    if runner != "nbval":
+        raise ValueError(f"runner must be one of {RUNNERS}, not {runner!r}")
+    return [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-c",
+        "pytest.ini",
+        "--rootdir",
+        ".",
+        "-o",
+        "addopts=",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "course_utils.tools.nbval_guard",  # first: it keeps a slow optional import out (see there)
+        "-p",
+        "nbval.plugin",
+        "--nbval-lax",
+        "--nbval-current-env",
+        f"--nbval-cell-timeout={cell_timeout}",
+        "-q",
+        "--color=no",
+        "submission.ipynb",
+    ]
+
+
 def run_nbval(
     nb,
     workdir: Path | None,
@@ -166,6 +200,7 @@ def run_nbval(
     weights_home: Path | None = None,
     bindings: dict[str, str] | None = None,
     defined: dict[str, str] | None = None,
+    runner: str = "nbval",
 ) -> RunResult:
     """Run ``nb`` (a notebook, or its JSON bytes) under pytest --nbval-lax and nbval_guard in a sandbox.
 
@@ -173,6 +208,7 @@ def run_nbval(
     the next cells, so an endless loop late in a notebook still leaves the earlier results; the overall
     limit is the backstop, and the cells that finished before it are kept. ``workdir`` holds the run's
     temporary files on the grader's side (the staged weights); ``hidden`` paths stay invisible inside.
+    ``runner`` 'nbclient' runs the cells with ``runner.py`` (nbclient's public API) instead of nbval.
     """
     isolation = isolation or isolation_for(default_isolation_mode())
     limits = limits or Limits()
@@ -180,29 +216,7 @@ def run_nbval(
     notebook_bytes = nb if isinstance(nb, bytes) else nbformat.writes(nb).encode("utf-8")
     with tempfile.TemporaryDirectory(prefix="grade-", dir=workdir) as tmp:
         torch_home = weights_home or stage_weights(Path(tmp))
-        command = [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-c",
-            "pytest.ini",
-            "--rootdir",
-            ".",
-            "-o",
-            "addopts=",
-            "-p",
-            "no:cacheprovider",
-            "-p",
-            "course_utils.tools.nbval_guard",  # first: it keeps a slow optional import out (see there)
-            "-p",
-            "nbval.plugin",
-            "--nbval-lax",
-            "--nbval-current-env",
-            f"--nbval-cell-timeout={cell_timeout}",
-            "-q",
-            "--color=no",
-            "submission.ipynb",
-        ]
+        command = runner_command(runner, cell_timeout)
         plan = sandbox.Plan(
             command,
             files={"submission.ipynb": notebook_bytes, "pytest.ini": b"[pytest]\n"},
@@ -323,6 +337,7 @@ def grade_submission(
     log=None,
     reference=None,
     source: Path | None = None,
+    runner: str = "nbval",
 ) -> list[Row]:
     """Rows for one submission: one per test cell, then a TOTAL row. Never raises for a bad submission.
 
@@ -379,6 +394,7 @@ def grade_submission(
             weights_home=weights_home,
             bindings=import_bindings(reference) if reference is not None else None,
             defined=defined_functions(reference) if reference is not None else None,
+            runner=runner,
         )
     except Exception as exc:  # a full disk, a sandbox that cannot start: report it, grade the rest
         result = RunResult({}, "crashed", f"could not run the notebook: {type(exc).__name__}: {exc}")
@@ -504,6 +520,7 @@ def grade_folder(
     limits: Limits | None = None,
     report: Path | None = None,
     jobs: int | None = None,
+    runner: str = "nbval",
 ) -> Batch:
     """Grade every submission in ``folder``, ``jobs`` at a time; raises ExerciseError if nothing can be graded.
 
@@ -543,7 +560,10 @@ def grade_folder(
     per_student = {s: sum(1 for e in entries if e[0] == s) for s, *_ in entries}
     invisible = [folder, Path(source).parent, *([Path(report).parent] if report else [])]
     preload = preload_modules(reference)
-    log(f"grading {len(entries)} submission(s), {jobs} at a time")
+    log(
+        f"grading {len(entries)} submission(s), {jobs} at a time"
+        + (f", cells run by {runner}" if runner != "nbval" else "")
+    )
     with tempfile.TemporaryDirectory(prefix="grade-weights-") as stage:
         weights_home = stage_weights(Path(stage))
 
@@ -572,6 +592,7 @@ def grade_folder(
                 log=log,
                 reference=reference,
                 source=source,
+                runner=runner,
             )
 
         def failed(index: int, exc: BaseException) -> list[Row]:
@@ -637,6 +658,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="submissions graded at once, each in its own sandbox (default: the cores available, at most as many "
         "as the free memory holds at --total-memory-limit each)",
+    )
+    parser.add_argument(
+        "--runner",
+        choices=RUNNERS,
+        default="nbval",
+        help="what runs the cells in the sandbox: pytest with nbval (default) or nbclient's public API (runner.py)",
     )
     parser.add_argument("--profile", default="quick", choices=["quick", "full"], help="COURSE_PROFILE for the runs")
     parser.add_argument(
@@ -731,6 +758,7 @@ def main(argv: list[str] | None = None) -> int:
             limits=chosen,
             report=stem,
             jobs=args.jobs,
+            runner=args.runner,
         )
     except (ExerciseError, OSError, nbformat.ValidationError, json.JSONDecodeError) as exc:
         print(f"error: could not grade: {exc}", file=sys.stderr)
