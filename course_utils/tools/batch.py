@@ -57,10 +57,12 @@ def run_all(
     total = len(tasks)
 
     def say(line: str) -> None:
+        """One whole line to the log, never interleaved with another thread's."""
         with lock:
             log(line)
 
     def run(index: int):
+        """Run one task, with its progress lines; the grader's own failure becomes ``failed``'s rows."""
         with lock:
             counts["started"] += 1
             number = counts["started"]

@@ -568,6 +568,7 @@ def grade_folder(
         weights_home = stage_weights(Path(stage))
 
         def task(entry):
+            """The rows of one entry: refused at once, or read, run and graded."""
             student, path, label, refusal = entry
             count = per_student[student]
             note = f"one of {count} notebooks of {student}" if count > 1 else ""
@@ -596,6 +597,7 @@ def grade_folder(
             )
 
         def failed(index: int, exc: BaseException) -> list[Row]:
+            """Rows for an entry on which the grader itself failed."""
             student, _path, label, _ = entries[index]
             reason = f"the grader itself failed on this submission ({type(exc).__name__}: {exc}); grade it by hand"
             return refused_rows(student, display_name(label), exercise, tests, reason, "", status="crashed")

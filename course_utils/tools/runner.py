@@ -184,6 +184,7 @@ def start_checks(client: NotebookClient) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line inside the sandbox: run one notebook, report every cell."""
     parser = argparse.ArgumentParser(prog="python -m course_utils.tools.runner", description=__doc__.split("\n")[0])
     parser.add_argument("notebook")
     parser.add_argument("--cell-timeout", type=float, default=300)
