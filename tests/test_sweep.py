@@ -15,6 +15,8 @@ from course_utils import backbones as bb
 from course_utils import measurements
 from course_utils.cache import cache_boundary
 from course_utils.device import seed_everything
+from course_utils.experiments import config as sweep_config
+from course_utils.experiments import inputs as sweep_inputs
 from course_utils.experiments import protocol, sweep
 from course_utils.fashion import FASHION_CLASSES, TensorImages, load_fashion_mnist
 from course_utils.training import fit
@@ -38,10 +40,12 @@ def test_split_at_every_stage_recomposes_the_model(name):
         bb.split_at(model, "block9")
 
 
-def small_fashion(n_train=300, n_test=60) -> sweep.Fashion:
+def small_fashion(n_train=300, n_test=60) -> sweep_inputs.Fashion:
     train_x, train_y = load_fashion_mnist(True)
     test_x, test_y = load_fashion_mnist(False)
-    return sweep.Fashion(train_x[:n_train], train_y[:n_train], test_x[:n_test], test_y[:n_test], np.arange(n_test))
+    return sweep_inputs.Fashion(
+        train_x[:n_train], train_y[:n_train], test_x[:n_test], test_y[:n_test], np.arange(n_test)
+    )
 
 
 def test_training_from_the_boundary_cache_equals_training_through_the_frozen_stages(tmp_path):
@@ -192,15 +196,15 @@ def test_the_kept_model_is_the_best_validation_epoch():
 
 def test_split_indices_are_disjoint_balanced_and_all_means_all():
     labels = load_fashion_mnist(True)[1]
-    config = sweep.config_for("scenarios", "full")
-    train, val = sweep.split_indices(labels, config, 30, seed=2)
+    config = sweep_config.config_for("scenarios", "full")
+    train, val = sweep_inputs.split_indices(labels, config, 30, seed=2)
     assert not set(train) & set(val) and len(train) == 300 and len(val) == 1000
     assert np.bincount(labels[train].numpy()).tolist() == [30] * 10
-    train_all, val_all = sweep.split_indices(labels, config, 6000, seed=0)
+    train_all, val_all = sweep_inputs.split_indices(labels, config, 6000, seed=0)
     assert len(train_all) + len(val_all) == 60000 and not set(train_all) & set(val_all)
 
 
-TINY = sweep.SweepConfig(
+TINY = sweep_config.SweepConfig(
     "scenarios",
     32,
     (2,),
@@ -308,7 +312,7 @@ def test_status_says_which_planned_points_are_still_missing(tmp_path, capsys):
 
 
 def test_config_has_the_large_data_end_and_a_fair_budget_for_everyone():
-    config = sweep.config_for("scenarios", "full")
+    config = sweep_config.config_for("scenarios", "full")
     assert config.sizes[-1] == 6000 and config.image_size >= 64 and config.test_per_class is None
     assert set(config.scenarios) == {"raw", "A", "B", "C", "scratch"}
     assert all(config.seeds_for(s, 1000) >= 3 for s in config.scenarios)
@@ -318,12 +322,14 @@ def test_config_has_the_large_data_end_and_a_fair_budget_for_everyone():
         assert len(grid) >= 3  # a starting grid with a middle; edges extend (select_and_train)
     for n in (1000, 6000):
         assert config.budgets[n].probe_epochs >= 4  # 2-epoch rungs favour the higher rate
-    depth = sweep.config_for("freeze-depth", "full")
+    depth = sweep_config.config_for("freeze-depth", "full")
     assert depth.scenarios[0] == "head" and depth.scenarios[-1] == "stem" and len(depth.sizes) >= 2
     assert all(depth.seeds_for(s, 1000) >= 3 for s in depth.scenarios)
-    assert sweep.shareable(depth.as_json()) == sweep.shareable(config.as_json())  # head/block5/stem = A/B/C
+    assert sweep_config.shareable(depth.as_json()) == sweep_config.shareable(
+        config.as_json()
+    )  # head/block5/stem = A/B/C
     with pytest.raises(ValueError, match="no configuration"):
-        sweep.config_for("nope", "full")
+        sweep_config.config_for("nope", "full")
 
 
 def test_a_non_sweep_file_is_refused_clearly(tmp_path):

@@ -32,257 +32,31 @@ import argparse
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..backbones import load_backbone
-from ..cache import cache_boundary, cache_features
 from ..device import machine_record, pick_device, seed_everything
-from ..fashion import FASHION_CLASSES, TensorImages, balanced_indices, load_fashion_mnist
-from ..measurements import (
-    FREEZE_DEPTHS,
-    SCENARIOS,
-    load_results,
-    planned_points,
-    progress_report,
-    seeds_for,
-    similarity_report,
-)
+from ..measurements import load_results, planned_points, progress_report, similarity_report
 from ..paths import cache_dir
-from ..preprocess import to_backbone_input
 from ..profiles import course_profile
-from .protocol import (
-    ArrayBatches,
-    Budget,
-    Data,
-    finetune_builder,
-    linear_builder,
-    scratch_builder,
-    select_and_train,
+from .config import (
+    EXPERIMENTS,
+    FIRST_TRAINABLE,
+    NUM_CLASSES,
+    SHARED_DEPTHS,
+    SweepConfig,
+    config_for,
+    enable_fp32,
+    point_key,
+    shareable,
 )
+from .inputs import Fashion, Inputs, load_fashion, split_indices
+from .protocol import Data, finetune_builder, linear_builder, scratch_builder, select_and_train
 from .results_file import ResultsConflict, ResultsFile
 
-EXPERIMENTS = ("scenarios", "freeze-depth", "similarity", "large-data")
-FIRST_TRAINABLE = {"A": "head", "B": "block5", "C": "stem"}  # the freeze depth each scenario uses
-SHARED_DEPTHS = {stage: scenario for scenario, stage in FIRST_TRAINABLE.items()}  # freeze depth -> sweep scenario
-NUM_CLASSES = 10
-RECALIBRATION_IMAGES = 2048
 
-
-@dataclass(frozen=True)
-class SweepConfig:
-    """Everything that decides an experiment's numbers; stored in the results file."""
-
-    experiment: str
-    image_size: int
-    sizes: tuple[int, ...]  # training images per class; `all_size` or more means every training image
-    budgets: dict[int, Budget]  # per size: max epochs, patience, successive-halving probe
-    scenarios: tuple[str, ...]  # 'scenarios': raw, A, B, C, scratch; 'freeze-depth': first trainable stages
-    seeds: int = 3  # seeds of the expensive contenders (B, C, scratch, freeze depths) up to `seeds_up_to`
-    seeds_up_to: int = 1000
-    cheap_seeds: int = 5  # seeds of raw and A at every size
-    large_seeds: int = 2  # seeds of the expensive contenders above `seeds_up_to`: enough to measure the spread
-    val_per_class: int = 100  # validation images per class, from the training set, disjoint from training
-    test_per_class: int | None = None  # None: the whole 10,000-image test set
-    all_size: int = 6000
-    batch_size: int = 64
-    # the numeric path (course bench measures it): same protocol, faster arithmetic, logits equal to ~1e-6
-    channels_last: bool = True
-    eval_batch_size: int = 64  # validation, test, recalibration and cache writing
-    lr_grids: dict[str, tuple[float, ...]] = field(
-        default_factory=lambda: {
-            "linear": (1e-3, 3e-3, 1e-2),  # raw pixels and A's head
-            "finetune": (1e-4, 3e-4, 1e-3),  # B, C, freeze depths: body lr (the head gets 10x)
-            "scratch": (1e-3, 3e-3, 1e-2),
-        }
-    )  # starting grids: a winner at an edge extends its grid (protocol.select_and_train)
-
-    def seeds_for(self, scenario: str, n_per_class: int) -> int:
-        """How many seeds a contender gets at a size: many where cheap, fewer where a run costs an hour."""
-        return seeds_for(self.as_json(), scenario, n_per_class)
-
-    def as_json(self) -> dict:
-        """The configuration as plain JSON (sizes as string keys)."""
-        record = asdict(self)
-        record["budgets"] = {str(k): asdict(v) for k, v in self.budgets.items()}
-        record["lr_grids"] = {k: list(v) for k, v in self.lr_grids.items()}
-        record["sizes"], record["scenarios"] = list(self.sizes), list(self.scenarios)
-        return record
-
-
-# successive halving at the large sizes, with probe rungs of 4 epochs (2-epoch rungs favour the higher rate)
-FULL_BUDGETS = {
-    10: Budget(60, 10),
-    30: Budget(40, 8),
-    100: Budget(30, 6),
-    300: Budget(20, 4),
-    1000: Budget(15, 3, probe_epochs=4),
-    6000: Budget(10, 3, probe_epochs=4),
-}
-PROFILES: dict[tuple[str, str], SweepConfig] = {
-    ("scenarios", "full"): SweepConfig("scenarios", 64, (10, 30, 100, 300, 1000, 6000), FULL_BUDGETS, SCENARIOS),
-    ("freeze-depth", "full"): SweepConfig(
-        "freeze-depth", 64, (10, 100, 1000), FULL_BUDGETS, FREEZE_DEPTHS, seeds=3, seeds_up_to=1000, cheap_seeds=3
-    ),
-    # quick: a smoke run that shows the machinery works in under a minute; its numbers carry no claim
-    ("scenarios", "quick"): SweepConfig(
-        "scenarios",
-        32,
-        (10, 30),
-        {10: Budget(4, 2), 30: Budget(2, 1)},
-        SCENARIOS,
-        seeds=1,
-        cheap_seeds=1,
-        val_per_class=10,
-        test_per_class=30,
-        lr_grids={"linear": (3e-3,), "finetune": (3e-4,), "scratch": (1e-3,)},
-    ),
-    ("freeze-depth", "quick"): SweepConfig(
-        "freeze-depth",
-        32,
-        (10,),
-        {10: Budget(4, 2), 30: Budget(2, 1)},
-        ("head", "block6", "block5", "stem"),
-        seeds=1,
-        cheap_seeds=1,
-        val_per_class=10,
-        test_per_class=30,
-        lr_grids={"linear": (3e-3,), "finetune": (3e-4,), "scratch": (1e-3,)},
-    ),
-}
-
-
-def config_for(experiment: str = "scenarios", profile: str | None = None) -> SweepConfig:
-    """The configuration of an experiment in a profile (quick: a smoke run; full: the committed measurement)."""
-    key = (experiment, profile or course_profile())
-    if key not in PROFILES:
-        raise ValueError(
-            f"no configuration for experiment {experiment!r} in profile {key[1]!r}; "
-            f"experiments: {', '.join(EXPERIMENTS)}; profiles: quick, full"
-        )
-    return PROFILES[key]
-
-
-def point_key(point: dict) -> tuple:
-    """What makes two points the same measurement (within one configuration)."""
-    return point["scenario"], int(point["n_per_class"]), int(point["seed"])
-
-
-def shareable(config: dict) -> dict:
-    """The part of a configuration that decides one point's numbers: two experiments that agree on it measure a
-    contender at a size and seed identically (the freeze depths head/block5/stem and the sweep's A/B/C)."""
-    return {k: v for k, v in config.items() if k not in ("experiment", "sizes", "scenarios") and "seeds" not in k}
-
-
-def enable_fp32(device: torch.device) -> None:
-    """Plain FP32 arithmetic on CUDA (no TF32), so that a point measured on a GPU is comparable to a CPU point."""
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
-
-
-# ----------------------------------------------------------------------------------------------- data
-@dataclass
-class Fashion:
-    """Fashion-MNIST in memory: uint8 images and labels of both splits."""
-
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    test_x: torch.Tensor
-    test_y: torch.Tensor
-    test_idx: np.ndarray
-
-
-def load_fashion(config: SweepConfig) -> Fashion:
-    """Both splits, and the test images every point is measured on (all 10,000 unless the profile says fewer)."""
-    train_x, train_y = load_fashion_mnist(True)
-    test_x, test_y = load_fashion_mnist(False)
-    if config.test_per_class is None:
-        test_idx = np.arange(len(test_y))
-    else:
-        test_idx = np.sort(balanced_indices(test_y, config.test_per_class, seed=12345).numpy())
-    return Fashion(train_x, train_y, test_x, test_y, test_idx)
-
-
-def split_indices(
-    labels: torch.Tensor, config: SweepConfig, n_per_class: int, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(train, validation) indices into the training set: disjoint, balanced, seeded; 'all' keeps every other image."""
-    val = balanced_indices(labels, config.val_per_class, seed + 1000)
-    if n_per_class >= config.all_size:
-        train = torch.from_numpy(np.setdiff1d(np.arange(len(labels)), val.numpy()))
-        train = train[torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))]
-    else:
-        train = balanced_indices(labels, n_per_class, seed, exclude=val)
-    return train.numpy(), val.numpy()
-
-
-class Inputs:
-    """Where each contender reads its inputs: images, raw pixels, cached features or boundary activations."""
-
-    def __init__(self, config: SweepConfig, fashion: Fashion, root: Path, log, device: torch.device | str = "cpu"):
-        self.config, self.fashion, self.root, self.log = config, fashion, root, log
-        self.device = torch.device(device)
-        self._full_caches: dict[tuple[str, str], np.ndarray] = {}
-        self.cache_seconds = 0.0
-
-    def _images(self, split: str) -> TensorImages:
-        f = self.fashion
-        x, y = (f.train_x, f.train_y) if split == "train" else (f.test_x, f.test_y)
-        return TensorImages(x, y, list(FASHION_CLASSES), size=self.config.image_size)
-
-    def _cached(self, stage: str, split: str) -> np.ndarray:
-        """Activations of a whole split just before ``stage`` (f(x) at 'head'), from the cache or computed once."""
-        key = (stage, split)
-        if key not in self._full_caches:
-            start = time.perf_counter()
-            model = load_backbone("mobilenet_v2", fetch=False)
-            name = f"fashion_{stage}_{self.config.image_size}px_{split}"  # shared by the experiments (fingerprinted)
-            kwargs = {"root": self.root, "batch_size": self.config.eval_batch_size, "device": self.device}
-            kwargs |= {"progress": False, "verbose": False}
-            if stage == "head":
-                result = cache_features(model, self._images(split), name, **kwargs)
-            else:
-                result = cache_boundary(model, self._images(split), stage, name, **kwargs)
-            self.cache_seconds += time.perf_counter() - start
-            self.log(f"  cache {name}: {result.reason} ({' x '.join(map(str, result.features.shape))})")
-            self._full_caches[key] = result.features
-        return self._full_caches[key]
-
-    def data(self, stage_or_kind: str, train_idx: np.ndarray, val_idx: np.ndarray, seed: int) -> Data:
-        """Loaders for one contender: 'raw', 'images' (through the whole network) or a stage's boundary."""
-        f, size, bs, eval_bs = self.fashion, self.config.image_size, self.config.batch_size, self.config.eval_batch_size
-        recal_idx = train_idx[:RECALIBRATION_IMAGES]
-        if stage_or_kind == "raw":
-            pixels = f.train_x[torch.from_numpy(train_idx)].float().flatten(1) / 255
-            mean, std = pixels.mean(0), pixels.std(0).clamp_min(1e-3)
-
-            def convert(x):
-                return (x.float().flatten(1) / 255 - mean) / std
-
-            train_in, test_in = f.train_x, f.test_x
-        elif stage_or_kind in ("images", "stem"):
-
-            def convert(x):
-                return to_backbone_input(x, size)
-
-            train_in, test_in = f.train_x, f.test_x
-        else:
-            convert = None
-            train_in, test_in = self._cached(stage_or_kind, "train"), self._cached(stage_or_kind, "test")
-        layout = {"convert": convert, "channels_last": self.config.channels_last}
-        return Data(
-            train=ArrayBatches(train_in, f.train_y, train_idx, bs, shuffle=True, seed=seed, **layout),
-            val=ArrayBatches(train_in, f.train_y, val_idx, eval_bs, **layout),
-            test=ArrayBatches(test_in, f.test_y, f.test_idx, eval_bs, **layout),
-            recalibrate=ArrayBatches(train_in, f.train_y, recal_idx, eval_bs, **layout),
-        )
-
-
-# -------------------------------------------------------------------------------------------- points
 def _make_model(pretrained: bool):
     return lambda: load_backbone("mobilenet_v2", pretrained=pretrained, fetch=False)
 
