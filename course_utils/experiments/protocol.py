@@ -26,7 +26,6 @@ The scenarios differ only in what is trained:
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -37,7 +36,7 @@ import torch
 from torch import nn
 
 from ..backbones import freeze_all, replace_head, split_at, unfreeze_from
-from ..training import History, evaluate, fit
+from ..training import EarlyStopping, History, evaluate, fit
 
 
 class ArrayBatches:
@@ -132,51 +131,41 @@ def _trainable(module: nn.Module) -> int:
 
 @dataclass
 class _Candidate:
-    """One learning rate's run: its model and optimizer, history, and the best validation state so far."""
+    """One learning rate's run: its model and optimizer, and its History (whose EarlyStopping keeps the best
+    validation accuracy, its epoch and weights: the same code as fit's, counted over the whole run)."""
 
     lr: float
     model: nn.Module
     optimizer: torch.optim.Optimizer
     history: History
-    best_acc: float = -1.0
-    best_epoch: int = 0
-    best_state: dict | None = None
-    since_best: int = 0
-    stopped_early: bool = False
     wall: float = 0.0
     cpu: float = 0.0
+
+    @property
+    def stopping(self) -> EarlyStopping:
+        """The run's early stopping: best accuracy, epoch and weights so far."""
+        return self.history.early_stopping
 
     def train(
         self, epochs: int, data: Data, recalibrate: ArrayBatches | None, patience: int | None, device: torch.device
     ) -> None:
-        """Up to ``epochs`` more epochs, one fit() epoch at a time; stop after ``patience`` epochs without progress."""
-        for _ in range(epochs):
-            if patience is not None and self.since_best >= patience:
-                self.stopped_early = True
-                return
-            wall, cpu = time.perf_counter(), time.process_time()
-            fit(
-                self.model,
-                data.train,
-                self.optimizer,
-                1,
-                device,
-                frozen_bn_eval=True,
-                val_loader=data.val,
-                recalibrate_with=recalibrate,
-                progress=False,
-                history=self.history,
-            )
-            self.wall += time.perf_counter() - wall
-            self.cpu += time.process_time() - cpu
-            accuracy = self.history.val_acc[-1]
-            if accuracy > self.best_acc:
-                self.best_acc, self.best_epoch, self.since_best = accuracy, len(self.history.val_acc), 0
-                self.best_state = copy.deepcopy(self.model.state_dict())  # BatchNorm statistics as evaluated
-            else:
-                self.since_best += 1
-        if patience is not None and self.since_best >= patience:
-            self.stopped_early = True
+        """Up to ``epochs`` more epochs; stop after ``patience`` epochs without progress (over the whole run)."""
+        wall, cpu = time.perf_counter(), time.process_time()
+        fit(
+            self.model,
+            data.train,
+            self.optimizer,
+            epochs,
+            device,
+            frozen_bn_eval=True,
+            val_loader=data.val,
+            recalibrate_with=recalibrate,
+            patience=patience,
+            progress=False,
+            history=self.history,
+        )
+        self.wall += time.perf_counter() - wall
+        self.cpu += time.process_time() - cpu
 
 
 MAX_GRID_EXTENSIONS = 3  # steps beyond the grid in one direction; a rate 30x outside it is not a plausible optimum
@@ -195,7 +184,7 @@ def _winner(candidates: list[_Candidate]) -> _Candidate:
     tie (e.g. every rate reaches 100 % on a tiny validation set) never pushes the grid outwards."""
     logs = [math.log10(c.lr) for c in candidates]
     middle = (min(logs) + max(logs)) / 2
-    return max(candidates, key=lambda c: (c.best_acc, -abs(math.log10(c.lr) - middle), -c.lr))
+    return max(candidates, key=lambda c: (c.stopping.best_acc, -abs(math.log10(c.lr) - middle), -c.lr))
 
 
 def select_and_train(
@@ -242,21 +231,21 @@ def select_and_train(
     grid = sorted(c.lr for c in candidates)
     if probe:
         best.train(budget.max_epochs - probe, data, recal, budget.patience, device)
-    best.model.load_state_dict(best.best_state)
+    best.stopping.restore(best.model)
     _, test_acc = evaluate(best.model, data.test, device)
     for candidate in candidates:
         if candidate is not best:
-            candidate.model = candidate.best_state = candidate.optimizer = None  # free the losers' memory
+            candidate.model = candidate.optimizer = candidate.stopping.best_state = None  # free the losers' memory
     return RunResult(
         lr=best.lr,
-        lr_search={f"{c.lr:g}": round(c.best_acc, 4) for c in sorted(candidates, key=lambda c: c.lr)},
+        lr_search={f"{c.lr:g}": round(c.stopping.best_acc, 4) for c in sorted(candidates, key=lambda c: c.lr)},
         lr_grid=grid,
         lr_at_edge=searching and best.lr in (grid[0], grid[-1]),
-        val_acc=best.best_acc,
+        val_acc=best.stopping.best_acc,
         test_acc=test_acc,
         epochs_run=len(best.history.val_acc),
-        best_epoch=best.best_epoch,
-        stopped_early=best.stopped_early,
+        best_epoch=best.history.best_epoch,
+        stopped_early=best.history.stopped_early,
         train_seconds=best.wall,
         train_cpu_seconds=best.cpu,
         search_seconds=time.perf_counter() - start,
