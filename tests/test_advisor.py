@@ -1,5 +1,7 @@
 """Lesson 07's advisor: follows the measured crossover and similarity, explains itself, refuses bad input."""
 
+from pathlib import Path
+
 import pytest
 
 from course_utils import advisor, measurements
@@ -130,7 +132,7 @@ def test_the_readme_the_advisor_and_exercise_5_give_the_same_verdicts():
         said = dict(re.findall(r"(B|C) [-+][0-9.]+ ± [0-9.]+, \d seeds: ([a-z ]+)", line))
         assert said["C"] == measurements.compare(points, "C", "A", n).verdict
         assert said["B"] == measurements.compare(points, "B", "A", n).verdict
-    source = json.loads(open("notebooks/exercises/source/ex5_use_your_model.ipynb", encoding="utf-8").read())
+    source = json.loads(Path("notebooks/exercises/source/ex5_use_your_model.ipynb").read_text(encoding="utf-8"))
     code = "".join("".join(c["source"]) for c in source["cells"] if c["cell_type"] == "code")
     assert "advisor.choose_scenario(POINTS, n)" in code  # exercise 5 is graded by the advisor's own rule
 
