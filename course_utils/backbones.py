@@ -100,7 +100,7 @@ def replace_head(model: nn.Module, num_classes: int, dropout: float | None = Non
 
 
 def stages(model: nn.Module) -> OrderedDict[str, nn.Module]:
-    """The model's stages in forward order, early (edges) to late (parts), ending with 'head'."""
+    """The model's stages in forward order, from the stem (full resolution) to the last (coarsest) one, then 'head'."""
     out: OrderedDict[str, nn.Module] = OrderedDict()
     if family_of(model) == "mobilenet_v2":
         for stage, indices in _MOBILENET_STAGES.items():
