@@ -1,8 +1,9 @@
 # Everything a fresh machine needs, then the thing you asked for. Each target is idempotent.
 #   make lab            set up what a student needs, then JupyterLab opening notebooks/00_start_here.ipynb
 #                       (ARGS="--port 8890" passes arguments through)
-#   make test           set up with the [test] extra (instructor tools, export, pytest), then every test: unit
-#                       tests and every notebook through nbval (quick profile)
+#   make test           set up with the [test] extra (instructor tools, export, pytest) and, where it can, the
+#                       Debian packages bubblewrap, chromium, chromium-driver; then every test: unit tests and
+#                       every notebook through nbval (quick profile); the last lines say what was skipped and why
 # Every tool is the `course` command (course --help); the targets below only add the set-up before it.
 
 PYTHON ?= python3
@@ -16,7 +17,7 @@ PROFILE ?= quick
 PYTEST_ARGS ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 
-.PHONY: lab test setup setup-test venv venv-test weights data unit notebooks diary clean-notebooks refresh-notebooks slide-metadata bench handouts slides sweep release-exercises grade clean
+.PHONY: lab test setup setup-test venv venv-test weights data test-tools unit notebooks diary clean-notebooks refresh-notebooks slide-metadata bench handouts slides sweep release-exercises grade clean
 
 lab: setup
 	@echo "Set-up done. Open notebooks/00_start_here.ipynb (JupyterLab opens it now; Ctrl-C stops it)."
@@ -33,7 +34,7 @@ notebooks: setup-test
 
 setup: venv weights data
 
-setup-test: venv-test weights data
+setup-test: venv-test weights data test-tools
 
 venv: $(STAMP)
 
@@ -59,14 +60,37 @@ weights: venv
 	@$(COURSE) fetch weights --backbone mobilenet_v2
 
 # Fashion-MNIST: present and checked -> download -> Debian's dataset-fashion-mnist (installed here if needed).
+# Where apt-get exists, the first try says "not found yet, trying Debian's package next" instead of FAILED;
+# FAILED (with what to do) comes only from the last try, when no source worked.
+FETCH_DATA_ARGS ?=
 data: venv
-	@$(COURSE) fetch data; rc=$$?; \
-	if [ $$rc -eq 3 ] && command -v apt-get >/dev/null 2>&1; then \
+	@if command -v apt-get >/dev/null 2>&1; then next=--debian-package-next; else next=; fi; \
+	$(COURSE) fetch data $(FETCH_DATA_ARGS) $$next; rc=$$?; \
+	if [ $$rc -eq 3 ] && [ -n "$$next" ]; then \
 	  echo "Installing Debian's dataset-fashion-mnist (offline source of Fashion-MNIST, about 30 MB)"; \
 	  $(SUDO) apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || \
-	    { $(SUDO) apt-get update -q >/dev/null 2>&1 && $(SUDO) apt-get install -y -q dataset-fashion-mnist >/dev/null; } && \
-	  $(COURSE) fetch data; \
+	    { $(SUDO) apt-get update -q >/dev/null 2>&1 && $(SUDO) apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1; } || \
+	    echo "Could not install dataset-fashion-mnist (needs root or passwordless sudo, and Debian's archive)"; \
+	  $(COURSE) fetch data --source debian $(FETCH_DATA_ARGS); \
 	else exit $$rc; fi
+
+# The test suite's system tools: bubblewrap (the grader's sandbox tests) and Chromium (the real-browser tests),
+# installed like dataset-fashion-mnist where this can (Debian/Ubuntu, root or passwordless sudo). Never fails:
+# without them those tests are skipped, and pytest's last lines say which and how to enable them.
+TEST_PACKAGES ?= bubblewrap chromium chromium-driver
+test-tools:
+	@need=; for pkg in $(TEST_PACKAGES); do dpkg -s $$pkg >/dev/null 2>&1 || need="$$need $$pkg"; done; \
+	if [ -z "$$need" ]; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null 2>&1 || ! command -v dpkg >/dev/null 2>&1; then \
+	  echo "Not installing$$need (no apt-get here): install bubblewrap and Chromium your system's way, or the sandbox and browser tests are skipped"; exit 0; fi; \
+	if [ -n "$(SUDO)" ] && ! $(SUDO) true >/dev/null 2>&1; then \
+	  echo "Not installing$$need (needs root or passwordless sudo): run \`sudo apt-get install -y$$need\` to run the sandbox and browser tests too"; exit 0; fi; \
+	echo "Installing$$need for the sandbox and browser tests (Chromium is about 300 MB)"; \
+	for pkg in $$need; do \
+	  $(SUDO) apt-get install -y -q --no-install-recommends $$pkg >/dev/null 2>&1 || \
+	    { $(SUDO) apt-get update -q >/dev/null 2>&1 && $(SUDO) apt-get install -y -q --no-install-recommends $$pkg >/dev/null 2>&1; } || \
+	    echo "Could not install $$pkg: the tests that need it are skipped (\`sudo apt-get install $$pkg\` enables them)"; \
+	done; exit 0
 
 diary: venv
 	$(COURSE) diary DIARY.template.md -o DIARY.md

@@ -1,8 +1,9 @@
-"""Shared fixtures: real files on disk and a real HTTP server on 127.0.0.1."""
+"""Shared fixtures: real files on disk and a real HTTP server on 127.0.0.1; a summary of what was skipped."""
 
 from __future__ import annotations
 
 import http.server
+import re
 import threading
 from pathlib import Path
 
@@ -54,3 +55,54 @@ def isolated_data(tmp_path_factory, monkeypatch) -> Path:
     path = tmp_path_factory.mktemp("data")
     monkeypatch.setenv("COURSE_DATA_DIR", str(path))
     return path
+
+
+# What a skipped test needs, read from its reason: (group, pattern in the reason, the one command that enables it).
+# The first match wins; a reason no rule knows is listed under "other tests" with its own words.
+SKIP_GROUPS = [
+    ("sandbox tests (the grader's bubblewrap)", r"bubblewrap is not installed", "sudo apt-get install bubblewrap"),
+    ("sandbox tests (the grader's bubblewrap)", r"bubblewrap starts as root", "run the tests as root (CI does)"),
+    ("browser tests (Chromium)", r"no Chromium", "sudo apt-get install chromium chromium-driver"),
+    ("browser tests (Chromium)", r"playwright", "pip install -e '.[test]'"),
+    ("Fashion-MNIST from Debian", r"dataset-fashion-mnist", "sudo apt-get install dataset-fashion-mnist"),
+    ("set-up checks (run by make)", r"runs under `make test`|\bneeds make\b", "make test"),
+    ("the installed `course` command", r"course-utils is not installed", "pip install -e '.[test]'"),
+    ("Python 3.10 compile check", r"Python 3\.10", "pyenv install 3.10 (or install python3.10)"),
+    ("class-hub test (shared assets)", r"class-hub test", "run the tests as root on Linux"),
+    ("other platforms only", r"POSIX only|needs Linux", None),
+]
+
+
+def skip_group(reason: str) -> tuple[str, str | None]:
+    """(group, command that enables it or None) for a skip reason; ("other tests", None) when no rule knows it."""
+    for group, pattern, command in SKIP_GROUPS:
+        if re.search(pattern, reason, re.IGNORECASE):
+            return group, command
+    return "other tests", None
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """End the run with each group of skipped tests: how many, why, and the one command that runs them too."""
+    groups: dict[str, dict] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        group, command = skip_group(reason)
+        entry = groups.setdefault(group, {"count": 0, "reasons": {}, "command": command})
+        entry["count"] += 1
+        entry["reasons"].setdefault(reason, report.nodeid.split("::")[0])
+    if not groups:
+        return
+    total = sum(entry["count"] for entry in groups.values())
+    terminalreporter.section(f"skipped: {total} test(s) in {len(groups)} group(s), and how to run them", sep="-")
+    for group, entry in groups.items():
+        terminalreporter.write_line(f"{group}: {entry['count']} skipped")
+        for reason, where in entry["reasons"].items():
+            terminalreporter.write_line(f"    why: {reason} ({where})")
+        if entry["command"]:
+            terminalreporter.write_line(f"    enable: {entry['command']}")
+        elif group == "other tests":
+            terminalreporter.write_line("    enable: see each reason above")
+        else:
+            terminalreporter.write_line("    enable: not possible on this platform")

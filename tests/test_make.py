@@ -122,3 +122,95 @@ def test_make_lab_installs_what_a_student_needs_says_how_big_and_names_the_noteb
 def test_make_test_installs_the_test_extra(tmp_path):
     installs = [line for line in dry_run("test", tmp_path / "venv").splitlines() if "pip install" in line]
     assert any(line.rstrip().endswith('-e ".[test]"') for line in installs), installs
+
+
+DEBIAN_FILES = Path("/usr/share/datasets/fashion-mnist")
+needs_make_and_course = pytest.mark.skipif(
+    shutil.which("make") is None or not (ROOT / ".venv" / "bin" / "course").is_file(),
+    reason="needs make and the project's .venv (runs under `make test`)",
+)
+
+
+def fake_tools(folder: Path, **scripts: str) -> dict:
+    """Executables named after the keys (apt-get, dpkg, ...) first on PATH; each logs its arguments to log.txt."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, body in scripts.items():
+        tool = folder / name.replace("_", "-")
+        tool.write_text(f'#!/bin/sh\necho "{tool.name} $*" >> {folder}/log.txt\n{body}\n', encoding="utf-8")
+        tool.chmod(0o755)
+    return {**os.environ, "PATH": f"{folder}:{os.environ['PATH']}"}
+
+
+def run_make(target: str, env: dict, *variables: str) -> subprocess.CompletedProcess:
+    """The real recipe of TARGET with the project's .venv, never reinstalling it (-o: the venv counts as made)."""
+    return subprocess.run(
+        ["make", "--no-print-directory", "-o", "venv", "-o", str(STAMP), target, "SUDO=", *variables],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@needs_make_and_course
+@pytest.mark.skipif(
+    not DEBIAN_FILES.is_dir(), reason="Debian's dataset-fashion-mnist is not installed (make test installs it)"
+)
+def test_make_data_offline_tries_debians_package_before_saying_failed(tmp_path):
+    """Fresh offline machine: no download, no Debian files yet; make installs the package and never says FAILED."""
+    debian = tmp_path / "debian-files"
+    env = fake_tools(tmp_path / "bin", apt_get=f"mkdir -p {debian} && cp {DEBIAN_FILES}/*.gz {debian}/")
+    env |= {"COURSE_OFFLINE": "1", "COURSE_DATA_DIR": str(tmp_path / "data"), "OMP_NUM_THREADS": "1"}
+    result = run_make("data", env, f"FETCH_DATA_ARGS=--debian-dir {debian}")
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert "FAILED" not in out
+    assert "not found yet" in out and "trying Debian's package dataset-fashion-mnist next" in out
+    assert out.index("trying Debian's package") < out.index("Installing Debian's dataset-fashion-mnist")
+    assert f"installed from {debian}" in out
+    assert "apt-get install -y -q dataset-fashion-mnist" in (tmp_path / "bin" / "log.txt").read_text()
+    assert len(list((tmp_path / "data" / "FashionMNIST" / "raw").iterdir())) >= 4
+
+
+@needs_make_and_course
+def test_make_data_says_failed_once_and_last_when_no_source_works(tmp_path):
+    env = fake_tools(tmp_path / "bin", apt_get="exit 100")  # no root, no archive: the package cannot be had
+    env |= {"COURSE_OFFLINE": "1", "COURSE_DATA_DIR": str(tmp_path / "data"), "OMP_NUM_THREADS": "1"}
+    result = run_make("data", env, f"FETCH_DATA_ARGS=--debian-dir {tmp_path / 'never-installed'}")
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    assert out.count("FAILED") == 1, out
+    assert out.index("trying Debian's package") < out.index("Could not install dataset-fashion-mnist")
+    assert "What to do" in out and "sudo apt-get install dataset-fashion-mnist" in out
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_test_sets_up_the_sandbox_and_browser_packages_where_it_can(tmp_path):
+    assert "for pkg in bubblewrap chromium chromium-driver; do dpkg -s" in dry_run("test", tmp_path / "venv")
+    # nothing installed yet (dpkg knows none), apt-get works: each package is installed, the set-up goes on
+    env = fake_tools(tmp_path / "ok", dpkg="exit 1", apt_get="exit 0")
+    result = run_make("test-tools", env)
+    assert result.returncode == 0, result.stderr
+    assert "Installing bubblewrap chromium chromium-driver for the sandbox and browser tests" in result.stdout
+    log = (tmp_path / "ok" / "log.txt").read_text()
+    for pkg in ("bubblewrap", "chromium", "chromium-driver"):
+        assert f"apt-get install -y -q --no-install-recommends {pkg}\n" in log
+    # apt-get fails (no archive): says what it could not install and how, and does not fail the set-up
+    env = fake_tools(tmp_path / "broken", dpkg="exit 1", apt_get="exit 100")
+    result = run_make("test-tools", env)
+    assert result.returncode == 0, result.stderr
+    assert "Could not install chromium: the tests that need it are skipped (`sudo apt-get install chromium`" in (
+        result.stdout
+    )
+    # not root and no passwordless sudo: says what it would install, installs nothing, does not fail
+    env = fake_tools(tmp_path / "nosudo", dpkg="exit 1", apt_get="exit 0", no_sudo="exit 1")
+    result = run_make("test-tools", env, "SUDO=no-sudo")
+    assert result.returncode == 0, result.stderr
+    assert "Not installing bubblewrap chromium chromium-driver (needs root or passwordless sudo)" in result.stdout
+    assert "`sudo apt-get install -y bubblewrap chromium chromium-driver`" in result.stdout
+    assert "apt-get" not in (tmp_path / "nosudo" / "log.txt").read_text()
+    # everything there already: silent
+    env = fake_tools(tmp_path / "done", dpkg="exit 0", apt_get="exit 0")
+    result = run_make("test-tools", env)
+    assert result.returncode == 0 and result.stdout.strip() == "", result.stdout

