@@ -12,31 +12,35 @@ from course_utils.experiments import report
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_readme_quotes_exactly_what_the_committed_results_say():
+def test_readme_and_the_experiments_doc_quote_exactly_what_the_committed_results_say():
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert report.render(text) == text, "README's measured sections are stale: run `course results`"
+    assert report.render(text) == text, "README's claims table is stale: run `course results`"
+    doc = (ROOT / "docs" / "experiments.md").read_text(encoding="utf-8")
+    assert report.render_experiments(doc) == doc, "docs/experiments.md is stale: run `course results`"
     assert report.main(["--check"]) == 0
 
 
 def test_the_verdicts_follow_the_data_not_the_prose(tmp_path):
     results = tmp_path / "results"
     shutil.copytree(measurements.RESULTS_DIR, results, ignore=shutil.ignore_patterns("*.csv"))
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert '"Similar data gains more" is not shown' in report.render(text, report.Results(results))
+    text = (ROOT / "docs" / "experiments.md").read_text(encoding="utf-8")
+    assert '"Similar data gains more" is not shown' in report.render_experiments(text, report.Results(results))
     # photos' ImageNet features made 0.3 better at every stage: now the natural-photo task gains more
     record = json.loads((results / "similarity_full.json").read_text())
     for p in record["points"]:
         if p["task"] == "photos" and p["init"] == "pretrained":
             p["test_acc"] = min(1.0, p["test_acc"] + 0.3)
     (results / "similarity_full.json").write_text(json.dumps(record))
-    changed = report.render(text, report.Results(results))
+    changed = report.render_experiments(text, report.Results(results))
     assert '"Similar data gains more" is shown' in changed and changed != text
 
 
-def test_check_fails_on_a_stale_readme(tmp_path, capsys):
-    stale = tmp_path / "README.md"
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    stale.write_text(text.replace("planned points finished", "planned points done", 1), encoding="utf-8")
-    assert report.main(["--check", "--readme", str(stale)]) == 1
+def test_check_fails_on_a_stale_section_and_the_command_rebuilds_it(tmp_path, capsys):
+    readme, doc = tmp_path / "README.md", tmp_path / "experiments.md"
+    readme.write_text((ROOT / "README.md").read_text(encoding="utf-8"), encoding="utf-8")
+    text = (ROOT / "docs" / "experiments.md").read_text(encoding="utf-8")
+    doc.write_text(text.replace("planned points finished", "planned points done", 1), encoding="utf-8")
+    paths = ["--readme", str(readme), "--experiments-doc", str(doc)]
+    assert report.main(["--check", *paths]) == 1
     assert "run `course results`" in capsys.readouterr().out
-    assert report.main(["--readme", str(stale)]) == 0 and stale.read_text(encoding="utf-8") == text
+    assert report.main(paths) == 0 and doc.read_text(encoding="utf-8") == text

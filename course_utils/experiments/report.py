@@ -1,7 +1,8 @@
-"""README's measured sections, rebuilt from the committed result files, so that no quoted figure drifts from them.
+"""The course's measured sections, rebuilt from the committed result files, so that no quoted figure drifts from them.
 
-    course results            rewrite README.md's "Claims and evidence" and "Measured: choosing a scenario"
-    course results --check    exit 1 if README.md differs from what the committed results say (a test runs this)
+    course results            rewrite README.md's "Claims and evidence" and docs/experiments.md's "Measured:
+                              choosing a scenario"
+    course results --check    exit 1 if either differs from what the committed results say (a test runs this)
 
 Run it after committing new experiment points. Every number in these two sections comes from
 course_utils/experiments/results/*.json; every verdict ("tied", "ahead", "not shown") is computed from them, so a
@@ -18,10 +19,10 @@ from pathlib import Path
 from .. import measurements as m
 
 ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+EXPERIMENTS_DOC = ROOT / "docs" / "experiments.md"
 CLAIMS_HEADING = "## Claims and evidence"
-CLAIMS_BEFORE = "## Set-up without make"
 MEASURED_HEADING = "## Measured: choosing a scenario"
-MEASURED_BEFORE = "## Graded exercises"
 
 
 class Results:
@@ -168,20 +169,25 @@ def _large_data(r: Results) -> tuple[str, str]:
     return measured, "measured (see lesson 07)"
 
 
+def _c_vs_scratch(r: Results) -> str:
+    comparisons = ((n, m.compare(r.sweep["points"], "C", "scratch", n)) for n in r.sizes)
+    return "; ".join(f"{n}/class {r.acc('C', n)} vs {r.acc('scratch', n)}: {_short(c)}" for n, c in comparisons if c)
+
+
 def claims_section(r: Results) -> str:
     """README's claims-and-evidence table."""
     v = _similarity_verdicts(r)
     pp, fp = r.best_stage("photos", "pretrained", 10), r.best_stage("fashion", "pretrained", 10)
     cpu = r.bench["speed"]["cpu"]
+    points = r.sweep["points"]
     fine_tune = "; ".join(
-        f"{n}/class B {r.acc('B', n)} vs A {r.acc('A', n)} ({r.stats[('B', n)].mean - r.stats[('A', n)].mean:+.3f})"
+        f"{n}/class B {r.acc('B', n)} vs A {r.acc('A', n)}: {_short(c)}"
         for n in r.sizes
-        if ("B", n) in r.stats and ("A", n) in r.stats
+        if (c := m.compare(points, "B", "A", n))
     )
     depth = "; ".join(
-        f"freeze depth at {n}/class: best from {max(row, key=lambda s: row[s].mean)} "
-        f"{max(v.mean for v in row.values()):.3f} vs head alone {row['head'].mean:.3f}"
-        for n, row in m.freeze_depth_table(r.depth["points"]).items()
+        f"freeze depth at {n}/class: best from {c.challenger} vs head alone: {_short(c)}"
+        for n, c in m.depth_against_head(r.depth["points"]).items()
     )
     fine_tune += f"; {depth}" if depth else ""
     c_measured, c_status = _large_data(r)
@@ -191,20 +197,20 @@ def claims_section(r: Results) -> str:
     return f"""{CLAIMS_HEADING}
 
 Every claim the course makes, where it is shown, and the number behind it. Lesson checks run under nbval in
-`make test` (quick profile) and were also run in the full profile; the experiments' numbers come from the committed
-result files (commands in *Measured* below) and this section is rebuilt from them by `course results`. A claim
+`make test` (quick profile; the full profile gives the students' numbers); the experiments' numbers come from the committed
+result files (commands and status in [docs/experiments.md](docs/experiments.md)) and this section is rebuilt from them by `course results`. A claim
 without a fair measurement says so.
 
 | claim | shown in | measured | status |
 |---|---|---|---|
-| Early layers are generic, later ones specific | 01 (filters; 1-NN in feature space), 07 §5 (a probe on every stage), 04 §6 (freeze depth) | first-layer filter strengths spread ≥ 3× more than random ones (01, checked); ImageNet features probe best at {pp[0]} on photos ({pp[1]:.3f}, last stage {pp[2]:.3f}) and at {fp[0]} on Fashion-MNIST ({fp[1]:.3f}, last stage {fp[2]:.3f}), 10/class; at block1 random weights probe {"about as well" if v["early_generic"] else "worse"} (photos {r.table[("photos", "random", 10)]["block1"].mean:.3f} vs {r.table[("photos", "pretrained", 10)]["block1"].mean:.3f}) | {"shown" if v["later_specific"] else "not shown"}; freeze depth at larger sizes still running |
+| Early layers are generic, later ones specific | 01 §4 (top-activating patches, ImageNet vs random), 01 (filters; 1-NN in feature space), 07 §5 (a probe on every stage), 04 §6 (freeze depth) | late (last_conv) ImageNet channels' top images come from one source more often than random channels' by more than 0.1, while early (block2) ImageNet channels' top patches are no more edge-like than random ones' (01 §4, both checked: no edge or part detector is shown); first-layer filter strengths spread ≥ 3× more than random ones (01, checked); ImageNet features probe best at {pp[0]} on photos ({pp[1]:.3f}, last stage {pp[2]:.3f}) and at {fp[0]} on Fashion-MNIST ({fp[1]:.3f}, last stage {fp[2]:.3f}), 10/class; at block1 random weights probe {"about as well" if v["early_generic"] else "worse"} (photos {r.table[("photos", "random", 10)]["block1"].mean:.3f} vs {r.table[("photos", "pretrained", 10)]["block1"].mean:.3f}) | {"shown" if v["later_specific"] else "not shown"}; freeze depth at larger sizes still running |
 | Freezing trains only the new head | 02 §1, §2, §4, §5; exercise 1 | 1,539 trainable of 11,178,051 (= 512·3+3, ResNet18); 3,843 of 2,227,715 (MobileNetV2); body weights and BatchNorm statistics unchanged after training (checked) | shown |
 | Caching the frozen activations makes head training (nearly) instant | 03, `course bench` | 10 head epochs: through the body {cpu["a_through_body_s"]:.2f} s vs cache build + epochs {cpu["b_total_s"]:.2f} s: **{cpu["speedup_total"]:.2f}×** (one cache build ≈ one epoch, so ~10× is the limit for 10 epochs); the two heads identical | shown |
 | The frozen network is a fixed function f(x) | 06 §1, 03 | same image, identical features (checked); the head trained on cached features gives the full network's answers (checked) | shown |
 | The softmax head is logistic regression on f(x) | 06 §2 | agreement with scikit-learn `LogisticRegression` above 98 % and weight correlation above 0.99 when both minimise the same objective (checked) | shown |
-| B suits medium data | 04, 07 | {fine_tune} (lesson 07 states each lead in standard errors) | partly measured ({", ".join(f"{n:,}" for n in r.unmeasured) or "none"} per class still to run) |
+| B suits medium data | 04, 07 | {fine_tune} (lesson 07 gives each comparison's verdict on matched seeds) | partly measured ({", ".join(f"{n:,}" for n in r.unmeasured) or "none"} per class still to run) |
 | C suits large data | 05, 07 | {c_measured} | {c_status} |
-| Pretrained weights converge faster than random initialization | 05 §4–§5, 06 §3, exercise 4, 07 | same budget, learning rates chosen on validation, BatchNorm recalibrated: the pretrained start reaches the random start's best validation accuracy in fewer epochs (05, checked in both profiles); lower validation loss after k steps than He init (06, checked); sweep C vs scratch: {"; ".join(f"{r.acc('C', n)} vs {r.acc('scratch', n)} at {n}/class" for n in r.sizes if ("scratch", n) in r.stats)} | shown |
+| Pretrained weights converge faster than random initialization | 05 §4–§5, 06 §3, 07 (exercise 4 measures it on one seed and reports the gap) | same budget, learning rates chosen on validation, BatchNorm recalibrated: the pretrained start reaches the random start's best validation accuracy in fewer epochs (05, checked in both profiles); lower validation loss after k steps than He init (06, checked); sweep C vs scratch: {_c_vs_scratch(r)} | shown |
 | The choice depends on dataset size and similarity to ImageNet | 07 | size: {size_part}; similarity: measured, and the natural-photo task {similar} than Fashion-MNIST (each at its best stage: {gains}) | size: partly measured; similarity: {"shown" if v["photos_gain_more"] else "not confirmed on the offline tasks"} |
 
 """
@@ -338,43 +344,50 @@ photographs, crops from one half of each for training and from the other half fo
 """
 
 
-def _replace(text: str, heading: str, before: str, section: str) -> str:
-    start = text.index(heading) if heading in text else text.index(before)
-    return text[:start] + section + text[text.index(before) :]
+def _replace(text: str, heading: str, section: str) -> str:
+    """``text`` with the section that starts at ``heading`` (up to the next '## ' heading) replaced by ``section``."""
+    if heading not in text:
+        raise ValueError(f"no section {heading!r} to rebuild; add the heading where the section belongs")
+    start = text.index(heading)
+    following = text.find("\n## ", start + len(heading))
+    return text[:start] + section + (text[following + 1 :] if following >= 0 else "")
 
 
 def render(readme: str, results: Results | None = None) -> str:
-    """README text with its two measured sections rebuilt from the results."""
-    r = results or Results()
-    readme = _replace(readme, CLAIMS_HEADING, CLAIMS_BEFORE, claims_section(r))
-    return _replace(readme, MEASURED_HEADING, MEASURED_BEFORE, measured_section(r))
+    """README text with its claims-and-evidence table rebuilt from the results."""
+    return _replace(readme, CLAIMS_HEADING, claims_section(results or Results()))
+
+
+def render_experiments(doc: str, results: Results | None = None) -> str:
+    """docs/experiments.md with its section on the sweep, freeze depth and similarity rebuilt from the results."""
+    return _replace(doc, MEASURED_HEADING, measured_section(results or Results()))
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`course results`: rebuild README's measured sections (or check that they are current)."""
+    """`course results`: rebuild the measured sections (or check that they are current)."""
     parser = argparse.ArgumentParser(
         prog="course results",
         description=__doc__.split("\n\n")[0],
         epilog=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
-    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if README is not current")
+    parser.add_argument("--readme", type=Path, default=README)
+    parser.add_argument("--experiments-doc", type=Path, default=EXPERIMENTS_DOC)
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a section is not current")
     args = parser.parse_args(argv)
-    text = args.readme.read_text(encoding="utf-8")
-    new = render(text)
-    if args.check:
-        if new != text:
-            print(f"{args.readme}: its measured sections differ from the committed results; run `course results`")
-            return 1
-        print(f"{args.readme}: measured sections match the committed results")
-        return 0
-    if new != text:
-        args.readme.write_text(new, encoding="utf-8")
-        print(f"rewrote the measured sections of {args.readme}")
-    else:
-        print(f"{args.readme}: already current")
-    return 0
+    results, stale = Results(), 0
+    for path, rebuild in ((args.readme, render), (args.experiments_doc, render_experiments)):
+        text = path.read_text(encoding="utf-8")
+        new = rebuild(text, results)
+        if new == text:
+            print(f"{path}: measured section matches the committed results")
+        elif args.check:
+            print(f"{path}: its measured section differs from the committed results; run `course results`")
+            stale = 1
+        else:
+            path.write_text(new, encoding="utf-8")
+            print(f"rewrote the measured section of {path}")
+    return stale
 
 
 if __name__ == "__main__":
