@@ -7,6 +7,7 @@ Screenshots go to build/browser/. Skipped, saying why, only where Chromium or Pl
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -58,7 +59,15 @@ def lab(tmp_path_factory):
     base = tmp_path_factory.mktemp("lab")
     root = base / "notebooks"
     shutil.copytree(ROOT / "notebooks", root, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-    server = start_lab(root, base / "home", profile="quick")
+    previous = os.environ.get("COURSE_ROOT")
+    os.environ["COURSE_ROOT"] = str(ROOT)  # the copy's course folder is the checkout (its weights, data, caches)
+    try:
+        server = start_lab(root, base / "home", profile="quick")
+    finally:
+        if previous is None:
+            os.environ.pop("COURSE_ROOT", None)
+        else:
+            os.environ["COURSE_ROOT"] = previous
     try:
         yield server
     finally:
