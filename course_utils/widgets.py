@@ -153,6 +153,21 @@ def _clear(upload) -> None:
     upload.send_state("value")
 
 
+def _renew_chooser(box, row) -> None:
+    """Put a fresh file chooser in place of ``box.upload`` (after a press on which nothing arrived).
+
+    A selection too large for the connection is dropped on the way, and the browser's copy of that chooser then
+    waits for ever for Python to answer it: ipywidgets sends a widget's next change only after the last one was
+    answered, so every later choice in it would be held back too. A new chooser has no such debt."""
+    import ipywidgets as widgets
+
+    old = box.upload
+    new = widgets.FileUpload(accept=old.accept, multiple=old.multiple, description=old.description)
+    row.children = tuple(new if child is old else child for child in row.children)
+    box.upload = new
+    old.close()
+
+
 def photo_upload_widget(root: str | Path, classes=("tigger", "misty", "neither"), dataset_cell: str = DEFAULT_RERUN):
     """Pick a class, choose photos, press Save: they land (checked, no duplicates) in root/<class>/.
 
@@ -164,7 +179,8 @@ def photo_upload_widget(root: str | Path, classes=("tigger", "misty", "neither")
     upload = widgets.FileUpload(accept="image/*", multiple=True, description="choose photos")
     save = widgets.Button(description="Save", icon="save")
     status = widgets.HTML(layout=widgets.Layout(width="100%"))
-    box = widgets.VBox([widgets.HBox([label, upload, save]), status])
+    row = widgets.HBox([label, upload, save])
+    box = widgets.VBox([row, status])
 
     def show(text: str) -> None:
         box.status_text = text
@@ -172,12 +188,15 @@ def photo_upload_widget(root: str | Path, classes=("tigger", "misty", "neither")
 
     def on_save(_=None):
         folder = Path(root) / label.value
+        chosen = box.upload.value
         try:
-            report = save_uploads(upload.value, folder, dataset_root=root)
+            report = save_uploads(chosen, folder, dataset_root=root)
         except OSError as exc:  # a full disk, a folder that cannot be written: say so, stay usable
-            report = {"saved": [], "skipped": [(f.get("name", "?"), f"not written: {exc}") for f in upload.value]}
+            report = {"saved": [], "skipped": [(f.get("name", "?"), f"not written: {exc}") for f in chosen]}
         finally:
-            _clear(upload)
+            _clear(box.upload)
+        if not chosen:
+            _renew_chooser(box, row)
         show(f"class {label.value} ({folder}):\n" + format_upload_report(report, dataset_cell, root))
         return report
 
@@ -233,17 +252,21 @@ def photo_predict_widget(classify):
     upload = widgets.FileUpload(accept="image/*", multiple=True, description="choose photos")
     button = widgets.Button(description="Predict", icon="search")
     status = widgets.HTML(layout=widgets.Layout(width="100%"))
-    box = widgets.VBox([widgets.HBox([upload, button]), status])
+    row = widgets.HBox([upload, button])
+    box = widgets.VBox([row, status])
 
     def show(text: str) -> None:
         box.status_text = text
         status.value = _status_html(text)
 
     def on_predict(_=None):
+        chosen = box.upload.value
         try:
-            results = predict_uploads(upload.value, classify)
+            results = predict_uploads(chosen, classify)
         finally:
-            _clear(upload)
+            _clear(box.upload)
+        if not chosen:
+            _renew_chooser(box, row)
         show(format_prediction_report(results))
         return results
 
