@@ -260,10 +260,15 @@ def _init(self, *args, **kwargs):
     _original_init(self, *args, **kwargs)
     process = _kernel_process(self)
     STATE.kernel_pid = getattr(process, "pid", None)
+    take_baseline(lambda preload, timeout: _probe(self, preload, timeout=timeout))
+
+
+def take_baseline(run_probe) -> None:
+    """The kernel's fingerprint before the first cell, into STATE (or why there is none); ``run_probe(preload,
+    timeout)`` asks the kernel (nbval's kernel or an nbclient client: the runner uses this too)."""
     STATE.baseline, STATE.baseline_error, STATE.first_seen = None, "", {}
     try:
-        expressions = _probe(self, _PRELOAD, timeout=120)
-        STATE.baseline = _parse_probe(expressions)
+        STATE.baseline = _parse_probe(run_probe(_PRELOAD, 120))
         if STATE.baseline is None:
             STATE.baseline_error = "the kernel did not answer the grader's first check"
     except Empty:

@@ -171,16 +171,7 @@ def run(path: str, cell_timeout: float) -> int:
 
 def start_checks(client: NotebookClient) -> None:
     """The baseline fingerprint, taken before the first cell (the modules the instructor's cells import loaded)."""
-    state = guard.STATE
-    state.baseline, state.baseline_error, state.first_seen = None, "", {}
-    try:
-        state.baseline = guard._parse_probe(probe(client, guard._PRELOAD, timeout=120))
-        if state.baseline is None:
-            state.baseline_error = "the kernel did not answer the grader's first check"
-    except Empty:
-        state.baseline_error = "the kernel did not answer the grader's first check in time"
-    except Exception as exc:  # noqa: BLE001 - a kernel that died at once: the cells report it
-        state.baseline_error = f"the grader's first check failed ({type(exc).__name__})"
+    guard.take_baseline(lambda preload, timeout: probe(client, preload, timeout=timeout))
 
 
 def main(argv: list[str] | None = None) -> int:
