@@ -151,6 +151,11 @@ def test_saving_nothing_makes_no_folder_and_says_what_to_do(tmp_path):
     box.save_button.click()
     assert not (tmp_path / "my_pets").exists()  # no empty class folder for a lesson to trip over
     assert "No photos arrived" in box.status_text and "Traceback" not in box.status_text
+    # the chooser of a dropped selection is replaced: a new one (in the box's row) takes the next choice
+    first = box.upload
+    box.save_button.click()
+    assert box.upload is not first and first.comm is None  # the old chooser is closed
+    assert any(child is box.upload for w in box.children for child in getattr(w, "children", (w,)))
 
 
 def test_unusable_uploads_make_no_folder_and_a_name_without_suffix_gets_one(tmp_path):
