@@ -59,10 +59,16 @@ def lab(tmp_path_factory):
     base = tmp_path_factory.mktemp("lab")
     root = base / "notebooks"
     shutil.copytree(ROOT / "notebooks", root, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    yield from serve(root, base / "home")
+
+
+def serve(root: Path, home: Path, **options):
+    """JupyterLab on ``root`` (its course folder: the checkout), yielded; stopped even on failure, and no process
+    of it left behind (asserted). ``options`` go to start_lab (e.g. course_settings=True)."""
     previous = os.environ.get("COURSE_ROOT")
     os.environ["COURSE_ROOT"] = str(ROOT)  # the copy's course folder is the checkout (its weights, data, caches)
     try:
-        server = start_lab(root, base / "home", profile="quick")
+        server = start_lab(root, home, profile="quick", **options)
     finally:
         if previous is None:
             os.environ.pop("COURSE_ROOT", None)

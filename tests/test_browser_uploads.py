@@ -24,10 +24,9 @@ import numpy as np
 import pytest
 import test_browser as shared  # its skips where Chromium or Playwright is missing, and its fixtures (below)
 from PIL import Image
-from test_browser import KERNEL_IDLE, SHOTS, run_all
+from test_browser import KERNEL_IDLE, SHOTS, run_all, serve
 
-from course_utils.tools.lab import UPLOAD_LIMIT_BYTES, start_lab, stop_lab
-from course_utils.tools.processes import alive, group_alive
+from course_utils.tools.lab import UPLOAD_LIMIT_BYTES
 
 pytestmark = pytest.mark.slow
 
@@ -113,13 +112,7 @@ def lab_with_notebook(tmp_path_factory, course_settings: bool):
     root = base / "notebooks"
     root.mkdir()
     write_notebook(root / NOTEBOOK)
-    server = start_lab(root, base / "home", profile="quick", course_settings=course_settings)
-    try:
-        yield server
-    finally:
-        stopped = stop_lab(server)
-        left = [pid for pid in stopped if alive(pid)]
-        assert not group_alive(server.process.pid) and not left, f"JupyterLab left processes behind: {left}"
+    yield from serve(root, base / "home", course_settings=course_settings)
 
 
 @pytest.fixture(scope="module")
