@@ -67,12 +67,17 @@ def in_measured_range(measured_sizes: list[int], n_per_class: int) -> bool:
     return min(measured_sizes) / OUT_OF_RANGE <= n_per_class <= max(measured_sizes) * OUT_OF_RANGE
 
 
+def comparable_sizes(points: list[dict], table: dict[str, dict[int, float]]) -> list[int]:
+    """The measured sizes where A and fine-tuning (B or C) were both run: only they can answer "which one?"."""
+    return [n for n in sizes(points) if n in table.get("A", {}) and any(n in table.get(s, {}) for s in ("B", "C"))]
+
+
 def choose_scenario(points: list[dict], n_per_class: int) -> tuple[str, int | None]:
     """(scenario, measured size it rests on): at the nearest measured size where A and fine-tuning were both run,
     B or C when it is 'ahead' of A (the higher mean of those ahead), else A; scratch only when 'ahead' of that choice;
     ('not measured', None) outside the measured sizes. Exercise 5 asks students to write this rule."""
     table = accuracy_table(points)
-    comparable = [n for n in sizes(points) if n in table.get("A", {}) and any(n in table.get(s, {}) for s in "BC")]
+    comparable = comparable_sizes(points, table)
     if not comparable or not in_measured_range(comparable, n_per_class):
         return NOT_MEASURED, None
     near = nearest_size(comparable, n_per_class)
@@ -112,8 +117,7 @@ def recommend(
     table = accuracy_table(sweep_points)
     if "A" not in table or not ({"B", "C"} & set(table)):
         raise ValueError("the sweep results need scenario A and at least one of B, C; run `course sweep`")
-    # only sizes where A and fine-tuning were both measured can answer "which one?"
-    comparable = [n for n in sizes(sweep_points) if n in table["A"] and any(n in table.get(s, {}) for s in ("B", "C"))]
+    comparable = comparable_sizes(sweep_points, table)
     near = nearest_size(comparable, n_per_class)
     measured = {s: acc[near] for s, acc in table.items() if near in acc}
     cross = crossover(sweep_points)

@@ -151,17 +151,6 @@ def accuracy_table(points: list[dict]) -> dict[str, dict[int, float]]:
     return table
 
 
-def best_by_size(points: list[dict], among: tuple[str, ...] = SCENARIOS) -> dict[int, str]:
-    """Images per class -> the scenario with the highest mean test accuracy there."""
-    table = accuracy_table(points)
-    best = {}
-    for n in sizes(points):
-        measured = {s: table[s][n] for s in among if n in table.get(s, {})}
-        if measured:
-            best[n] = max(measured, key=measured.get)
-    return best
-
-
 def margins(
     points: list[dict], baseline: str = "A", challengers: tuple[str, ...] = ("B", "C")
 ) -> dict[int, Comparison]:

@@ -36,7 +36,6 @@ class Results:
         points = self.sweep["points"]
         self.config = self.sweep["meta"]["config"]
         self.stats = m.summarize(points, ("scenario", "n_per_class"))
-        self.leads = m.margins(points)
         self.cross = m.crossover(points)
         self.sizes = m.sizes(points)
         missing = m.missing_points(self.sweep)
@@ -143,17 +142,13 @@ def _cpu_hours(r: Results, scenario: str, n: int) -> float:
     return sum(p.get("point_cpu_seconds", 0.0) for p in points) / max(len(points), 1) / 3600
 
 
-def _seeds_compared(points: list[dict], n: int) -> int:
-    """How many matched seeds C has against A or B at a size (0: not compared yet)."""
-    compared = [c for c in (m.compare(points, "C", other, n) for other in ("A", "B")) if c]
-    return max((c.difference.seeds for c in compared), default=0)
-
-
 def _large_data(r: Results) -> tuple[str, str]:
     """'C suits large data': C against B and A at 1,000 and 6,000 per class, as measured, with CPU cost; status."""
-    points, parts = r.sweep["points"], []
+    points, parts, decided = r.sweep["points"], [], []
     for n in LARGE:
         vs = [c for c in (m.compare(points, "C", other, n) for other in ("B", "A")) if c]
+        if any(c.difference.seeds >= 2 for c in vs):
+            decided.append(n)
         if vs:
             cost = f"CPU per run: C {_cpu_hours(r, 'C', n):.2f} h, B {_cpu_hours(r, 'B', n):.2f} h"
             parts.append(f"{n:,}/class: " + "; ".join(f"C vs {c.baseline} {_short(c)}" for c in vs) + f" ({cost})")
@@ -161,7 +156,6 @@ def _large_data(r: Results) -> tuple[str, str]:
     if all_data:
         goal = "met" if all_data.mean >= 0.93 else "not met"
         parts.append(f"all data, C {all_data.mean:.3f} against the published {PUBLISHED}; goal ≥ 0.93 {goal}")
-    decided = [n for n in LARGE if _seeds_compared(points, n) >= 2]
     missing = [n for n in LARGE if n not in decided]
     measured = "; ".join(parts) or "not measured yet"
     if missing:

@@ -141,16 +141,15 @@ def run_point(
     }
 
 
-def _shared_point(scenario: str, n: int, seed: int, config: SweepConfig, sweep_file: Path) -> dict | str:
+def _shared_point(scenario: str, n: int, seed: int, config: SweepConfig, sweep: dict, name: str) -> dict | str:
     """The sweep's own measurement of a freeze depth it shares (head = A, block5 = B, stem = C), renamed; or why
-    there is none yet (not measured yet, or measured under another protocol)."""
-    sweep = load_results(sweep_file)
+    there is none yet (not measured yet, or measured under another protocol). ``sweep`` is its record."""
     if sweep["points"] and shareable(sweep["meta"].get("config", {})) != shareable(config.as_json()):
-        return f"{sweep_file} was measured under another protocol; pass --sweep-file with this one's sweep"
+        return f"{name} was measured under another protocol; pass --sweep-file with this one's sweep"
     for point in sweep["points"]:
         if point_key(point) == (SHARED_DEPTHS[scenario], n, seed):
-            return {**point, "scenario": scenario, "from_sweep": sweep_file.name}
-    return f"the sweep's {SHARED_DEPTHS[scenario]} is not measured yet in {sweep_file.name}"
+            return {**point, "scenario": scenario, "from_sweep": name}
+    return f"the sweep's {SHARED_DEPTHS[scenario]} is not measured yet in {name}"
 
 
 def run_experiment(
@@ -176,6 +175,8 @@ def run_experiment(
     results = ResultsFile(out, config.as_json(), point_key)
     results.start_run(command, machine_record(note, device))
     done = results.done
+    sharing = config.experiment == "freeze-depth" and sweep_file is not None
+    sweep = load_results(sweep_file) if sharing else None  # read once: the sweep does not run meanwhile
     inputs = Inputs(config, fashion or load_fashion(config), root or cache_dir() / "experiments", log, device)
     for scenario, n, seed in planned_points(config.as_json()):
         if sizes is not None and n not in sizes:
@@ -189,8 +190,8 @@ def run_experiment(
                 f"{results.path} holds {n}/class points measured on {', '.join(sorted(devices))}; one size never mixes "
                 f"devices: resume with --device {sorted(devices)[0]} or pass another --out"
             )
-        if config.experiment == "freeze-depth" and scenario in SHARED_DEPTHS and sweep_file is not None:
-            shared = _shared_point(scenario, n, seed, config, sweep_file)
+        if sweep is not None and scenario in SHARED_DEPTHS:
+            shared = _shared_point(scenario, n, seed, config, sweep, sweep_file.name)
             if isinstance(shared, str):
                 log(f"wait {scenario:<9} n={n:<5} seed={seed}: {shared}")
             else:
