@@ -61,11 +61,7 @@ class Task:
 
 def export_prelude(path_variable: str = "COURSE_EXPORT_PATH") -> str:
     """Code run once in the kernel before the exports: defines ``course_export(data)`` writing to $path_variable."""
-    return (
-        "def course_export(data):\n"
-        "    import os, torch\n"
-        f"    torch.save(data, os.environ[{path_variable!r}])\n"
-    )
+    return f"def course_export(data):\n    import os, torch\n    torch.save(data, os.environ[{path_variable!r}])\n"
 
 
 def tasks(exercise: str) -> dict[str, Task]:
