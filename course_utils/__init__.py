@@ -25,7 +25,7 @@ What lessons and exercises import (this folder; small modules, one concern each)
     checks         what the exercises' graded cells call
     measurements   the committed experiment results and what they say (no training code)
     advisor        lesson 07's "which scenario?" advisor
-    predict        lesson 08: one model file (weights, classes, preprocessing); `python -m course_utils.predict`
+    predict        lesson 09: one model file (weights, classes, preprocessing); `python -m course_utils.predict`
 
 Apart from them, not imported by lessons:
 

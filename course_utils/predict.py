@@ -2,7 +2,7 @@
 
     python -m course_utils.predict MODEL_FILE PHOTO... [--top K] [--json]      (or: course predict ...)
 
-A model file (written by ``save_classifier``, lesson 08) holds everything needed to use the model in a fresh
+A model file (written by ``save_classifier``, lesson 09) holds everything needed to use the model in a fresh
 process, without the notebook that trained it:
 
     {"format": "course-classifier", "version": 1, "backbone": "mobilenet_v2", "classes": [...],
@@ -157,7 +157,7 @@ def save_classifier(
 def _read(path: Path) -> object:
     if not path.is_file():
         raise ModelFileError(
-            f"{path} does not exist (or is not a file). Save a model first (lesson 08, save_classifier)."
+            f"{path} does not exist (or is not a file). Save a model first (lesson 09, save_classifier)."
         )
     with open(path, "rb") as handle:
         head = handle.read(4)
@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     invoked_as_course = sys.argv[0].startswith("course ")  # the `course` dispatcher names the program
     parser = argparse.ArgumentParser(
         prog=sys.argv[0] if invoked_as_course else "python -m course_utils.predict",
-        description="Classify photos with a model file saved by save_classifier (lesson 08).",
+        description="Classify photos with a model file saved by save_classifier (lesson 09).",
         epilog="Exit status: 0 every photo classified, 1 some photo could not be read, 2 the model file is unusable.",
     )
     parser.add_argument("model", type=Path, help="the model file (.pt) written by save_classifier")

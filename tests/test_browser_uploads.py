@@ -1,7 +1,7 @@
 """Phone-sized photos uploaded through the lessons' boxes in a real browser (issue 21).
 
 JupyterLab started as `course lab` starts it (the course's server config: websocket messages up to 256 MB) serves a
-small notebook that builds lesson 02's upload box and lesson 08's prediction box the way the lessons do. Headless
+small notebook that builds lesson 02's upload box and lesson 09's prediction box the way the lessons do. Headless
 Chromium chooses ten 12-megapixel JPEGs (one selection) in the upload box and one 25 MB JPEG in the prediction box;
 every photo must arrive: the class folder holds the same bytes, the prediction box names classes for the large photo.
 A second JupyterLab with Jupyter's plain settings (10 MiB per message) gets the 25 MB selection: the connection drops,
@@ -39,7 +39,7 @@ JUPYTER_DEFAULT_LIMIT = 10 * 1024 * 1024  # Tornado's websocket_max_message_size
 ARRIVE_TIMEOUT_MS = 150_000  # tens of MB through the websocket and checked by the kernel, on a busy machine
 
 CELLS = [
-    # lesson 08 loads its trained classifier; here an untrained mobilenet_v2 saved and loaded the same way
+    # lesson 09 loads its trained classifier; here an untrained mobilenet_v2 saved and loaded the same way
     """import torch
 from pathlib import Path
 
@@ -57,7 +57,7 @@ print("classifier:", classifier.describe())""",
 RERUN_FROM = "the cell `pets = pets_data(...)` (below the demo)"   # named by the box after a save
 uploader = photo_upload_widget(Path("my_pets").resolve(), dataset_cell=RERUN_FROM)  # to my_pets/<class>/
 uploader""",
-    # lesson 08, section "predict new photos"
+    # lesson 09, section "predict a new photo"
     """from course_utils.widgets import photo_predict_widget
 
 box = photo_predict_widget(lambda image: classifier.top(image, k=3))
@@ -219,7 +219,7 @@ def test_phone_photos_arrive_through_both_boxes_under_course_lab(course_lab, pag
     for photo in photos["ten"]:
         assert f"{photo.name} -> tigger/{photo.name}" in status, status
 
-    # lesson 08's box: one 25 MB photo, a prediction for it
+    # lesson 09's box: one 25 MB photo, a prediction for it
     before = status_of(predictor).inner_text()
     choose(predictor, [photos["large"]])
     started = time.monotonic()
@@ -255,7 +255,7 @@ def test_a_selection_too_large_for_the_connection_is_reported_and_the_box_stays_
     saved = list((plain_lab.root / "my_pets" / "tigger").iterdir())
     assert sha256s(saved) == sha256s([photos["small"]]), [p.name for p in saved]
 
-    # lesson 08's box: the same, then a prediction for the small photo
+    # lesson 09's box: the same, then a prediction for the small photo
     before = status_of(predictor).inner_text()
     closed_before = sum(s["closed"] for s in sockets)
     choose(predictor, [photos["large"]])

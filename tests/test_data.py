@@ -248,7 +248,11 @@ def run_cells(notebook: str, cell_ids: list[str], **overrides) -> dict:
 
 @pytest.mark.parametrize(
     ("notebook", "cells", "tiggers", "needed"),
-    [("02_scenario_a_small_data.ipynb", ["c17"], 1, 2), ("08_use_your_model.ipynb", ["c03", "c05", "c06"], 2, 3)],
+    [
+        ("02_scenario_a_small_data.ipynb", ["c17"], 1, 2),
+        ("08_validate_augment_schedule.ipynb", ["c03", "c05", "c06"], 2, 3),
+        ("09_save_predict_explain.ipynb", ["s03"], 2, 3),
+    ],
 )
 def test_a_lesson_with_too_few_photos_says_what_to_add_and_goes_on(notebook, cells, tiggers, needed, tmp_path, capsys):
     """Lesson 08 once trained on 7 photos and reported 1.000 accuracy on a single validation photo."""
@@ -268,3 +272,6 @@ def test_a_lesson_with_too_few_photos_says_what_to_add_and_goes_on(notebook, cel
     assert namespace["pets"].source.startswith("offline stand-in")
     if notebook.startswith("08"):
         assert "every class is in train and in validation: True" in out
+    if notebook.startswith("09"):  # the stand-in split three ways and its features computed, every class in validation
+        assert set(namespace["val_y"].tolist()) == set(range(len(namespace["CLASSES"])))
+        assert len(namespace["val_f"]) == len(namespace["val_y"])

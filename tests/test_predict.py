@@ -200,4 +200,4 @@ def test_course_help_lists_predict():
     from course_utils.tools import cli
 
     assert cli.COMMANDS["predict"][0] == "course_utils.predict"
-    assert "  predict " in cli.usage() and "lesson 08" in cli.usage()
+    assert "  predict " in cli.usage() and "lesson 09" in cli.usage()

@@ -12,7 +12,7 @@
     course bench               the feature-cache benchmark of lessons 03 and 04
     course sweep               the scenario sweep, freeze-depth and similarity experiments of lesson 07
     course results             README's measured sections, rebuilt from the committed results (authors)
-    course predict             classify photos with a model file saved in lesson 08
+    course predict             classify photos with a model file saved in lesson 09
 
 `course COMMAND --help` explains each one. Every command finds its course folder the same way ($COURSE_ROOT, else
 the folder it runs in or above that `course init` made, or the checkout); the author and instructor tools in
@@ -43,7 +43,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("course_utils.experiments.bench", "benchmark: feature cache (A) and boundary cache (B)"),
     "sweep": ("course_utils.experiments.sweep", "scenario sweep, freeze depth and similarity experiments"),
     "results": ("course_utils.experiments.report", "README's measured sections, rebuilt from the committed results"),
-    "predict": ("course_utils.predict", "classify photos with a model file saved in lesson 08"),
+    "predict": ("course_utils.predict", "classify photos with a model file saved in lesson 09"),
 }
 
 # Author/instructor commands that read the checkout's sources (solutions, results, README): refused elsewhere.
