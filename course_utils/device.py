@@ -100,20 +100,12 @@ def describe_machine(record: dict) -> str:
 
 
 def environment_report() -> dict:
-    """Versions and hardware, for the set-up check in lesson 00."""
-    import torchvision
-
-    device = pick_device()
-    report = {
-        "python": platform.python_version(),
-        "platform": f"{platform.system()} {platform.machine()}",
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "device": str(device),
-        "cpu_threads": torch.get_num_threads(),
-        "cuda_build": torch.version.cuda or "none",
-    }
-    if device.type == "cuda":
-        report["gpu"] = torch.cuda.get_device_name(0)
+    """Versions and hardware, for the set-up check in lesson 00: machine_record's facts, and the CUDA build."""
+    record = machine_record()
+    report = {key: record[key] for key in ("python", "platform", "torch", "torchvision", "device")}
+    report["cpu_threads"] = record["torch_threads"]
+    report["cuda_build"] = torch.version.cuda or "none"
+    if record["gpu"] != "none":
+        report["gpu"] = record["gpu"]
     report["executable"] = sys.executable
     return report
