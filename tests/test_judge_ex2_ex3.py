@@ -207,7 +207,15 @@ def _forged_ex2() -> dict[str, list]:
     """Exports of the right shapes and types (random or copied numbers), and of the wrong ones, per task."""
     train, test = common.fashion(*ex2.CACHE_DATA)["train"][1], common.fashion(*ex2.CACHE_DATA)["test"][1]
     head = {"kind": "Linear", "state": {"weight": torch.randn(4, 1280), "bias": torch.randn(4)}}
-    odd = [{}, {"error": "no"}, {"state": "weights"}, {"state": {"weight": [1.0], "bias": None}}, {"kind": 3}]
+    odd = [
+        {},
+        [1, 2],
+        None,
+        {"error": "no"},
+        {"state": "weights"},
+        {"state": {"weight": [1.0], "bias": None}},
+        {"kind": 3},
+    ]
     return {
         "ex2_cache_round_trip": [
             {
@@ -247,7 +255,7 @@ def _forged_ex3() -> dict[str, list]:
             {"mobilenet_v2-block6": {"groups": groups, "requires_grad": block6}},
         ],
         "ex3_training_moves_only_unfrozen": [{"state": untouched}, {"state": renamed}, {"state": [1, 2, 3]}],
-        "any": [{}, {"error": "no"}, {"mobilenet_v2-block6": None}],
+        "any": [{}, [1, 2], None, {"error": "no"}, {"mobilenet_v2-block6": None}],
     }
 
 
