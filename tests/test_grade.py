@@ -1,4 +1,8 @@
-"""The grader on a folder of submissions built here from exercise 1: scores, reasons, and submissions left untouched."""
+"""The grader on a folder of submissions built here from exercise 1: scores, reasons, and submissions left untouched.
+
+Exercise 1 is scored by the judge (``course_utils/judge/ex1.py``) from data exported after the notebook ran; the
+notebook's graded cells are the students' self-checks, and what they said is a hint in each row's note.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,8 @@ import pytest
 
 from course_utils.tools import grade
 from course_utils.tools.exercises import graded_cells, source_path, strip_hidden, student_path
+
+pytestmark = pytest.mark.slow
 
 EXERCISE = "ex1_freeze_and_head"
 SOURCE = source_path(EXERCISE)
@@ -162,12 +168,19 @@ def test_a_correct_submission_scores_full_points(graded):
     assert graded["by"]["alice"]["TOTAL"]["status"] == "total"  # nothing to review
 
 
-def test_a_model_that_lies_about_its_parameters_fails_the_checks_it_would_fool(graded):
+def test_a_model_that_lies_about_its_parameters_gains_nothing_from_the_lie(graded):
     mallory = graded["by"]["mallory"]
-    # every cell that touches the model refuses it, the output-shape check included (it checks the model is genuine)
-    for test in ("ex1_head_shape", "ex1_only_head_trainable", "ex1_frozen_stays_frozen", "ex1_optimizer"):
-        assert mallory[test]["status"] == "fail", test
-        assert "HonestLooking at the top level (defined in your notebook)" in mallory[test]["message"], test
+    # the judge reads the parameters past the overridden methods: nothing was frozen, and the optimizer (built
+    # from the lying parameters()) misses what is trainable; the self-checks refused the model too (a hint)
+    assert mallory["ex1_only_head_trainable"]["status"] == "fail"
+    assert "trainable but should be frozen" in mallory["ex1_only_head_trainable"]["message"]
+    assert mallory["ex1_optimizer"]["status"] == "fail"
+    assert "trainable but not in the optimizer" in mallory["ex1_optimizer"]["message"]
+    for test in ("ex1_only_head_trainable", "ex1_optimizer"):
+        assert "self-check failed" in mallory[test]["note"] and "HonestLooking" in mallory[test]["note"], test
+    # what the data shows is right is scored as right: the shape, the pretrained body, the training loop
+    for test in ("ex1_head_shape", "ex1_body_pretrained", "ex1_frozen_stays_frozen"):
+        assert mallory[test]["status"] == "pass", test
 
 
 def test_hidden_test_source_stays_out_of_the_report(graded):
@@ -184,7 +197,7 @@ def test_hidden_tests_catch_a_solution_that_only_fits_the_visible_tests(graded):
     assert bob["ex1_body_pretrained"]["status"] == "pass"
     assert "in the optimizer but frozen" in bob["ex1_optimizer"]["message"]
     assert "Where to look: head_optimizer" in bob["ex1_optimizer"]["message"]
-    assert bob["ex1_frozen_stays_frozen"]["message"].startswith("NotImplementedError")
+    assert bob["ex1_frozen_stays_frozen"]["message"] == "nothing was exported: NotImplementedError"
     assert _total(graded, "bob") == POINTS["ex1_body_pretrained"]
 
 
@@ -195,10 +208,10 @@ def test_invalid_json_is_a_row_with_a_reason(graded):
     assert _total(graded, "carol") == 0
 
 
-def test_a_deleted_test_cell_scores_zero_with_a_reason(graded):
+def test_a_deleted_test_cell_is_a_deleted_self_check_and_the_judge_still_scores_the_task(graded):
     dave = graded["by"]["dave"]
-    assert dave["ex1_body_pretrained"]["status"] == "deleted" and dave["ex1_body_pretrained"]["points"] == "0"
-    assert "deleted" in dave["TOTAL"]["note"]
+    assert dave["ex1_body_pretrained"]["status"] == "pass" and dave["ex1_body_pretrained"]["points"] == "1"
+    assert "self-check cell deleted" in dave["ex1_body_pretrained"]["note"]
 
 
 def test_an_edited_test_cell_is_graded_with_the_original(graded):
@@ -206,7 +219,9 @@ def test_an_edited_test_cell_is_graded_with_the_original(graded):
     assert dave["ex1_optimizer"]["status"] == "fail"
     assert "edited" in dave["ex1_optimizer"]["note"] and "edited" in dave["TOTAL"]["note"]
     assert "in the optimizer but frozen" in dave["ex1_optimizer"]["message"]
-    assert _total(graded, "dave") == POINTS["ex1_head_shape"] + POINTS["ex1_only_head_trainable"]
+    assert "self-check failed" in dave["ex1_optimizer"]["note"]  # the instructor's copy of the cell ran
+    expected = POINTS["ex1_head_shape"] + POINTS["ex1_only_head_trainable"] + POINTS["ex1_body_pretrained"]
+    assert _total(graded, "dave") == expected
 
 
 def test_a_kernel_that_dies_fails_the_rest_and_the_batch_goes_on(graded):
@@ -214,8 +229,9 @@ def test_a_kernel_that_dies_fails_the_rest_and_the_batch_goes_on(graded):
     assert gina["TOTAL"]["submission"] == "gina/ex1_freeze_and_head.ipynb"
     assert "kernel died" in gina["TOTAL"]["note"]
     assert gina["ex1_optimizer"]["status"] == "fail" and "kernel" in gina["ex1_optimizer"]["message"].lower()
-    expected = POINTS["ex1_head_shape"] + POINTS["ex1_only_head_trainable"] + POINTS["ex1_body_pretrained"]
-    assert _total(graded, "gina") == expected
+    # the judge's exports run after the notebook: a kernel that died on the way exports nothing
+    assert "self-check passed" in gina["ex1_head_shape"]["note"] and gina["ex1_head_shape"]["points"] == "0"
+    assert _total(graded, "gina") == 0
 
 
 def test_a_submission_for_another_exercise_is_not_run(graded):

@@ -7,28 +7,37 @@ first folder below it, or the file name when the notebook lies directly in it) i
 child process with a memory and time limit (``notebook_reader``; the grader never parses a submission
 itself): its graded test cells are replaced by the
 instructor's version from the source notebook (--sources, default notebooks/exercises/source/NAME.ipynb;
-hidden tests included with --hidden), outputs cleared. The prepared copy runs under ``pytest --nbval-lax``
-with the ``nbval_guard`` plugin inside a sandbox (``sandbox.py``: bubblewrap on Linux, else a process
-guard and a loud warning), under resource limits, with an overall time limit; every process it started is
-gone before the next submission runs. ``--jobs`` submissions run at once (``batch``), each in its own sandbox;
-the report is the same whatever the number. A supervisor adds up the memory of each whole submission (its
-processes and its files in memory) and stops it above ``--total-memory-limit``. A test cell scores its points
-when the kernel's own reply says it
-ran without error and the machinery that runs and judges cells was not changed; a changed machinery makes
-the cell (and the submission) ``review``. Submissions are only read, never written.
+hidden tests included with --hidden unless the judge scores the exercise), outputs cleared. The prepared copy runs
+with nbclient (``runner.py``; ``--runner nbval``: under ``pytest --nbval-lax`` with the ``nbval_guard`` plugin)
+inside a sandbox (``sandbox.py``: bubblewrap on Linux, else a process guard and a loud warning), under resource
+limits, with an overall time limit; every process it started is gone before the next submission runs.
+``--jobs`` submissions run at once (``batch``), each in its own sandbox; the report is the same whatever the
+number. A supervisor adds up the memory of each whole submission (its processes and its files in memory) and
+stops it above ``--total-memory-limit``.
 
-Edited test cells are graded with the original (the report says so); deleted test cells score 0; a
-notebook that is not valid JSON, belongs to another exercise, is a symbolic link, is too costly to read,
-never ends, kills its kernel or hits a limit gets a row with the reason, and the batch goes on; so does one
-that breaks the grader itself. Every other file in the folder is named in the log and the Markdown report
-with the reason it was not graded. Names and messages are shown escaped (``grade_report.plain``). The exit
-status is non-zero only when nothing could be graded: an unknown exercise, a missing folder, or no notebooks
-in it (2), when the report could not be written (1), or after Ctrl-C (130; the report of what finished is
-written).
+How points are decided. For an exercise the judge knows (``judged.judged``: listed in ``judge.MODULES`` and its
+module exists; the one switch), a test row's points are the judge's verdict (``judge.score``) on the data the
+runner exported after the notebook: the student's functions called with the judge's inputs and budgets, the
+data loaded outside the sandbox into the judge's own objects, accuracy measured by the judge itself. The
+notebook's graded cells are then self-checks whose results are hints in the row's note; the sandbox sees only
+the released test cells, never the hidden ones or the judge's folder; a changed machinery still marks the
+submission ``review``. For any other exercise a test cell scores its points when the kernel's own reply says it
+ran without error and the machinery that runs and judges cells was not changed; a changed machinery makes the
+cell (and the submission) ``review``. Submissions are only read, never written.
+
+Edited test cells are graded with the original (the report says so); deleted test cells score 0 (judged: a
+deleted self-check changes nothing); a notebook that is not valid JSON, belongs to another exercise, is a
+symbolic link, is too costly to read, never ends, kills its kernel or hits a limit gets a row with the reason,
+and the batch goes on; so does one that breaks the grader itself. Every other file in the folder is named in
+the log and the Markdown report with the reason it was not graded. Names and messages are shown escaped
+(``grade_report.plain``). The exit status is non-zero only when nothing could be graded: an unknown exercise,
+a missing folder, or no notebooks in it (2), when the report could not be written (1), or after Ctrl-C (130;
+the report of what finished is written).
 
 Modules: ``submissions`` (find, prepare; what the source notebook says), ``notebook_reader`` (reading in a
 limited child), ``sandbox`` (isolation, limits, cleanup), ``processes`` (process trees and their memory),
-``batch`` (a class in parallel), ``nbval_guard`` and ``kernel_probe`` (judging cells inside the run),
+``batch`` (a class in parallel), ``runner``, ``nbval_guard`` and ``kernel_probe`` (running cells inside the run),
+``judged`` (the judge's exports and rows),
 ``grade_report`` (CSV, Markdown, escaping); this one runs and grades, and is the command line.
 """
 
@@ -48,7 +57,9 @@ from pathlib import Path
 
 import nbformat
 
+from .. import judge
 from ..paths import PACKAGE_DIR, data_dir, file_sha256, project_root
+from . import judged as judging
 from . import sandbox
 from .batch import default_jobs, run_all
 from .exercises import ExerciseError, GradedCell, graded_cells, source_dir, source_path
@@ -105,6 +116,7 @@ class RunResult:
     isolation: Isolation | None = None
     log: str = ""
     memory_peak: int = 0  # bytes: the most the whole run held (processes and files in memory)
+    exports: dict[str, tuple[bytes | None, str]] = field(default_factory=dict)  # the judge's data by grade id
 
 
 def stage_weights(folder: Path) -> Path:
@@ -152,13 +164,21 @@ def default_isolation_mode() -> str:
     return os.environ.get(sandbox.ISOLATION_VARIABLE, "auto").strip() or "auto"
 
 
-RUNNERS = ("nbval", "nbclient")
+RUNNERS = ("nbclient", "nbval")
+DEFAULT_RUNNER = "nbclient"
 
 
-def runner_command(runner: str, cell_timeout: int) -> list[str]:
-    """The command that runs submission.ipynb inside the sandbox: pytest with nbval, or runner.py with nbclient."""
+def runner_command(runner: str, cell_timeout: int, exports: bool = False) -> list[str]:
+    """The command that runs submission.ipynb inside the sandbox: runner.py with nbclient, or pytest with nbval.
+
+    ``exports``: the runner also runs the judge's exports (judged.EXPORTS_FILE); only runner.py can.
+    """
     if runner == "nbclient":
-        return [sys.executable, "-m", "course_utils.tools.runner", "submission.ipynb", f"--cell-timeout={cell_timeout}"]
+        command = [sys.executable, "-m", "course_utils.tools.runner", "submission.ipynb"]
+        command += [f"--cell-timeout={cell_timeout}"] + ([f"--exports={judging.EXPORTS_FILE}"] if exports else [])
+        return command
+    if exports:
+        raise ValueError("the judge's exports are run by the nbclient runner only (--runner nbclient)")
     if runner != "nbval":
         raise ValueError(f"runner must be one of {RUNNERS}, not {runner!r}")
     return [
@@ -200,7 +220,8 @@ def run_nbval(
     weights_home: Path | None = None,
     bindings: dict[str, str] | None = None,
     defined: dict[str, str] | None = None,
-    runner: str = "nbval",
+    runner: str = DEFAULT_RUNNER,
+    exports: bytes | None = None,
 ) -> RunResult:
     """Run ``nb`` (a notebook, or its JSON bytes) under pytest --nbval-lax and nbval_guard in a sandbox.
 
@@ -208,7 +229,9 @@ def run_nbval(
     the next cells, so an endless loop late in a notebook still leaves the earlier results; the overall
     limit is the backstop, and the cells that finished before it are kept. ``workdir`` holds the run's
     temporary files on the grader's side (the staged weights); ``hidden`` paths stay invisible inside.
-    ``runner`` 'nbclient' runs the cells with ``runner.py`` (nbclient's public API) instead of nbval.
+    ``runner`` 'nbval' runs the cells with pytest and nbval instead of ``runner.py`` (nbclient's public API).
+    ``exports`` (``judged.export_plan``) makes the runner export the judge's data after the notebook
+    (``RunResult.exports``). The judge's package folder is never visible inside.
     """
     isolation = isolation or isolation_for(default_isolation_mode())
     limits = limits or Limits()
@@ -216,10 +239,13 @@ def run_nbval(
     notebook_bytes = nb if isinstance(nb, bytes) else nbformat.writes(nb).encode("utf-8")
     with tempfile.TemporaryDirectory(prefix="grade-", dir=workdir) as tmp:
         torch_home = weights_home or stage_weights(Path(tmp))
-        command = runner_command(runner, cell_timeout)
+        command = runner_command(runner, cell_timeout, exports is not None)
+        files = {"submission.ipynb": notebook_bytes, "pytest.ini": b"[pytest]\n"}
+        if exports is not None:
+            files[judging.EXPORTS_FILE] = exports
         plan = sandbox.Plan(
             command,
-            files={"submission.ipynb": notebook_bytes, "pytest.ini": b"[pytest]\n"},
+            files=files,
             env={
                 "COURSE_PROFILE": profile,
                 "MPLBACKEND": "Agg",
@@ -236,7 +262,7 @@ def run_nbval(
             },
             read_only=course_mounts(),
             mounts={"/opt/course-torch": torch_home} if isolation.isolated else {},
-            hidden=[Path(p) for p in hidden] + [source_dir(), project_root() / ".git"],
+            hidden=[Path(p) for p in hidden] + [source_dir(), project_root() / ".git", judge.JUDGE_DIR],
             limits=limits,
         )
         try:
@@ -244,7 +270,7 @@ def run_nbval(
         except OSError as exc:
             return RunResult({}, "crashed", f"could not start the sandbox: {exc}", isolation=isolation)
     records = {int(r["cell"]): r for r in outcome.records if r.get("event") == "cell" and "cell" in r}
-    events = [r for r in outcome.records if r.get("event") != "cell"]
+    events = [r for r in outcome.records if r.get("event") not in ("cell", "export")]
     cells = {number: (r.get("verdict", "fail"), r.get("message", "")) for number, r in records.items()}
     ended = next((e for e in events if e.get("event") == "end"), None)
     if outcome.memory_stopped:
@@ -271,6 +297,7 @@ def run_nbval(
         isolation,
         outcome.log,
         outcome.memory_peak,
+        judging.decode_exports(outcome.records),
     )
 
 
@@ -337,7 +364,7 @@ def grade_submission(
     log=None,
     reference=None,
     source: Path | None = None,
-    runner: str = "nbval",
+    runner: str = DEFAULT_RUNNER,
 ) -> list[Row]:
     """Rows for one submission: one per test cell, then a TOTAL row. Never raises for a bad submission.
 
@@ -345,13 +372,17 @@ def grade_submission(
     since that output may quote the hidden tests. With the source notebook as ``reference``, names its cells
     import are watched in the kernel, and an edited instructor cell (setup, parameters, data) is marked for review.
     The submission is read and prepared in a limited child process (``notebook_reader``) against ``source``
-    (default: the exercise's source notebook); the grader never parses the student's JSON itself.
+    (default: the exercise's source notebook); the grader never parses the student's JSON itself. For an
+    exercise the judge knows (``judged.judged``) the points are the judge's verdicts on the run's exports, the
+    notebook runs with the released test cells only (the hidden checks live in the judge), and what its graded
+    cells reported is a hint in each row's note.
     """
     label = label or path.name
     possible = sum(t.points for t in tests)
     isolation = isolation or isolation_for(default_isolation_mode())
     limits = limits or Limits()
     secret_lines = hidden_lines(tests) if hidden else []
+    by_judge = judging.judged(exercise)
     base_notes = [n for n in (extra_note, "" if isolation.isolated else "NOT ISOLATED (see the report header)") if n]
 
     def rows_all(status: str, message: str, deleted: set[str] = frozenset(), notes: dict | None = None) -> list[Row]:
@@ -368,7 +399,7 @@ def grade_submission(
         return _total(student, label, exercise, rows, possible, "; ".join(base_notes + notes), seconds, review)
 
     try:
-        prepared = read_prepared(path, Path(source or source_path(exercise)), exercise, hidden)
+        prepared = read_prepared(path, Path(source or source_path(exercise)), exercise, hidden and not by_judge)
     except SubmissionProblem as exc:
         rows = rows_all(exc.status, str(exc))
         return rows + [total(rows, [f"{exc.status}: {exc}"])]
@@ -376,7 +407,7 @@ def grade_submission(
         rows = rows_all("invalid-notebook", f"could not read the file: {exc.strerror or exc}")
         return rows + [total(rows, ["could not read the file"])]
 
-    if not prepared.code_cell_of:
+    if not prepared.code_cell_of and not by_judge:
         rows = rows_all("deleted", "", prepared.deleted)
         return rows + [total(rows, ["every test cell was deleted"])]
 
@@ -395,6 +426,7 @@ def grade_submission(
             bindings=import_bindings(reference) if reference is not None else None,
             defined=defined_functions(reference) if reference is not None else None,
             runner=runner,
+            exports=judging.export_plan(exercise) if by_judge else None,
         )
     except Exception as exc:  # a full disk, a sandbox that cannot start: report it, grade the rest
         result = RunResult({}, "crashed", f"could not run the notebook: {type(exc).__name__}: {exc}")
@@ -408,34 +440,15 @@ def grade_submission(
             f"    {plain(label)}: the run's last output (not in the report):\n      "
             + "\n      ".join(tail or ["(none)"])
         )
-    rows = []
-    for t in tests:
-        if t.grade_id in prepared.deleted:
-            rows.append(Row(student, label, exercise, t.grade_id, "deleted", 0, t.points, "test cell deleted", ""))
-            continue
-        record = result.records.get(prepared.code_cell_of[t.grade_id])
-        note = prepared.notes.get(t.grade_id, "")
-        if record is None:
-            status = "timeout" if result.status == "timeout" else "crashed"
-            if result.status == "timeout":
-                message = f"not finished: the run was stopped after --timeout {timeout:g} s"
-            elif result.status == "memory":
-                message = f"not finished: the run was stopped at --total-memory-limit {limits.total_memory_gb:g} GB"
-            else:
-                message = f"not run: {result.detail or 'nbval did not run this cell'}"
-            rows.append(Row(student, label, exercise, t.grade_id, status, 0, t.points, note, message))
-            continue
-        verdict = record.get("verdict", "fail")
-        status = verdict if verdict in ("pass", "fail", "review") else "fail"
-        if status == "review":
-            note = "; ".join(filter(None, [note, "review: the grading machinery was changed"]))
-        points = t.points if status == "pass" else 0
-        message = _message(record, limits, secret_lines)
-        rows.append(Row(student, label, exercise, t.grade_id, status, points, t.points, note, message))
-
+    if by_judge:
+        rows = _judged_rows(student, label, exercise, tests, prepared, result, timeout, limits)
+    else:
+        rows = _cell_rows(student, label, exercise, tests, prepared, result, timeout, limits, secret_lines)
     notes, review = [], any(r.status == "review" for r in rows)
     records = list(result.records.values())
     tampering = sorted({entry for r in records for entry in r.get("tamper", []) if not r.get("graded")})
+    if by_judge:
+        tampering += sorted({entry for r in records for entry in r.get("tamper", []) if r.get("graded")})
     planted = [f for e in result.events if e.get("event") == "startup-files" for f in e.get("files", [])]
     if tampering:
         review = True
@@ -473,6 +486,71 @@ def grade_submission(
     if result.survivors:
         notes.append(f"{len(result.survivors)} process(es) outlived the run and were killed")
     rows = [*rows, total(rows, notes, result.seconds, review)]
+    return rows
+
+
+def _cell_rows(
+    student: str,
+    label: str,
+    exercise: str,
+    tests: list[GradedCell],
+    prepared,
+    result: RunResult,
+    timeout: float,
+    limits: Limits,
+    secret_lines: list[str],
+) -> list[Row]:
+    """Rows decided in the kernel (an exercise without a judge module): a test cell's points from its verdict."""
+    rows = []
+    for t in tests:
+        if t.grade_id in prepared.deleted:
+            rows.append(Row(student, label, exercise, t.grade_id, "deleted", 0, t.points, "test cell deleted", ""))
+            continue
+        record = result.records.get(prepared.code_cell_of[t.grade_id])
+        note = prepared.notes.get(t.grade_id, "")
+        if record is None:
+            status = "timeout" if result.status == "timeout" else "crashed"
+            if result.status == "timeout":
+                message = f"not finished: the run was stopped after --timeout {timeout:g} s"
+            elif result.status == "memory":
+                message = f"not finished: the run was stopped at --total-memory-limit {limits.total_memory_gb:g} GB"
+            else:
+                message = f"not run: {result.detail or 'nbval did not run this cell'}"
+            rows.append(Row(student, label, exercise, t.grade_id, status, 0, t.points, note, message))
+            continue
+        verdict = record.get("verdict", "fail")
+        status = verdict if verdict in ("pass", "fail", "review") else "fail"
+        if status == "review":
+            note = "; ".join(filter(None, [note, "review: the grading machinery was changed"]))
+        points = t.points if status == "pass" else 0
+        message = _message(record, limits, secret_lines)
+        rows.append(Row(student, label, exercise, t.grade_id, status, points, t.points, note, message))
+    return rows
+
+
+def _judged_rows(
+    student: str,
+    label: str,
+    exercise: str,
+    tests: list[GradedCell],
+    prepared,
+    result: RunResult,
+    timeout: float,
+    limits: Limits,
+) -> list[Row]:
+    """Rows decided by the judge from the run's exports; the graded cells' own results are hints in the notes."""
+    if result.status == "timeout":
+        missing = f"the run was stopped after --timeout {timeout:g} s before this task's export"
+    elif result.status == "memory":
+        missing = f"the run was stopped at --total-memory-limit {limits.total_memory_gb:g} GB before this export"
+    else:
+        missing = f"the run ended before this task's export ({result.detail or 'no export came back'})"
+    cells = {g: result.records.get(n) for g, n in prepared.code_cell_of.items()}
+    rows = judging.rows(
+        (student, label, exercise), exercise, tests, result.exports, cells, prepared.notes, prepared.deleted, missing
+    )
+    for row in rows:
+        row.message = row.message[:MESSAGE_LIMIT] + ("..." if len(row.message) > MESSAGE_LIMIT else "")
     return rows
 
 
@@ -520,7 +598,7 @@ def grade_folder(
     limits: Limits | None = None,
     report: Path | None = None,
     jobs: int | None = None,
-    runner: str = "nbval",
+    runner: str = DEFAULT_RUNNER,
 ) -> Batch:
     """Grade every submission in ``folder``, ``jobs`` at a time; raises ExerciseError if nothing can be graded.
 
@@ -538,6 +616,9 @@ def grade_folder(
     tests = graded_cells(reference, exercise)
     if not tests:
         raise ExerciseError(f"the source of {exercise!r} has no graded test cells")
+    by_judge = judging.judged(exercise)
+    if by_judge and runner != "nbclient":
+        raise ExerciseError(f"{exercise} is scored by the judge, whose exports only the nbclient runner runs")
     found = collect(folder)
     if not found.submissions and not found.refused:
         skipped = "; ".join(f"{plain(label)}: {reason}" for label, reason in found.skipped[:3])
@@ -562,8 +643,12 @@ def grade_folder(
     preload = preload_modules(reference)
     log(
         f"grading {len(entries)} submission(s), {jobs} at a time"
-        + (f", cells run by {runner}" if runner != "nbval" else "")
+        + (f", cells run by {runner}" if runner != DEFAULT_RUNNER else "")
     )
+    if by_judge:
+        log(f"points: decided by the judge (course_utils/judge/{judge.MODULES[exercise]}.py) outside the sandbox")
+    else:
+        log(f"points: decided by the test cells in the kernel (the judge has no module for {exercise} yet)")
     with tempfile.TemporaryDirectory(prefix="grade-weights-") as stage:
         weights_home = stage_weights(Path(stage))
 
@@ -664,8 +749,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--runner",
         choices=RUNNERS,
-        default="nbval",
-        help="what runs the cells in the sandbox: pytest with nbval (default) or nbclient's public API (runner.py)",
+        default=DEFAULT_RUNNER,
+        help="what runs the cells in the sandbox: nbclient's public API (runner.py, default; the only one that runs "
+        "the judge's exports) or pytest with nbval (exercises without a judge module only)",
     )
     parser.add_argument("--profile", default="quick", choices=["quick", "full"], help="COURSE_PROFILE for the runs")
     parser.add_argument(

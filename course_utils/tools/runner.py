@@ -1,6 +1,6 @@
-"""Run a prepared submission with nbclient's public API and judge each cell; the alternative to nbval_guard.
+"""Run a prepared submission with nbclient's public API, report each cell, and hand the judge's exports out.
 
-    python -m course_utils.tools.runner submission.ipynb --cell-timeout S   (inside the sandbox)
+    python -m course_utils.tools.runner submission.ipynb --cell-timeout S [--exports FILE]   (inside the sandbox)
 
 nbclient executes the notebook (``NotebookClient.execute_cell``): a cell that runs past ``--cell-timeout``
 is interrupted (``interrupt_on_timeout``) and the next cells go on; a kernel that dies raises
@@ -10,13 +10,33 @@ graded cell the same fingerprint of the kernel's machinery as under nbval (``ker
 ``nbval_guard.compare``) marks a change for review. Outputs beyond ``COURSE_GRADE_OUTPUT_KB`` per cell are
 dropped as they arrive (``output`` is overridden). One JSON line per cell goes to the results pipe, in the
 same format as ``nbval_guard`` writes, so that ``grade.py`` reads both alike.
+
+The points of an exercise the judge knows (``course_utils.judge``) are decided outside this sandbox, from data
+exported here. ``--exports FILE`` names a JSON file the grader put in the run folder: the prelude that defines
+``course_export`` and one export cell per graded task. The runner reads it and deletes it before the kernel
+starts, so the student's code never sees it. After the notebook's cells, each export runs as one more cell
+(with the cell timeout) that calls the student's functions with the judge's inputs and writes plain data to a
+file in a fresh folder; the runner reads that file as soon as the cell's reply arrives, before any later code
+of the student's runs, removes it, and writes its bytes (base64) as an ``export`` record to the results pipe.
+Why the kernel cannot forge or rewrite what leaves: the pipe's write end was opened by the launcher and handed
+only to this process (the kernel is started with every other file descriptor closed), and this process is
+non-dumpable (``protect_process``): a process of the same uid can neither open its descriptors through /proc
+nor read or write its memory. A file is accepted only from a cell whose own reply says it finished; a file
+planted earlier is removed before that cell runs. What the kernel can still do is lie *while* the export
+runs (it is the student's process); that is why the judge receives plain data only, loads it into its own
+objects, and measures what matters (accuracy) itself.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
+import os
+import shutil
+import stat
 import sys
+import tempfile
 import time
 from dataclasses import asdict
 from queue import Empty
@@ -134,9 +154,75 @@ def verdict(record: CellRecord, cell_timeout: float) -> None:
         record.verdict, record.reason = "review", record.reason or "tampered"
 
 
-def run(path: str, cell_timeout: float) -> int:
+def read_exports(path: str | None) -> dict:
+    """The export plan the grader left at ``path`` (prelude, tasks, limit), deleted once read; {} without one."""
+    if not path:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as handle:
+            plan = json.load(handle)
+    finally:
+        if os.path.exists(path):
+            os.unlink(path)
+    return plan if isinstance(plan, dict) else {}
+
+
+def export_cell(prelude: str, code: str, target: str):
+    """The cell that runs one task's export in the kernel, writing to ``target``."""
+    setup = f"import os as _os\n_os.environ['COURSE_EXPORT_PATH'] = {target!r}\n"
+    return nbformat.v4.new_code_cell(setup + prelude + code)
+
+
+def run_exports(client: GradingClient, nb, plan: dict, alive: bool, cell_timeout: float) -> None:
+    """Run each task's export after the notebook and write its bytes (or why there are none) as an export record."""
+    folder = tempfile.mkdtemp(prefix="exports-")
+    limit = int(plan.get("limit", 256 * 1024**2))
+    try:
+        for task in plan.get("tasks", []):
+            grade_id = str(task.get("grade_id", ""))
+            target = os.path.join(folder, f"{len(nb.cells)}.pt")
+            if os.path.lexists(target):
+                os.unlink(target)
+            record = CellRecord(cell=-1, graded=False)
+            data, message = None, ""
+            if not alive:
+                message = "not run: the kernel had died in an earlier cell"
+            else:
+                cell = export_cell(str(plan.get("prelude", "")), str(task.get("export", "")), target)
+                nb.cells.append(cell)
+                alive = run_cell(client, cell, len(nb.cells) - 1, record, cell_timeout)
+                verdict(record, cell_timeout)
+                data, message = take_export(target, record, limit)
+            write_record({"event": "export", "grade_id": grade_id, "data": data, "message": message})
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def take_export(target: str, record: CellRecord, limit: int) -> tuple[str | None, str]:
+    """The export file's bytes as base64 when its cell finished, else None and why; the file is removed."""
+    try:
+        if record.verdict != "pass":
+            return None, record.message or "the export did not finish"
+        try:  # never follow a link, never wait on a pipe: the kernel can put anything at that path
+            fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            return None, "the export cell finished without exporting anything"
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None, "the export is not a regular file"
+            data = handle.read(limit + 1)
+        if len(data) > limit:
+            return None, f"the export is over the limit of {limit // 1024**2} MB"
+        return base64.b64encode(data).decode("ascii"), ""
+    finally:
+        if os.path.lexists(target):
+            os.unlink(target)
+
+
+def run(path: str, cell_timeout: float, exports: str | None = None) -> int:
     """Run every code cell of the notebook at ``path``, writing one record per cell; 0 when the run finished."""
     guard.protect_process()
+    plan = read_exports(exports)
     nb = nbformat.read(path, as_version=4)
     client = GradingClient(
         nb,
@@ -166,6 +252,8 @@ def run(path: str, cell_timeout: float) -> int:
                     check(client, record, "after it ran")
             verdict(record, cell_timeout)
             write_record(asdict(record))
+        if plan:
+            run_exports(client, nb, plan, alive, cell_timeout)
     return 0
 
 
@@ -179,8 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m course_utils.tools.runner", description=__doc__.split("\n")[0])
     parser.add_argument("notebook")
     parser.add_argument("--cell-timeout", type=float, default=300)
+    parser.add_argument("--exports", default=None, help="the judge's export plan (JSON); deleted once read")
     args = parser.parse_args(argv)
-    return run(args.notebook, args.cell_timeout)
+    return run(args.notebook, args.cell_timeout, args.exports)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,8 @@ In both, ``launch`` (this file run as a script, ``python -I sandbox.py launch CO
 limits, makes itself non-dumpable (no same-uid process can read its memory or open its file descriptors),
 starts the command with the results pipe as its only extra file descriptor, reaps orphans, reports files
 left in IPython's startup folders, and ends every process left. Results come back only through that pipe:
-files in the work folder are writable by the submission and never trusted.
+files in the work folder are writable by the submission and never trusted. The judge's exports come back the
+same way (``export`` records the runner writes; their bytes are limited apart, by ``EXPORTS_LIMIT``).
 
 Only the standard library is imported at the top: the launcher runs with ``python -I`` inside the sandbox.
 """
@@ -54,6 +55,7 @@ TOKEN_VARIABLE = "COURSE_SANDBOX_TOKEN"
 RESULTS_FD_VARIABLE = "COURSE_GRADE_RESULTS_FD"
 ISOLATION_VARIABLE = "COURSE_GRADE_ISOLATION"  # auto | bwrap | none: what `course grade` uses unless told
 RESULTS_LIMIT = 8 * 1024 * 1024  # bytes of result lines kept from one run
+EXPORTS_LIMIT = 512 * 1024 * 1024  # bytes of the judge's export records (base64 state dicts) kept from one run
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 1, 4, 36
 WATCH_SECONDS = 0.25  # how often the supervisor adds up a run's memory
 _RUNNING: set = set()  # sandboxes running now (their outer process), for stop_all
@@ -314,15 +316,17 @@ def _supervise(
     argv, read_results: int, opened: list[int], timeout: float, limits: Limits, token: str, memory_folders=()
 ) -> Outcome:
     records: list[dict] = []
-    state = {"bytes": 0, "truncated": False}
+    state = {"bytes": 0, "export_bytes": 0, "truncated": False}
     log = bytearray()
     keep = max(4096, limits.output_kb * 1024)
 
     def read_records():
         with os.fdopen(os.dup(read_results), "rb") as stream:
-            for line in stream:
-                state["bytes"] += len(line)
-                if state["bytes"] > RESULTS_LIMIT:
+            for line in stream:  # the judge's exports (large, few) and everything else are limited apart
+                export = line.startswith(b'{"event": "export"')
+                key, limit = ("export_bytes", EXPORTS_LIMIT) if export else ("bytes", RESULTS_LIMIT)
+                state[key] += len(line)
+                if state[key] > limit:
                     state["truncated"] = True
                     continue
                 with contextlib.suppress(ValueError):
