@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -16,6 +17,8 @@ import pytest
 from course_utils.paths import PACKAGE_DIR
 from course_utils.tools import sandbox
 from course_utils.tools.processes import sweep_marked
+
+pytestmark = pytest.mark.sandbox
 
 MARKER = "course-sandbox-test-marker"
 HAS_BWRAP = sys.platform.startswith("linux") and sandbox.find_bwrap() is not None
@@ -272,3 +275,41 @@ def test_a_run_under_the_total_is_left_alone():
     outcome = sandbox.run(python_plan(code, limits=sandbox.Limits(total_memory_gb=2)), isolation("none"), timeout=60)
     assert reported(outcome) == [{"done": True}] and outcome.memory_stopped == ""
     assert outcome.exit_code == 0
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_judges_exports_are_limited_apart_from_the_cell_records(kind):
+    """Three 4 MB exports (more than the 8 MB of cell records a run may send) come back, and a record after them."""
+    code = """
+    import base64
+    fd = int(os.environ['COURSE_GRADE_RESULTS_FD'])
+    for number in range(3):
+        data = base64.b64encode(bytes([number]) * 3 * 1024**2).decode()
+        os.write(fd, (json.dumps({"event": "export", "grade_id": f"t{number}", "data": data}) + "\\n").encode())
+    report(after=True)
+    """
+    outcome = sandbox.run(python_plan(code), isolation(kind), timeout=60)
+    exports = [r for r in outcome.records if r.get("event") == "export"]
+    assert [r["grade_id"] for r in exports] == ["t0", "t1", "t2"] and not outcome.truncated
+    assert reported(outcome) == [{"after": True}]
+
+
+@needs_bwrap
+def test_the_judges_folder_is_not_visible_to_a_graded_run(tmp_path):
+    """run_nbval hides course_utils/judge inside the sandbox, whatever else it shows of course_utils."""
+    from course_utils import judge
+    from course_utils.tools import grade
+
+    listing = (
+        "import json, os\n"
+        f"print(json.dumps(sorted(os.listdir({str(judge.JUDGE_DIR)!r}))))\n"
+        f"assert not os.listdir({str(judge.JUDGE_DIR)!r}), 'the judge is readable'\n"
+    )
+    nb = {
+        "cells": [{"cell_type": "code", "source": listing, "metadata": {}, "outputs": [], "execution_count": None}],
+        "metadata": {},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    result = grade.run_nbval(json.dumps(nb).encode(), tmp_path, 120, isolation=isolation("bwrap"))
+    assert result.records[0]["verdict"] == "pass", result.records[0]
