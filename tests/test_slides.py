@@ -18,9 +18,12 @@ from helpers import CHROMIUM, CHROMIUM_FLAGS, course
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from course_utils.tools import slide_metadata, slides
+from course_utils.tools.lessons import find_lessons
+
+pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
-LESSONS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+LESSONS = find_lessons(ROOT / "notebooks")
 SHOTS = ROOT / "build" / "browser"
 CDN = re.compile(r"""<(script|link)[^>]+(src|href)=["']\s*(https?:)?//|import\(["']\s*(https?:)?//""", re.IGNORECASE)
 

@@ -23,9 +23,9 @@ import nbformat
 
 from ..paths import atomic_write_text
 from . import slide_metadata
+from .lessons import find_lessons
 
 CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
-LESSON_GLOB = "[0-9][0-9]_*.ipynb"
 ANSI = re.compile(r"(\x1b|#x1B)\[[0-9;]*[A-Za-z]")  # colour codes; junit XML writes ESC as the text '#x1B'
 EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Failed|Interrupt|Exit|Warning)\b")
 VOLATILE_METADATA = ("widgets", "execution")
@@ -122,7 +122,7 @@ def lesson_paths(paths: list[str | Path]) -> list[Path]:
     found = []
     for path in map(Path, paths):
         if path.is_dir():
-            found += sorted(path.glob(LESSON_GLOB))
+            found += find_lessons(path)
         elif path.suffix == ".ipynb" and path.is_file():
             found.append(path)
         else:

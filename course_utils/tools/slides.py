@@ -6,7 +6,7 @@ Each lesson's cells carry slide metadata derived from its structure (`course not
 ``slide_metadata``): the title and each ``## `` section start a slide, and so on. The deck is nbconvert's
 reveal.js slideshow of the executed lesson, with every script and style from folders beside it: reveal.js
 (``reveal.js@4``) and jQuery (``jquery@3``, for slides that scroll) from the npm registry, MathJax, require.js and
-the widget renderer as for the handouts (``handouts.prepare_assets``). The npm packages are fetched once
+the widget renderer as for the handouts (``page_assets.prepare_assets``). The npm packages are fetched once
 (``npm pack``) into ``data/cache/handout-assets``; offline, copy their ``.tgz`` files there from another machine.
 
 Keys in the deck: Space or the arrow keys move on, Esc shows the overview, S opens the speaker notes.
@@ -15,15 +15,14 @@ To present live and run cells while presenting, use RISE in JupyterLab (README, 
 
 from __future__ import annotations
 
-import argparse
 import copy
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..paths import cache_dir, project_root
-from ..profiles import PROFILES
-from . import handouts
+from ..paths import cache_dir
+from .lesson_build import TEMPLATES, Renderer, build, run_main
+from .page_assets import Assets, extract_npm, npm_tarball, npm_tarball_prefix, prepare_assets, use_local_assets
 
 REVEAL = "reveal.js@4"
 JQUERY = "jquery@3"
@@ -32,6 +31,10 @@ JQUERY_FILE = "assets/jquery.min.js"
 SUFFIX = ".slides.html"
 TEMPLATE = "course_slides.html.j2"
 TEST_MARKERS = ("# NBVAL_CHECK_OUTPUT", "# NBVAL_RAISES_EXCEPTION", "# NBVAL_SKIP", "# NBVAL_IGNORE_OUTPUT")
+ABOUT = (
+    "Each deck is a reveal.js slideshow that reads offline (images embedded; reveal.js, MathJax and widgets "
+    "from <code>assets/</code>). Space or the arrow keys move on, Esc shows every slide, S the speaker notes."
+)
 
 
 class SlidesError(RuntimeError):
@@ -53,14 +56,14 @@ def prepare_reveal(out_dir: Path, npm_cache: Path | None = None) -> RevealAssets
     for spec, done in ((REVEAL, out_dir / REVEAL_DIR / "dist" / "reveal.js"), (JQUERY, out_dir / JQUERY_FILE)):
         if done.is_file():
             continue
-        tarball = handouts.npm_tarball(spec, npm_cache, tool="slides", without="no deck can be written")
+        tarball = npm_tarball(spec, npm_cache, tool="slides", without="no deck can be written")
         if tarball is None:
-            missing.append(f"{handouts.npm_tarball_prefix(spec)}*.tgz (`npm pack {spec}`)")
+            missing.append(f"{npm_tarball_prefix(spec)}*.tgz (`npm pack {spec}`)")
         elif spec == REVEAL:
             for part in ("dist/", "plugin/notes/"):
-                handouts.extract_npm(tarball, "package/" + part, out_dir / REVEAL_DIR / part, flat=False)
+                extract_npm(tarball, "package/" + part, out_dir / REVEAL_DIR / part, flat=False)
         else:
-            handouts.extract_npm(tarball, "package/dist/jquery.min.js", out_dir / "assets")
+            extract_npm(tarball, "package/dist/jquery.min.js", out_dir / "assets")
     if missing:
         raise SlidesError(
             f"slides: reveal.js is needed and could not be had: {' and '.join(missing)}. Copy these files from "
@@ -80,18 +83,15 @@ def without_test_markers(nb):
     return nb
 
 
-def render_slides(nb, path: Path, assets: handouts.Assets, reveal: RevealAssets) -> str:
-    """The reveal.js deck of an executed notebook: images embedded, every script and style from local assets."""
+def render_slides(nb, path: Path, assets: Assets, reveal: RevealAssets) -> str:
+    """The reveal.js deck of an executed notebook: images embedded with their alt text, scripts and styles local."""
     from nbconvert import SlidesExporter
 
     nb = without_test_markers(nb)
-    handouts.drop_stale_widget_buffers(nb)
     exporter = SlidesExporter(
-        template_name="reveal",
-        extra_template_paths=[str(handouts.TEMPLATES)],
-        template_file=TEMPLATE,
-        embed_images=True,
+        template_name="reveal", extra_template_paths=[str(TEMPLATES)], template_file=TEMPLATE, embed_images=True
     )
+    use_local_assets(exporter, assets)
     exporter.reveal_url_prefix = reveal.url_prefix
     exporter.reveal_theme = "white"
     exporter.reveal_transition = "none"  # a projector redraws slowly; the content matters
@@ -100,74 +100,29 @@ def render_slides(nb, path: Path, assets: handouts.Assets, reveal: RevealAssets)
     exporter.reveal_width = "1280"
     exporter.reveal_height = "800"
     exporter.jquery_url = reveal.jquery_url
-    exporter.mathjax_url = assets.mathjax_url
-    exporter.require_js_url = assets.require_js_url
-    exporter.widget_renderer_url = assets.widget_renderer_url
-    exporter.jupyter_widgets_base_url = ""
-    exporter.mermaid_js_url = ""
-    exporter.mermaid_layout_elk_js_url = ""
     exporter.font_awesome_url = ""
     body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"path": str(path.parent), "name": path.stem}})
     return body
 
 
-def build_slides(
-    profile: str,
-    out_dir: Path,
-    only: list[str] | None = None,
-    notebooks_dir: Path | None = None,
-    npm_cache: Path | None = None,
-    command: str = "",
-    cell_timeout: int | None = None,
-) -> list[handouts.LessonResult]:
-    """Execute the chosen lessons and write their decks and an index into out_dir."""
-    if profile not in PROFILES:
-        raise SystemExit(f"slides: profile {profile!r} is not one of {', '.join(PROFILES)}.")
-    notebooks_dir = Path(notebooks_dir or project_root() / "notebooks")
-    lessons = handouts.lesson_paths(notebooks_dir, only)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    reveal = prepare_reveal(out_dir, npm_cache)  # first: without reveal.js there is nothing to run the lessons for
-    assets = handouts.prepare_assets(out_dir, npm_cache)
-    results = handouts.run_lessons(
-        lessons,
-        profile,
-        out_dir,
-        lambda nb, path: render_slides(nb, path, assets, reveal),
-        suffix=SUFFIX,
-        kind="slide deck",
-        cell_timeout=cell_timeout,
-    )
-    about = (
-        "Each deck is a reveal.js slideshow that reads offline (images embedded; reveal.js, MathJax and widgets "
-        "from <code>assets/</code>). Space or the arrow keys move on, Esc shows every slide, S the speaker notes."
-    )
-    index = handouts.write_index(
-        out_dir, results, profile, assets, command or f"course slides --profile {profile}", "slides", about
-    )
-    print(f"slides: {index} ({sum(r.seconds for r in results):.0f} s in all)")
-    return results
+def prepare(out_dir: Path, npm_cache: Path | None = None):
+    """reveal.js first (SlidesError without it: no lesson runs for nothing), then the assets the handouts use too."""
+    reveal = prepare_reveal(out_dir, npm_cache)
+    assets = prepare_assets(out_dir, npm_cache)
+    return (lambda nb, path: render_slides(nb, path, assets, reveal)), assets
+
+
+SLIDES = Renderer(tool="slides", page="slide deck", suffix=SUFFIX, about=ABOUT, prepare=prepare, refusal=SlidesError)
+
+
+def build_slides(profile: str, out_dir: Path, only: list[str] | None = None, **options):
+    """Execute the chosen lessons and write their decks and an index into out_dir (``lesson_build.build``)."""
+    return build(SLIDES, profile, out_dir, only, **options)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="course slides", description=__doc__.split("\n\n")[0])
-    handouts.add_lesson_run_arguments(parser, "slides")
-    args = parser.parse_args(argv)
-    out = args.out or project_root() / "build" / "slides"
-    command = "course slides " + " ".join(argv if argv is not None else sys.argv[1:])
-    try:
-        results = build_slides(
-            args.profile, out, args.only, args.notebooks, command=command, cell_timeout=args.cell_timeout
-        )
-    except SlidesError as err:
-        print(err, file=sys.stderr)
-        return 2
-    failed = [r.name for r in results if r.error]
-    if failed:
-        print(
-            f"slides: {len(failed)} lesson(s) failed: {', '.join(failed)} (their decks show the error)", file=sys.stderr
-        )
-    return 1 if failed else 0
+    """`course slides ...`: 0 when every lesson ran, 1 when some failed, 2 when reveal.js cannot be had."""
+    return run_main(SLIDES, __doc__.split("\n\n")[0], argv)
 
 
 if __name__ == "__main__":
