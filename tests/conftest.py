@@ -64,6 +64,11 @@ SKIP_GROUPS = [
     ("sandbox tests (the grader's bubblewrap)", r"bubblewrap starts as root", "run the tests as root (CI does)"),
     ("browser tests (Chromium)", r"no Chromium", "sudo apt-get install chromium chromium-driver"),
     ("browser tests (Chromium)", r"playwright", "pip install -e '.[test]'"),
+    (
+        "accessibility tests (axe-core)",
+        r"axe-core is not installed",
+        "make test-tools (npm install --prefix .tools axe-core@4)",
+    ),
     ("Fashion-MNIST from Debian", r"dataset-fashion-mnist", "sudo apt-get install dataset-fashion-mnist"),
     ("set-up checks (run by make)", r"runs under `make test`|\bneeds make\b", "make test"),
     ("the installed `course` command", r"course-utils is not installed", "pip install -e '.[test]'"),
