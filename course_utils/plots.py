@@ -1,26 +1,50 @@
-"""Plots: learning curves, confusion matrix, a grid of images with predicted and true labels, top patches."""
+"""Plots: learning curves, confusion matrix, a grid of images with predicted and true labels, top patches.
+
+Colours come from the Okabe-Ito palette (``PALETTE``), which stays distinguishable with every common form of colour
+blindness, and no plot tells series apart by colour alone: each series also has its own marker (``MARKERS``) or line
+style, and a legend or a direct label names it. Importing this module makes the palette matplotlib's default
+colour cycle, so a lesson's own ``plt.plot`` calls use it too.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from cycler import cycler
 from sklearn.metrics import confusion_matrix
 
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD
 
+# Okabe & Ito (2008), "Color Universal Design": blue, orange, bluish green, vermillion, reddish purple, sky blue,
+# black, yellow (last: too light for thin lines on white).
+OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442")
+PALETTE = OKABE_ITO
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+WRONG_COLOR = "#D55E00"  # vermillion: a wrong prediction's caption (also in bold, not told by colour alone)
+mpl.rcParams["axes.prop_cycle"] = cycler(color=PALETTE)
+
+
+def series_style(number: int) -> dict:
+    """The colour and marker of the series numbered ``number`` (0, 1, ...) in a plot that draws several."""
+    return {"color": PALETTE[number % len(PALETTE)], "marker": MARKERS[number % len(MARKERS)]}
+
 
 def plot_learning_curves(histories: Mapping[str, object], metric: str = "acc", ax=None):
-    """One line per run (name -> History) for train (dashed) and val (solid) ``metric`` ('acc' or 'loss')."""
+    """One line per run (name -> History) for train (dashed) and val (solid) ``metric`` ('acc' or 'loss').
+
+    Each run has its own colour and marker; train and val differ by line style."""
     ax = ax or plt.subplots(figsize=(6, 4))[1]
-    for name, history in histories.items():
+    for number, (name, history) in enumerate(histories.items()):
         record = history.as_dict() if hasattr(history, "as_dict") else dict(history)
         epochs = np.arange(1, len(record[f"train_{metric}"]) + 1)
-        (line,) = ax.plot(epochs, record[f"train_{metric}"], "--", label=f"{name} train")
+        style = series_style(number)
+        ax.plot(epochs, record[f"train_{metric}"], linestyle="--", fillstyle="none", label=f"{name} train", **style)
         if record.get(f"val_{metric}"):
-            ax.plot(epochs, record[f"val_{metric}"], "-", color=line.get_color(), label=f"{name} val")
+            ax.plot(epochs, record[f"val_{metric}"], linestyle="-", label=f"{name} val", **style)
     ax.set_xlabel("epoch")
     ax.set_ylabel("accuracy" if metric == "acc" else "loss")
     ax.legend()
@@ -57,7 +81,7 @@ def show_image_grid(
     ncols: int = 6,
     title: str = "",
 ):
-    """Images with 'true / predicted' captions; wrong predictions in red."""
+    """Images with 'true / predicted' captions; wrong predictions in bold vermillion (``WRONG_COLOR``)."""
     n = len(images)
     if n == 0:
         print("(no images to show)")
@@ -74,14 +98,21 @@ def show_image_grid(
             ax.set_title(true, fontsize=9)
         else:
             pred = class_names[int(pred_labels[k])]
-            ax.set_title(f"true {true}\npred {pred}", fontsize=9, color="black" if pred == true else "red")
+            right = pred == true
+            ax.set_title(
+                f"true {true}\npred {pred}",
+                fontsize=9,
+                color="black" if right else WRONG_COLOR,
+                fontweight="normal" if right else "bold",
+            )
     if title:
         fig.suptitle(title)
     fig.tight_layout()
     return fig
 
 
-SCENARIO_COLORS = {"raw": "#9467bd", "A": "#1f77b4", "B": "#2ca02c", "C": "#d62728", "scratch": "#7f7f7f"}
+SCENARIO_COLORS = {"raw": PALETTE[4], "A": PALETTE[0], "B": PALETTE[2], "C": PALETTE[3], "scratch": PALETTE[6]}
+SCENARIO_MARKERS = {"raw": "v", "A": "o", "B": "s", "C": "^", "scratch": "D"}
 
 
 def plot_sweep(points: list[dict], ax=None, value: str = "test_acc", ylabel: str = "test accuracy"):
@@ -100,7 +131,7 @@ def plot_sweep(points: list[dict], ax=None, value: str = "test_acc", ylabel: str
             [x_of[n] for n in ns],
             means,
             yerr=spread,
-            marker="o",
+            marker=SCENARIO_MARKERS[scenario],
             capsize=3,
             color=SCENARIO_COLORS[scenario],
             label=SCENARIO_LABELS[scenario],
@@ -119,14 +150,14 @@ def plot_freeze_depth(points: list[dict], ax=None):
 
     ax = ax or plt.subplots(figsize=(8, 4))[1]
     x_of = train_per_class(points)
-    for n, row in freeze_depth_table(points).items():
+    for number, (n, row) in enumerate(freeze_depth_table(points).items()):
         stages = [s for s in FREEZE_DEPTHS if s in row]
         ax.errorbar(
             [FREEZE_DEPTHS.index(s) for s in stages],
             [row[s].mean for s in stages],
             yerr=[row[s].sd if row[s].seeds > 1 else 0.0 for s in stages],
-            marker="o",
             capsize=3,
+            **series_style(number),
             label=f"{x_of[n]:,} per class",
         )
     ax.set_xticks(
@@ -149,7 +180,7 @@ def plot_similarity(points: list[dict], n_per_class: int, axes=None):
     tasks = [t for t in ("photos", "fashion") if (t, "pretrained", n_per_class) in table]
     axes = axes if axes is not None else plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 3.8), sharey=True)[1]
     for ax, task in zip(np.atleast_1d(axes), tasks, strict=False):
-        for init, style in (("pretrained", "-"), ("random", "--")):
+        for number, (init, style) in enumerate((("pretrained", "-"), ("random", "--"))):
             row = table.get((task, init, n_per_class), {})
             stages = list(row)
             ax.errorbar(
@@ -157,8 +188,8 @@ def plot_similarity(points: list[dict], n_per_class: int, axes=None):
                 [row[s].mean for s in stages],
                 yerr=[row[s].sd for s in stages],
                 linestyle=style,
-                marker="o",
                 capsize=3,
+                **series_style(number),
                 label=f"{init} weights",
             )
             ax.set_xticks(range(len(stages)), stages, rotation=30)

@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.colors as mcolors
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
@@ -109,11 +110,68 @@ def test_learning_curves_draw_the_history_numbers():
     train, val = ax.lines
     assert list(train.get_xdata()) == [1, 2] and list(train.get_ydata()) == [0.5, 0.8]
     assert list(val.get_ydata()) == [0.4, 0.7] and train.get_linestyle() == "--" and val.get_linestyle() == "-"
-    assert train.get_color() == val.get_color() and ax.get_ylabel() == "accuracy"
+    assert train.get_color() == val.get_color() == plots.PALETTE[0] and ax.get_ylabel() == "accuracy"
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["run train", "run val"]
     ax = plots.plot_learning_curves({"a": history, "b": History(train_loss=[2, 1, 0.5], train_acc=[0, 0, 0])}, "loss")
     assert [list(line.get_ydata()) for line in ax.lines] == [[1, 0.5], [1.1, 0.7], [2, 1, 0.5]]  # b: no val line
     assert ax.get_ylabel() == "loss"
+
+
+OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442"]
+
+
+def test_the_palette_is_okabe_ito_and_matplotlib_uses_it():
+    """Okabe & Ito's colour-blind-safe colours (their published hex values), and the default cycle after import."""
+    assert list(plots.PALETTE) == OKABE_ITO
+    assert matplotlib.rcParams["axes.prop_cycle"].by_key()["color"] == OKABE_ITO
+    assert len(set(plots.MARKERS)) == len(plots.MARKERS) >= len(plots.SCENARIO_COLORS)
+    assert set(plots.SCENARIO_COLORS.values()) <= set(OKABE_ITO)
+    assert len(set(plots.SCENARIO_COLORS.values())) == len(set(plots.SCENARIO_MARKERS.values())) == 5
+
+
+def series_looks(ax) -> list[tuple]:
+    """(colour, marker, line style) of each series drawn on an axes, error-bar lines included once each."""
+    return [(mcolors.to_hex(line.get_color()), line.get_marker(), line.get_linestyle()) for line in ax.lines]
+
+
+def sweep_points() -> list[dict]:
+    """Two seeds of every scenario at two sizes, and of two freeze depths and two probes: what the sweep writes."""
+    points = []
+    for seed in (0, 1):
+        for n in (10, 30):
+            for number, scenario in enumerate(("raw", "A", "B", "C", "scratch")):
+                points.append({"scenario": scenario, "n_per_class": n, "seed": seed, "test_acc": 0.5 + number / 20})
+            for number, stage in enumerate(("head", "block6", "stem")):
+                points.append({"scenario": stage, "n_per_class": n, "seed": seed, "test_acc": 0.6 + number / 20})
+    return points
+
+
+def probe_points() -> list[dict]:
+    return [
+        {"task": "photos", "init": init, "n_per_class": 10, "stage": stage, "seed": seed, "test_acc": acc + seed / 100}
+        for init, acc in (("pretrained", 0.8), ("random", 0.4))
+        for stage in ("stem", "block3", "last_conv")
+        for seed in (0, 1)
+    ]
+
+
+def test_every_plot_of_several_series_tells_them_apart_without_colour():
+    """Each series has a marker or line style no other series of the plot has, and its colour is from the palette."""
+    two_runs = {"a": {"train_acc": [0.5, 0.8], "val_acc": [0.4, 0.7]}, "b": {"train_acc": [0.3, 0.9]}}
+    points = sweep_points()
+    plots_drawn = {
+        "learning curves": plots.plot_learning_curves(two_runs),
+        "sweep": plots.plot_sweep([p for p in points if p["scenario"] in plots.SCENARIO_COLORS]),
+        "freeze depth": plots.plot_freeze_depth([p for p in points if p["scenario"] in ("head", "block6", "stem")]),
+        "similarity": np.atleast_1d(plots.plot_similarity(probe_points(), 10))[0],
+    }
+    for name, ax in plots_drawn.items():
+        looks = [look for look in series_looks(ax) if look[1] not in ("None", "", " ", "_")]  # error-bar caps out
+        assert len(looks) >= 2, (name, series_looks(ax))
+        assert len({look[1:] for look in looks}) == len(looks), f"{name}: two series share marker and line style"
+        assert {colour.upper() for colour, _, _ in looks} <= set(OKABE_ITO), name
+        assert len(ax.get_legend().get_texts()) == len(looks), f"{name}: a legend names each series"
+    plt.close("all")
 
 
 def test_confusion_matrix_counts_true_rows_against_predicted_columns():
@@ -136,7 +194,8 @@ def test_image_grid_titles_and_colours_say_right_and_wrong(capsys):
     titled = [a for a in fig.axes if a.get_title()]
     assert [a.get_title() for a in titled] == ["true a\npred a", "true b\npred a", "true a\npred a"]
     colours = [mcolors.to_hex(a.title.get_color()) for a in titled]
-    assert colours == ["#000000", "#ff0000", "#000000"]  # the wrong one in red
+    assert colours == ["#000000", plots.WRONG_COLOR.lower(), "#000000"]  # the wrong one in vermillion ...
+    assert [a.title.get_fontweight() for a in titled] == ["normal", "bold", "normal"]  # ... and bold: not colour alone
     assert len(fig.axes) == 4 and not fig.axes[3].images  # 2 x 2 grid, the fourth cell left empty
     assert plots.show_image_grid([], [], [], ["a"]) is None and "no images" in capsys.readouterr().out
 
