@@ -79,7 +79,7 @@ data: venv
 # without them those tests are skipped, and pytest's last lines say which and how to enable them.
 TEST_PACKAGES ?= bubblewrap chromium chromium-driver
 test-tools:
-	@[ -f .tools/node_modules/axe-core/axe.min.js ] || npm install --prefix .tools --no-save --no-audit --no-fund --silent axe-core@4 || echo "Could not install axe-core (npm): the accessibility tests are skipped (\`make test-tools\` with npm enables them)"
+	@[ -f .tools/node_modules/axe-core/axe.min.js ] || ! command -v npm >/dev/null 2>&1 || npm install --prefix .tools --no-save --no-audit --no-fund --silent axe-core@4 || echo "Could not install axe-core (npm): the accessibility tests are skipped (\`make test-tools\` with npm enables them)"
 	@need=; for pkg in $(TEST_PACKAGES); do dpkg -s $$pkg >/dev/null 2>&1 || need="$$need $$pkg"; done; \
 	if [ -z "$$need" ]; then exit 0; fi; \
 	if ! command -v apt-get >/dev/null 2>&1 || ! command -v dpkg >/dev/null 2>&1; then \
