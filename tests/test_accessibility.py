@@ -129,7 +129,7 @@ def open_offline(browser, page_path: Path, asked: list[str]):
     if page.evaluate("typeof MathJax !== 'undefined' && !!MathJax.Hub"):
         page.wait_for_function("() => MathJax.Hub.queue.pending === 0 && !MathJax.Hub.queue.running", timeout=30_000)
     if page.locator("script[type='application/vnd.jupyter.widget-view+json']").count():
-        page.locator(".jupyter-widgets button").first.wait_for(state="attached", timeout=30_000)
+        page.locator(".jupyter-widgets").first.wait_for(state="attached", timeout=30_000)  # drawn from saved state
     return page
 
 
