@@ -243,6 +243,7 @@ def test_old_caches_are_pruned(tmp_path):
 @pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="resetting peak RSS needs Linux's /proc/self/clear_refs"
 )
+@pytest.mark.slow  # caches 40,000 images
 def test_peak_memory_does_not_grow_with_the_number_of_images(tmp_path):
     """Cache 5,000 then 40,000 images (20 MB vs 160 MB of features) in a fresh process; compare peak RSS growth."""
     script = textwrap.dedent(f"""
@@ -272,6 +273,7 @@ def test_peak_memory_does_not_grow_with_the_number_of_images(tmp_path):
     assert growth[40_000] < growth[5_000] + 0.2 * large_features_mb, growth
 
 
+@pytest.mark.slow  # a real `course bench` run
 def test_bench_writes_its_figures_and_the_command(tmp_path):
     """A tiny run of `course bench`: every figure is there and consistent (no timing goal is judged here)."""
     out = tmp_path / "bench.json"
@@ -288,6 +290,8 @@ def test_bench_writes_its_figures_and_the_command(tmp_path):
         "40",
         "--threads",
         "1",
+        "--eval-n",
+        "64",
         "--out",
         str(out),
     ]
@@ -316,6 +320,7 @@ def test_bench_writes_its_figures_and_the_command(tmp_path):
     assert set(report["goals"]) >= {"speedup_total_at_least_9", "boundary_speedup_total_at_least_1.3"}
 
 
+@pytest.mark.slow  # a real `course bench` run
 def test_bench_without_out_never_touches_the_committed_figures():
     """Running a tool must not dirty the checkout: without --out the figures go to build/, not to the results."""
     committed = ROOT / "course_utils" / "experiments" / "results" / "bench_cache.json"
@@ -323,6 +328,7 @@ def test_bench_without_out_never_touches_the_committed_figures():
     default = ROOT / "build" / "bench_cache.json"
     default.unlink(missing_ok=True)
     args = ["--n", "16", "--size", "32", "--epochs", "1", "--batch-size", "8", "--memory-n", "16", "--threads", "1"]
+    args += ["--eval-n", "64"]  # the numeric path's evaluation on 64 images, not 1024: the figures, not the speed
     try:
         run = course("bench", *args)
         assert run.returncode == 0, run.stderr[-2000:]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import shlex
 import subprocess
 import sys
 import sysconfig
@@ -32,6 +33,7 @@ def help_of(name: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("name", list(cli.COMMANDS))
+@pytest.mark.slow  # a fresh interpreter per command
 def test_every_command_answers_help_with_its_own_usage(name):
     result = help_of(name)
     assert result.returncode == 0, result.stderr
@@ -102,6 +104,7 @@ def makefile_calls() -> list[tuple[str, str]]:
     ]
 
 
+@pytest.mark.slow  # `course NAME --help` for each command the Makefile calls, a fresh interpreter each
 def test_make_targets_call_only_existing_commands_and_subcommands():
     calls = makefile_calls()
     assert {"lab", "fetch", "slides", "handouts", "notebooks"} <= {name for name, _ in calls}
@@ -159,3 +162,11 @@ def test_version_is_the_packages(capsys):
     from course_utils import __version__
 
     assert cli.main(["--version"]) == 0 and capsys.readouterr().out.strip() == f"course {__version__}"
+
+
+def test_a_command_is_recorded_as_typed_and_can_be_typed_again():
+    """Results files and handouts record the command that made them; a path with a space stays one argument."""
+    assert cli.as_typed("bench", ["--n", "20"]) == "course bench --n 20"
+    typed = cli.as_typed("grade", ["my class/", "--exercise", "ex1", "--out", "it's.csv"])
+    assert typed == "course grade 'my class/' --exercise ex1 --out 'it'\"'\"'s.csv'"
+    assert shlex.split(typed)[2:] == ["my class/", "--exercise", "ex1", "--out", "it's.csv"]

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import tempfile
 import time
@@ -48,6 +47,7 @@ from ..fashion import FASHION_CLASSES, TensorImages, fashion_mnist_splits, load_
 from ..paths import atomic_write_text, project_root
 from ..preprocess import to_backbone_input
 from ..timing import Stopwatch, timed
+from ..tools.cli import as_typed
 from ..training import fit
 from .numeric_path import numeric_path
 
@@ -325,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--memory-n", type=int, default=60000, help="images cached for the memory figure (0: skip)")
     parser.add_argument("--memory-size", type=int, default=32, help="pixels for the memory run")
+    parser.add_argument("--eval-n", type=int, default=1024, help="images for the numeric path's evaluation timing")
     parser.add_argument("--device", default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -347,13 +348,13 @@ def main(argv: list[str] | None = None) -> int:
     device = pick_device(args.device)
 
     report = {
-        "command": "course bench " + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "command": as_typed("bench", argv),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "machine": machine_record(),
     }
     if device.type == "cpu":
         print(f"numeric path: NCHW vs channels_last at {args.size} px, interleaved ...", flush=True)
-        report["numeric_path"] = numeric_path(args.size, args.batch_size)
+        report["numeric_path"] = numeric_path(args.size, args.batch_size, eval_n=args.eval_n)
         print(json.dumps(report["numeric_path"], indent=1), flush=True)
     if args.only == "numeric-path":
         merged = json.loads(out.read_text(encoding="utf-8")) if out.exists() else {}

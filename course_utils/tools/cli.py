@@ -22,6 +22,7 @@ CHECKOUT_ONLY run only in the checkout and say so elsewhere (exit status 2).
 from __future__ import annotations
 
 import importlib
+import shlex
 import sys
 from pathlib import Path
 
@@ -94,6 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         sys.argv[0] = program
     return int(status or 0)
+
+
+def as_typed(name: str, argv: list[str] | None = None) -> str:
+    """`course NAME ARGS...` as a person types it again in a shell (quoted where needed); ARGS default to this run's."""
+    return f"course {name} " + shlex.join(sys.argv[1:] if argv is None else argv)
 
 
 def checkout_refusal(name: str, rest: list[str]) -> str | None:
