@@ -53,6 +53,21 @@ def _processes(pids: set[int]) -> list[psutil.Process]:
     return found
 
 
+def kill_all(found: list[psutil.Process], timeout: float = 5.0) -> None:
+    """SIGKILL every process in ``found`` and wait (at most ``timeout`` s) until they are gone.
+
+    Each is stopped (SIGSTOP) first, so that none starts a new process while the list is gone through; the one
+    kill loop of the course (process trees, marked processes).
+    """
+    for process in found:
+        with contextlib.suppress(psutil.Error):
+            process.suspend()
+    for process in found:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    psutil.wait_procs(found, timeout=timeout)
+
+
 def stop_tree(process: subprocess.Popen, grace: float = 0.0, known: set[int] = frozenset()) -> set[int]:
     """Stop ``process`` (the leader of its own session), its group and every descendant; return their pids.
 
@@ -68,11 +83,7 @@ def stop_tree(process: subprocess.Popen, grace: float = 0.0, known: set[int] = f
             process.wait(timeout=grace)
     pids |= descendants(process.pid)
     _signal_group(pgid, signal.SIGKILL)
-    remaining = _processes(pids)
-    for proc in remaining:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-    psutil.wait_procs(remaining, timeout=5)
+    kill_all(_processes(pids))
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=5)
     return {pgid, *pids}
@@ -96,13 +107,7 @@ def sweep_marked(variable: str, token: str) -> list[str]:
         with contextlib.suppress(psutil.Error):
             if process.environ().get(variable) == token:
                 found.append(process)
-    for process in found:
-        with contextlib.suppress(psutil.Error):
-            process.suspend()
-    for process in found:
-        with contextlib.suppress(psutil.Error):
-            process.kill()
-    psutil.wait_procs(found, timeout=5)
+    kill_all(found)
     return [f"{p.info['name']} (pid {p.pid})" for p in found]
 
 
