@@ -1,16 +1,22 @@
-"""Graded exercises: one source notebook each, released as a student copy.
+"""Graded exercises: one source notebook each, released as a student copy; nbgrader takes the same sources.
 
 A source notebook (notebooks/exercises/source/NAME.ipynb) holds the solution between
 ``### BEGIN SOLUTION`` / ``### END SOLUTION`` and hidden tests between ``### BEGIN HIDDEN TESTS`` /
-``### END HIDDEN TESTS`` (nbgrader's markers). Graded test cells carry cell metadata
+``### END HIDDEN TESTS`` (nbgrader's markers). A hint for the student is a comment line above
+``### BEGIN SOLUTION``: it stays in the student copy. Graded test cells carry cell metadata
 ``{"grade": {"id": "ex1_shapes", "points": 2}}``; the notebook carries ``{"exercise": {"name": NAME}}``.
+Graded cells and solution cells also carry nbgrader's cell metadata (``metadata.nbgrader``, schema 3), derived
+from the course's own by ``nbgrader_metadata`` and written into the sources by ``course release``, so the two
+never disagree and an nbgrader course can take the sources as they are.
 
-    course release             write the student copies (notebooks/exercises/NAME.ipynb)
-    course release --check     exit 1 if a committed student copy is stale
+    course release             write the student copies (notebooks/exercises/NAME.ipynb) and the sources'
+                               nbgrader metadata
+    course release --check     exit 1 if a committed student copy or a source's nbgrader metadata is stale
     course release --list      exercises, graded cells and points
 
-A student copy has each solution region replaced by ``raise NotImplementedError(<hint>)`` at the same
-indentation, hidden tests removed, and all outputs cleared.
+A student copy has each solution region replaced by nbgrader's own stub, ``# YOUR CODE HERE`` and
+``raise NotImplementedError()`` at the same indentation (what ``nbgrader generate_assignment`` writes with its
+default configuration), hidden tests removed, and all outputs cleared.
 """
 
 from __future__ import annotations
@@ -32,8 +38,9 @@ END_SOLUTION = "### END SOLUTION"
 BEGIN_HIDDEN = "### BEGIN HIDDEN TESTS"
 END_HIDDEN = "### END HIDDEN TESTS"
 MARKERS = (BEGIN_SOLUTION, END_SOLUTION, BEGIN_HIDDEN, END_HIDDEN)
-DEFAULT_HINT = "write your solution here (replace this line)"
-_BEGIN_SOLUTION_RE = re.compile(r"^(?P<indent>\s*)### BEGIN SOLUTION(?:\s*\(hint:\s*(?P<hint>.*)\))?\s*$")
+CODE_STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")  # nbgrader's ClearSolutions.code_stub["python"]
+NBGRADER_SCHEMA = 3
+_BEGIN_SOLUTION_RE = re.compile(r"^(?P<indent>\s*)### BEGIN SOLUTION\s*$")
 
 
 class ExerciseError(ValueError):
@@ -111,18 +118,18 @@ def _regions(source: str, begin: str, end: str, where: str) -> list[tuple[int, i
 
 
 def strip_solutions(source: str, where: str = "cell") -> str:
-    """Replace each solution region by ``raise NotImplementedError(hint)`` at the marker's indentation."""
+    """Replace each solution region by nbgrader's stub (``# YOUR CODE HERE``, ``raise NotImplementedError()``)."""
     lines = source.split("\n")
     out, last = [], 0
     for first, end in _regions(source, BEGIN_SOLUTION, END_SOLUTION, where):
         match = _BEGIN_SOLUTION_RE.match(lines[first])
         if not match:
             raise ExerciseError(
-                f"{where}: line {first + 1} must read '{BEGIN_SOLUTION}' or '{BEGIN_SOLUTION} (hint: ...)'"
+                f"{where}: line {first + 1} must read '{BEGIN_SOLUTION}' alone (nbgrader drops the rest of that "
+                "line): put a hint in a comment line above it"
             )
-        indent, hint = match.group("indent"), (match.group("hint") or DEFAULT_HINT).strip()
         out += lines[last:first]
-        out += [f"{indent}# YOUR CODE HERE", f"{indent}raise NotImplementedError({hint!r})"]
+        out += [match.group("indent") + stub for stub in CODE_STUB]
         last = end + 1
     out += lines[last:]
     return "\n".join(out)
@@ -164,6 +171,61 @@ def graded_cells(nb, where: str = "notebook") -> list[GradedCell]:
     return found
 
 
+_DEF_RE = re.compile(r"^def (\w+)\(", re.MULTILINE)
+
+
+def _answer_id(name: str, cell, index: int) -> str:
+    """nbgrader's grade_id of a solution cell: exercise prefix, the first function it defines, ``_answer``."""
+    functions = _DEF_RE.findall(cell.source)
+    stem = functions[0] if functions else f"cell{index}"
+    return f"{name.split('_')[0]}_{stem}_answer"
+
+
+def nbgrader_metadata(nb, where: str = "notebook") -> list[dict | None]:
+    """nbgrader's cell metadata (schema 3) for each cell, derived from the course's: a graded test cell is a locked
+    autograder test with its points, a cell with a solution region an autograded answer; None for the others."""
+    name = exercise_name(nb) or "exercise"
+    graded = {cell.index: cell for cell in graded_cells(nb, where)}
+    found, seen = [], {cell.grade_id for cell in graded.values()}
+    for index, cell in enumerate(nb.cells):
+        base = {"schema_version": NBGRADER_SCHEMA, "task": False}
+        if index in graded:
+            points = cell.metadata["grade"].get("points", 1)
+            found.append(
+                base
+                | {
+                    "grade": True,
+                    "grade_id": graded[index].grade_id,
+                    "locked": True,
+                    "points": points,
+                    "solution": False,
+                }
+            )
+        elif cell.cell_type == "code" and _regions(cell.source, BEGIN_SOLUTION, END_SOLUTION, f"{where} cell {index}"):
+            answer = _answer_id(name, cell, index)
+            if answer in seen:
+                raise ExerciseError(f"{where}: cell {index}'s nbgrader id {answer!r} is already used by another cell")
+            seen.add(answer)
+            found.append(base | {"grade": False, "grade_id": answer, "locked": False, "solution": True})
+        else:
+            found.append(None)
+    return found
+
+
+def apply_nbgrader_metadata(nb, where: str = "notebook") -> bool:
+    """Write nbgrader_metadata into the cells (and remove it where there is none); True if anything changed."""
+    changed = False
+    for cell, meta in zip(nb.cells, nbgrader_metadata(nb, where), strict=True):
+        if cell.metadata.get("nbgrader") == meta:
+            continue
+        changed = True
+        if meta is None:
+            cell.metadata.pop("nbgrader", None)
+        else:
+            cell.metadata["nbgrader"] = meta
+    return changed
+
+
 def student_copy(source_nb, where: str = "notebook"):
     """A new notebook: solutions replaced by NotImplementedError, hidden tests removed, outputs cleared."""
     if not exercise_name(source_nb):
@@ -171,6 +233,7 @@ def student_copy(source_nb, where: str = "notebook"):
     if not graded_cells(source_nb, where):
         raise ExerciseError(f"{where}: no graded test cells (cell metadata 'grade': {{'id': ..., 'points': ...}})")
     nb = copy.deepcopy(source_nb)
+    apply_nbgrader_metadata(nb, where)
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue
@@ -187,10 +250,12 @@ def student_path(source: Path, out_dir: Path | None = None) -> Path:
 
 
 def release(sources: list[Path] | None = None, out_dir: Path | None = None) -> list[Path]:
-    """Write the student copy of every source notebook; return the paths written."""
+    """Write the sources' nbgrader metadata where it is stale and the student copy of each; return the copies."""
     written = []
     for path in sources if sources is not None else source_paths():
         nb = nbformat.read(path, as_version=4)
+        if apply_nbgrader_metadata(nb, str(path)):
+            write_notebook(nb, path)
         target = student_path(path, out_dir)
         write_notebook(student_copy(nb, str(path)), target)
         written.append(target)
@@ -202,7 +267,10 @@ def stale_copies(sources: list[Path] | None = None, out_dir: Path | None = None)
     problems = []
     for path in sources if sources is not None else source_paths():
         target = student_path(path, out_dir)
-        expected = nbformat.writes(student_copy(nbformat.read(path, as_version=4), str(path))) + "\n"
+        source = nbformat.read(path, as_version=4)
+        if apply_nbgrader_metadata(source, str(path)):
+            problems.append(f"{path}: its nbgrader metadata does not match its grade metadata and solution regions")
+        expected = nbformat.writes(student_copy(source, str(path))) + "\n"
         if not target.is_file():
             problems.append(f"{target} is missing")
         elif target.read_text(encoding="utf-8") != expected:
@@ -229,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
             for problem in problems:
                 print(problem)
             if problems:
-                print("Run `course release` and commit the copies.")
+                print("Run `course release` and commit the copies and sources it wrote.")
             return 1 if problems else 0
         if args.list:
             for path in source_paths():
