@@ -59,6 +59,8 @@ def accessible_lesson(folder: Path) -> Path:
             "                           {'layer': slider})\n"
             "display(w.VBox([slider, out, w.Button(description='Go on', icon='check')]))"
         ),
+        # Ten slides and more: reveal.js's slide number then has two digits, which axe-core checks for contrast.
+        *(new_markdown_cell(f"## {n}. A short section\n\nOne point, said plainly.") for n in range(5, 12)),
     ]
     nb = new_notebook(
         cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
