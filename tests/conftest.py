@@ -1,4 +1,4 @@
-"""Shared fixtures: real files on disk and a real HTTP server on 127.0.0.1; a summary of what was skipped."""
+"""Shared fixtures: real files on disk and a real HTTP server on 127.0.0.1; the tiers; a summary of what was skipped."""
 
 from __future__ import annotations
 
@@ -55,6 +55,17 @@ def isolated_data(tmp_path_factory, monkeypatch) -> Path:
     path = tmp_path_factory.mktemp("data")
     monkeypatch.setenv("COURSE_DATA_DIR", str(path))
     return path
+
+
+# The tiers (pyproject.toml's markers, the Makefile's FAST_TIER): test modules mark themselves (pytestmark),
+# nbval's items are marked here.
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every notebook cell nbval runs is in the `notebooks` tier: `make unit` (the fast tier) leaves them out."""
+    for item in items:
+        if item.path.suffix == ".ipynb":
+            item.add_marker(pytest.mark.notebooks)
 
 
 # What a skipped test needs, read from its reason: (group, pattern in the reason, the one command that enables it).

@@ -143,6 +143,7 @@ def test_body_features_match_the_head_input():
         assert torch.allclose(logits, model(x), atol=1e-5)
 
 
+@pytest.mark.slow  # a fresh interpreter that loads torch
 def test_missing_weights_offline_gives_clear_error(tmp_path):
     env = {
         **os.environ,

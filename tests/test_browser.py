@@ -18,6 +18,8 @@ from helpers import CHROMIUM, CHROMIUM_FLAGS
 from course_utils.tools.lab import start_lab, stop_lab
 from course_utils.tools.processes import alive, group_alive
 
+pytestmark = pytest.mark.browser
+
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "build" / "browser"
 RUN_TIMEOUT_MS = 240_000  # a lesson takes <= 60 s in the quick profile; CI machines are noisy

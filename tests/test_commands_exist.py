@@ -176,6 +176,7 @@ print("\\n@@RESULTS@@" + json.dumps(results))
     return {k: tuple(v) for k, v in json.loads(result.stdout.split("@@RESULTS@@")[-1]).items()}
 
 
+@pytest.mark.slow  # runs every command named in the docs
 def test_every_course_command_named_exists():
     from course_utils.tools.cli import COMMANDS
 

@@ -59,6 +59,7 @@ def test_other_orientations_are_honoured_too(tmp_path, orientation):
     assert difference(Image.open(path).convert("RGB").resize(original.size), original) > 20.0  # stored turned
 
 
+@pytest.mark.slow  # a 200-megapixel JPEG
 def test_a_200_megapixel_jpeg_is_decoded_reduced_without_a_traceback(tmp_path):
     path = huge_jpeg(tmp_path / "IMG_huge.jpg")
     limit = Image.MAX_IMAGE_PIXELS
@@ -72,6 +73,7 @@ def test_a_200_megapixel_jpeg_is_decoded_reduced_without_a_traceback(tmp_path):
     assert limit == Image.MAX_IMAGE_PIXELS  # Pillow's own limit is left as it was
 
 
+@pytest.mark.slow  # writes and reads a huge image
 def test_a_huge_png_is_skipped_with_a_reason(tmp_path):
     path = huge_png(tmp_path / "scan.png")
     problem = images.image_problem(path)
@@ -124,6 +126,7 @@ def test_uploaded_bytes_get_the_same_check():
     assert images.load_rgb(photo).size == (96, 64)
 
 
+@pytest.mark.slow  # decodes photos of many megapixels
 def test_folder_scan_names_tiny_rotated_and_large_photos(tmp_path):
     root = tmp_path / "my_pets"
     (root / "misty").mkdir(parents=True)

@@ -121,6 +121,7 @@ async def execute_over_websocket(server, code: str) -> dict:
             return answer["content"]
 
 
+@pytest.mark.slow  # starts JupyterLab
 def test_jupyterlab_with_the_course_settings_has_no_news_and_takes_a_30_mb_message(tmp_path):
     root = tmp_path / "root"
     root.mkdir()

@@ -163,6 +163,7 @@ def test_rebuild_of_a_folder_made_by_hand_keeps_everything_it_does_not_know(sour
     assert report.counts["tigger"] == 5 and report.moved_aside == []
 
 
+@pytest.mark.slow  # decodes large photos
 def test_large_heic_and_empty_photos_in_the_source(source, tmp_path):
     from photo_files import heic_photo, huge_jpeg, huge_png
 
@@ -245,6 +246,7 @@ def test_upload_box_and_script_share_one_name_rule_and_one_duplicate_check(sourc
     assert again["skipped"] == [("x.png", "the same photo is already saved as misty/1.png")]
 
 
+@pytest.mark.slow  # a fresh interpreter that loads torch
 def test_runs_as_a_plain_script_from_any_folder(source, tmp_path):
     """A thin front door: the installed package, no sys.path changes."""
     import subprocess

@@ -140,6 +140,7 @@ def _errors(tmp_path) -> dict[str, tuple[Path, str]]:
     }
 
 
+@pytest.mark.slow  # writes and reads many model files
 def test_unusable_model_files_give_clear_errors(tmp_path):
     for what, (path, message) in _errors(tmp_path).items():
         with pytest.raises(predict.ModelFileError) as info:
@@ -153,6 +154,7 @@ def run_predict(*args, module: str = "course_utils.predict") -> subprocess.Compl
     return subprocess.run(command, capture_output=True, text=True, timeout=300, env=dict(os.environ))
 
 
+@pytest.mark.slow  # a fresh interpreter that loads torch
 def test_command_line_honours_orientation_reads_large_photos_and_names_unreadable_ones(imagenet_model_file, tmp_path):
     photos = tmp_path / "photos"
     phone_photo(photos / "IMG_0001.jpg", "china", orientation=6)  # stored sideways, tagged
@@ -175,6 +177,7 @@ def test_command_line_honours_orientation_reads_large_photos_and_names_unreadabl
     assert records["IMG_0002.HEIC"]["error"].startswith("HEIC/HEIF photo")
 
 
+@pytest.mark.slow  # a fresh interpreter that loads torch
 def test_course_predict_is_the_same_command_with_text_output(imagenet_model_file, tmp_path):
     phone_photo(tmp_path / "IMG_0001.jpg", "china", orientation=6)
     result = run_predict(imagenet_model_file, tmp_path / "IMG_0001.jpg", "--top", "1", module="course_utils.tools.cli")
@@ -186,6 +189,7 @@ def test_course_predict_is_the_same_command_with_text_output(imagenet_model_file
     )
 
 
+@pytest.mark.slow  # fresh interpreters that load torch
 def test_command_line_with_an_unusable_model_file_exits_2_and_says_why(tmp_path):
     path, message = _errors(tmp_path)["truncated"]
     (tmp_path / "cat.jpg").write_bytes(jpeg_bytes())

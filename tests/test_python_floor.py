@@ -45,10 +45,9 @@ def vermin(*paths: Path | str) -> subprocess.CompletedProcess:
 
 
 def python_sources() -> list[Path]:
-    """Every .py file of the project (package, tests, scripts)."""
-    return sorted(
-        p for p in ROOT.rglob("*.py") if not ({".venv", "build", "data", ".git"} & set(p.relative_to(ROOT).parts))
-    )
+    """Every .py file of the project (package, scripts, tests, and any at the top), without walking .venv or data/."""
+    found = [*ROOT.glob("*.py")] + [p for folder in CHECKED for p in (ROOT / folder).rglob("*.py")]
+    return sorted(p for p in found if "__pycache__" not in p.parts)
 
 
 def notebook_sources(folder: Path) -> list[Path]:

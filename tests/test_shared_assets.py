@@ -32,7 +32,7 @@ WEIGHTS = "mobilenet_v2-b0353104.pth"
 LESSONS = ["notebooks/00_start_here.ipynb", "notebooks/03_feature_caching.ipynb"]
 TAG = f"crs{os.getpid() % 100000}"
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.setup]  # other users on this machine, a fresh `course init`
 
 
 def why_not() -> str | None:

@@ -15,6 +15,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 TESTS = Path(__file__).resolve().parent
 # tests/conftest.py by its path (another folder's conftest may hold the name `conftest` in sys.modules)
 _spec = importlib.util.spec_from_file_location("course_tests_conftest", TESTS / "conftest.py")
@@ -65,6 +67,7 @@ def tiny_suite(tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.mark.slow  # a pytest run of its own
 def test_the_run_ends_with_each_skipped_group_its_reason_and_the_command(tmp_path):
     result = run_pytest(tiny_suite(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -82,6 +85,7 @@ def test_the_run_ends_with_each_skipped_group_its_reason_and_the_command(tmp_pat
     assert out.rstrip().splitlines()[-1].startswith("=")  # pytest's own final line still ends the run
 
 
+@pytest.mark.slow  # a pytest run of its own
 def test_a_run_that_skips_nothing_adds_nothing(tmp_path):
     folder = tiny_suite(tmp_path)
     result = run_pytest(folder, "-k", "test_runs")

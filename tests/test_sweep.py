@@ -218,6 +218,7 @@ TINY = sweep_config.SweepConfig(
 )
 
 
+@pytest.mark.slow  # a tiny sweep, trained for real
 def test_the_runner_resumes_reuses_the_seed_0_choice_and_refuses_another_configuration(tmp_path):
     fashion, out, log = small_fashion(200, 20), tmp_path / "sweep.json", []
     record = sweep.run_experiment(TINY, out, command="test", log=log.append, fashion=fashion, root=tmp_path / "c")
@@ -244,6 +245,7 @@ def test_the_runner_resumes_reuses_the_seed_0_choice_and_refuses_another_configu
         sweep.run_experiment(TINY, out, log=log.append, fashion=fashion, root=tmp_path / "c", device="cpu")
 
 
+@pytest.mark.slow  # a tiny sweep, trained for real
 def test_the_freeze_depths_the_sweep_measured_are_taken_from_it_not_trained_again(tmp_path):
     fashion, log = small_fashion(200, 20), []
     sweep_out, depth_out = tmp_path / "sweep.json", tmp_path / "depth.json"
@@ -292,6 +294,7 @@ def test_the_results_file_writes_a_real_csv_and_refuses_a_changed_configuration(
         ResultsFile(path, {"a": 2}, lambda p: p["k"])
 
 
+@pytest.mark.slow  # a tiny sweep, trained for real
 def test_status_says_which_planned_points_are_still_missing(tmp_path, capsys):
     fashion, out = small_fashion(200, 20), tmp_path / "sweep.json"
     record = sweep.run_experiment(TINY, out, log=lambda _: None, fashion=fashion, root=tmp_path / "c")
