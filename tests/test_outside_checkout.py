@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -222,3 +223,94 @@ def test_course_lab_in_a_fresh_student_folder_says_to_fetch_first(installed, stu
     result = run([installed["course"], "lab", "--no-browser"], student["folder"], env, timeout=60)
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert "mobilenet_v2 weights: missing" in result.stderr and "Run `course fetch`" in result.stderr
+
+
+# ----------------------------------------------------------- the hosted-notebook start, exactly as README writes it
+HOSTED_HEADING = "## On a hosted notebook"
+HOSTED_LESSONS = ["notebooks/00_start_here.ipynb", "notebooks/02_scenario_a_small_data.ipynb"]
+RUN_CELL = """import sys
+import nbformat
+from nbclient import NotebookClient
+
+cells = [nbformat.v4.new_code_cell(sys.argv[1]), nbformat.v4.new_code_cell("import os; print(_exit_code, os.getcwd())")]
+nb = nbformat.v4.new_notebook(cells=cells)
+NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": "."}}).execute()
+for cell in nb.cells:
+    for output in cell.outputs:
+        print(output.get("text", "") or output.get("data", {}).get("text/plain", ""))
+"""
+
+
+def fenced_blocks(markdown: str) -> list[str]:
+    """The contents of the ```python blocks of a piece of markdown, in order."""
+    return [block.strip("\n") for block in re.findall(r"```python\n(.*?)```", markdown, re.DOTALL)]
+
+
+def hosted_cells() -> list[str]:
+    """README's hosted-start cell and its lesson check: the two python blocks of its hosted section."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split(HOSTED_HEADING, 1)[1].split("\n## ", 1)[0]
+    blocks = fenced_blocks(section)
+    assert len(blocks) == 2, f"README's hosted section should have two python blocks, has {len(blocks)}"
+    return blocks
+
+
+def test_lesson_00_shows_readmes_hosted_start_cells():
+    nb = json.loads((ROOT / "notebooks" / "00_start_here.ipynb").read_text(encoding="utf-8"))
+    shown = [b for c in nb["cells"] if c["cell_type"] == "markdown" for b in fenced_blocks("".join(c["source"]))]
+    assert shown == hosted_cells()
+
+
+def fresh_venv(target: Path) -> Path:
+    """A new venv that sees this environment's packages (torch & co) through a .pth file, not a download."""
+    venv.EnvBuilder(with_pip=False).create(target)
+    python = target / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    site = Path(
+        run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], target, None).stdout.strip()
+    )
+    (site / "zz_course_test_dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
+    return python
+
+
+@pytest.fixture(scope="module")
+def class_data(installed, tmp_path_factory) -> Path:
+    """A class's shared data folder, made as docs/students.md tells an instructor (`course fetch --to DIR`), offline:
+    Fashion-MNIST from the checkout's data/ (already fetched), the weights from this machine's hub cache."""
+    shared = tmp_path_factory.mktemp("class") / "course-data"
+    shutil.copytree(ROOT / "data" / "FashionMNIST" / "raw", shared / "FashionMNIST" / "raw")
+    env = {**installed["env"], "COURSE_OFFLINE": "1"}
+    result = run([installed["course"], "fetch", "--to", shared, "--offline"], installed["work"], env, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return shared
+
+
+def test_the_hosted_start_as_written_then_lessons_00_and_02_pass_nbval(installed, class_data, tmp_path):
+    """README's first cell, run as written by a real kernel in a fresh venv in an empty folder (the student put the
+    wheel there, so `%pip install -q WHEEL` names the wheel built from this checkout: its file name must be the
+    one README gives), offline, the assets from a class's shared folder; then README's nbval check of lessons 00
+    and 02 (quick profile), as written, from the folder `course init` made."""
+    start, check = hosted_cells()
+    assert f"%pip install -q {installed['wheel'].name}" in start.split("\n"), "README names another wheel"
+    content = tmp_path / "content"
+    content.mkdir()
+    shutil.copy2(installed["wheel"], content / installed["wheel"].name)
+    python = fresh_venv(tmp_path / "venv")
+    env = {**installed["env"], "COURSE_DATA_DIR": str(class_data), "COURSE_OFFLINE": "1", "PIP_NO_INDEX": "1"}
+    env |= {"TORCH_HOME": str(tmp_path / "torch"), "PATH": os.pathsep.join([str(python.parent), env["PATH"]])}
+    (tmp_path / "run_cell.py").write_text(RUN_CELL, encoding="utf-8")
+    ran = run([python, tmp_path / "run_cell.py", start], content, env, timeout=900)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    folder = content / "course"
+    assert ran.stdout.strip().splitlines()[-1] == f"0 {folder}", ran.stdout  # course fetch succeeded, cwd is the folder
+    assert "mobilenet_v2: ready" in ran.stdout and "fashion-mnist: ready" in ran.stdout, ran.stdout
+    assert (folder / ".course-folder.json").is_file()
+    assert (tmp_path / "torch" / "hub" / "checkpoints" / "mobilenet_v2-b0353104.pth").is_file()
+    assert check.startswith("!COURSE_PROFILE=quick python -m pytest") and check.split()[-2:] == HOSTED_LESSONS
+    checked = run(["bash", "-c", check.removeprefix("!")], folder, env, timeout=1200)
+    assert checked.returncode == 0, checked.stdout[-6000:] + checked.stderr[-3000:]
+    cells = sum(
+        c["cell_type"] == "code" for name in HOSTED_LESSONS for c in json.loads((folder / name).read_text())["cells"]
+    )
+    assert re.search(rf"\b{cells} passed\b", checked.stdout), f"nbval should run all {cells} cells: {checked.stdout}"
+    where = run([python, "-c", "import course_utils; print(course_utils.__file__)"], folder, env)
+    assert str(tmp_path / "venv") in where.stdout, where.stdout  # the wheel the cell installed, not the checkout
