@@ -1,11 +1,11 @@
 """Handouts and slides every student can read: WCAG 2.1 AA, checked by axe-core in headless Chromium.
 
 One lesson written to hold what the lessons hold (a labelled plot, a figure whose author wrote its alt text, an
-unlabelled figure, math, printed output, a link, widgets) is built as a handout and as a deck with `course handouts` and
-`course slides` (quick profile), once for the module. Every page built, the indexes included, is opened from disk
-with the network blocked; axe-core (npm, installed by `make test-tools` and .ci/run into .tools/) must find no
-serious or critical violation of WCAG 2.0/2.1 A and AA. Every image says what it shows, and the deck moves with
-the keyboard, showing where the focus is.
+unlabelled figure, math, printed output, a traceback, a link, widgets, a dozen slides) is built as a handout and
+as a deck with `course handouts` and `course slides` (quick profile), once for the module. Every page built, the
+indexes included, is opened from disk with the network blocked; axe-core (npm, installed by `make test-tools` and
+.ci/run into .tools/) must find no serious or critical violation of WCAG 2.0/2.1 A and AA. Every image says what
+it shows, and the deck moves with the keyboard, showing where the focus is.
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ def accessible_lesson(folder: Path) -> Path:
             "                           {'layer': slider})\n"
             "display(w.VBox([slider, out, w.Button(description='Go on', icon='check')]))"
         ),
+        new_code_cell("1 / 0  # a mistake, shown on purpose", metadata={"tags": ["raises-exception"]}),  # colours
         # Ten slides and more: reveal.js's slide number then has two digits, which axe-core checks for contrast.
         *(new_markdown_cell(f"## {n}. A short section\n\nOne point, said plainly.") for n in range(5, 12)),
     ]
