@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .lesson_build import TEMPLATES, Renderer, build, run_main
+from .lesson_build import TEMPLATES, LessonResult, Render, Renderer, build, run_main
 from .page_assets import Assets, prepare_assets, use_local_assets
 
 TEMPLATE = "course_handout.html.j2"
@@ -32,7 +32,7 @@ def render_html(nb, path: Path, assets: Assets) -> str:
     return body
 
 
-def prepare(out_dir: Path, npm_cache: Path | None = None):
+def prepare(out_dir: Path, npm_cache: Path | None = None) -> tuple[Render, Assets]:
     """Copy the pages' assets into out_dir; the function that renders a handout, and the assets."""
     assets = prepare_assets(out_dir, npm_cache)
     return (lambda nb, path: render_html(nb, path, assets)), assets
@@ -41,7 +41,7 @@ def prepare(out_dir: Path, npm_cache: Path | None = None):
 HANDOUTS = Renderer(tool="handouts", page="handout", suffix=".html", about=ABOUT, prepare=prepare)
 
 
-def build_handouts(profile: str, out_dir: Path, only: list[str] | None = None, **options):
+def build_handouts(profile: str, out_dir: Path, only: list[str] | None = None, **options) -> list[LessonResult]:
     """Execute the chosen lessons and write their pages and the index into out_dir (``lesson_build.build``)."""
     return build(HANDOUTS, profile, out_dir, only, **options)
 

@@ -20,8 +20,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import nbformat
+
 from ..paths import cache_dir
-from .lesson_build import TEMPLATES, Renderer, build, run_main
+from .lesson_build import TEMPLATES, LessonResult, Render, Renderer, build, run_main
 from .page_assets import Assets, extract_npm, npm_tarball, npm_tarball_prefix, prepare_assets, use_local_assets
 
 REVEAL = "reveal.js@4"
@@ -73,7 +75,7 @@ def prepare_reveal(out_dir: Path, npm_cache: Path | None = None) -> RevealAssets
     return RevealAssets()
 
 
-def without_test_markers(nb):
+def without_test_markers(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """A copy of the notebook whose code cells no longer show nbval's markers (lines the class need not read)."""
     nb = copy.deepcopy(nb)
     for cell in nb.cells:
@@ -105,7 +107,7 @@ def render_slides(nb, path: Path, assets: Assets, reveal: RevealAssets) -> str:
     return body
 
 
-def prepare(out_dir: Path, npm_cache: Path | None = None):
+def prepare(out_dir: Path, npm_cache: Path | None = None) -> tuple[Render, Assets]:
     """reveal.js first (SlidesError without it: no lesson runs for nothing), then the assets the handouts use too."""
     reveal = prepare_reveal(out_dir, npm_cache)
     assets = prepare_assets(out_dir, npm_cache)
@@ -115,7 +117,7 @@ def prepare(out_dir: Path, npm_cache: Path | None = None):
 SLIDES = Renderer(tool="slides", page="slide deck", suffix=SUFFIX, about=ABOUT, prepare=prepare, refusal=SlidesError)
 
 
-def build_slides(profile: str, out_dir: Path, only: list[str] | None = None, **options):
+def build_slides(profile: str, out_dir: Path, only: list[str] | None = None, **options) -> list[LessonResult]:
     """Execute the chosen lessons and write their decks and an index into out_dir (``lesson_build.build``)."""
     return build(SLIDES, profile, out_dir, only, **options)
 
