@@ -182,6 +182,14 @@ def _write_npy_header(handle, shape: tuple[int, ...], dtype: np.dtype) -> None:
     )
 
 
+def _in_order(dataset: Dataset, batch_size: int, device: torch.device | str):
+    """Batches of ``dataset`` in order: whole slices of a TensorDataset (no per-item collate), else a DataLoader."""
+    if isinstance(dataset, torch.utils.data.TensorDataset):
+        n = len(dataset)
+        return (tuple(t[i : i + batch_size] for t in dataset.tensors) for i in range(0, n, batch_size))
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, **loader_kwargs(device))
+
+
 @torch.no_grad()
 def write_feature_cache(
     folder: Path,
@@ -203,12 +211,7 @@ def write_feature_cache(
         n = len(dataset)
         if n == 0:
             raise CacheError("the dataset is empty: nothing to cache")
-        if isinstance(
-            dataset, torch.utils.data.TensorDataset
-        ):  # tensors in memory: slice whole batches, no per-item collate
-            loader = (tuple(t[i : i + batch_size] for t in dataset.tensors) for i in range(0, n, batch_size))
-        else:
-            loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, **loader_kwargs(device))
+        loader = _in_order(dataset, batch_size, device)
         feats_path, labels_path = tmp / "features.npy", tmp / "labels.npy"
         written = 0
         with open(feats_path, "wb") as fout, open(labels_path, "wb") as lout:

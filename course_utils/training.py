@@ -216,6 +216,30 @@ def recalibrate_batchnorm(
     return len(layers)
 
 
+def _continued(history: History | None) -> History:
+    """A new History, or ``history`` when fit wrote it (its early stopping saw every validation epoch)."""
+    if history is None:
+        return History()
+    if history.early_stopping.epochs != len(history.val_acc):
+        raise ValueError(
+            f"the History has {len(history.val_acc)} validation epochs but its early_stopping saw "
+            f"{history.early_stopping.epochs}: continue only a History that fit wrote"
+        )
+    return history
+
+
+def _validate(model, val_loader, device, loss_fn, recalibrate_with, history: History) -> float:
+    """One epoch's validation (BatchNorm recalibrated first when asked), recorded in ``history``; the accuracy."""
+    if recalibrate_with is not None:
+        recalibrate_batchnorm(model, recalibrate_with, device)
+    val_loss, val_acc = evaluate(model, val_loader, device, loss_fn)
+    history.val_loss.append(val_loss)
+    history.val_acc.append(val_acc)
+    history.early_stopping.update(val_acc, model)
+    history.best_epoch = history.early_stopping.best_epoch
+    return val_acc
+
+
 def fit(
     model: nn.Module,
     train_loader: DataLoader,
@@ -248,13 +272,8 @@ def fit(
     if (patience is not None or restore_best) and val_loader is None:
         raise ValueError("early stopping and restore_best choose by validation accuracy: pass val_loader")
     model.to(device)
-    history = history if history is not None else History()
+    history = _continued(history)
     stopping = history.early_stopping
-    if stopping.epochs != len(history.val_acc):
-        raise ValueError(
-            f"the History has {len(history.val_acc)} validation epochs but its early_stopping saw {stopping.epochs}: "
-            "continue only a History that fit wrote"
-        )
     stopping.patience = patience  # this call's patience; the epochs since the best count from earlier calls
     bar = tqdm(range(epochs), desc="epochs", disable=not progress)
     for _ in bar:
@@ -271,14 +290,7 @@ def fit(
         history.train_acc.append(train_acc)
         postfix = {"loss": f"{train_loss:.3f}", "acc": f"{train_acc:.3f}"}
         if val_loader is not None:
-            if recalibrate_with is not None:
-                recalibrate_batchnorm(model, recalibrate_with, device)
-            val_loss, val_acc = evaluate(model, val_loader, device, loss_fn)
-            history.val_loss.append(val_loss)
-            history.val_acc.append(val_acc)
-            postfix["val_acc"] = f"{val_acc:.3f}"
-            stopping.update(val_acc, model)
-            history.best_epoch = stopping.best_epoch
+            postfix["val_acc"] = f"{_validate(model, val_loader, device, loss_fn, recalibrate_with, history):.3f}"
         bar.set_postfix(postfix)
     if stopping.exhausted():
         history.stopped_early = True

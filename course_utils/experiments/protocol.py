@@ -187,6 +187,18 @@ def _winner(candidates: list[_Candidate]) -> _Candidate:
     return max(candidates, key=lambda c: (c.stopping.best_acc, -abs(math.log10(c.lr) - middle), -c.lr))
 
 
+def _extend_grid(candidates: list[_Candidate], run: Callable[[float], None]) -> _Candidate:
+    """The winner, after adding the next rate beyond an edge the winner sits at (up to MAX_GRID_EXTENSIONS times)."""
+    best = _winner(candidates)
+    for _ in range(MAX_GRID_EXTENSIONS):
+        grid = sorted(c.lr for c in candidates)
+        if best.lr not in (grid[0], grid[-1]):
+            break
+        run(next_rate(best.lr, up=best.lr == grid[-1]))
+        best = _winner(candidates)
+    return best
+
+
 def select_and_train(
     build: Callable[[float], tuple[nn.Module, torch.optim.Optimizer]],
     lrs: Sequence[float],
@@ -221,13 +233,7 @@ def select_and_train(
 
     for lr in [fixed_lr] if fixed_lr is not None else list(lrs):
         run(lr)
-    best = _winner(candidates)
-    for _ in range(MAX_GRID_EXTENSIONS if searching else 0):
-        grid = sorted(c.lr for c in candidates)
-        if best.lr not in (grid[0], grid[-1]):
-            break
-        run(next_rate(best.lr, up=best.lr == grid[-1]))
-        best = _winner(candidates)
+    best = _extend_grid(candidates, run) if searching else _winner(candidates)
     grid = sorted(c.lr for c in candidates)
     if probe:
         best.train(budget.max_epochs - probe, data, recal, budget.patience, device)

@@ -236,24 +236,14 @@ def _cpu_so_far(r: Results) -> str:
 
 def measured_section(r: Results) -> str:
     """README's section on the sweep, freeze-depth and similarity experiments, with their status."""
-    v = _similarity_verdicts(r)
-    pp, fp = r.best_stage("photos", "pretrained", 10), r.best_stage("fashion", "pretrained", 10)
-    pr, fr = r.best_stage("photos", "random", 10), r.best_stage("fashion", "random", 10)
-    unmeasured = ", ".join(f"{n:,}" for n in r.unmeasured)
-    open_part = (
-        f"""- **Not measured yet: {unmeasured} per class.** So "C suits large data", the full-data result against the
-  published Fashion-MNIST figures (2-conv CNN 0.916 without augmentation; MobileNet 0.950 with flip augmentation
-  and many epochs) and the goal of ≥ 0.93 for the full-data fine-tune on a CPU are **open**: lesson 07 prints
-  "not measured yet" instead of a comparison, and its advisor says when a size lies beyond the measured ones.
-  Resume the command above to fill them in.
-"""
-        if r.unmeasured
-        else ""
-    )
-    sizes = ", ".join(str(n) for n in r.config["sizes"])
-    return f"""{MEASURED_HEADING} (lessons 04 and 07)
+    parts = (_how_it_runs(r), _where_the_run_stands(r), _freeze_depth_status(r), _similarity_status(r))
+    return f"{MEASURED_HEADING} (lessons 04 and 07)\n\n" + "".join(parts)
 
-```bash
+
+def _how_it_runs(r: Results) -> str:
+    """The commands and the one protocol every contender follows."""
+    sizes = ", ".join(str(n) for n in r.config["sizes"])
+    return f"""```bash
 course sweep --experiment large-data --profile full --threads 1 --out-dir course_utils/experiments/results --note "..."
 course sweep --experiment large-data --profile full --status --out-dir course_utils/experiments/results  # how far
 course sweep --experiment similarity --profile full --threads 1 --out course_utils/experiments/results/similarity_full.json
@@ -282,7 +272,23 @@ contender: channels-last memory format, evaluation at batch {r.config.get("eval_
 Each finished point is written at once (atomically, JSON and CSV) with the command, machine, device, duration and
 CPU time; a point already there is skipped, so the same command resumes; a different configuration is refused.
 
-**Where the run stands.** The whole plan is {len(m.planned_points(r.config))} points (about 8–12 hours of one CPU
+"""
+
+
+def _where_the_run_stands(r: Results) -> str:
+    """How far the sweep is, and what its finished points say."""
+    unmeasured = ", ".join(f"{n:,}" for n in r.unmeasured)
+    open_part = (
+        f"""- **Not measured yet: {unmeasured} per class.** So "C suits large data", the full-data result against the
+  published Fashion-MNIST figures (2-conv CNN 0.916 without augmentation; MobileNet 0.950 with flip augmentation
+  and many epochs) and the goal of ≥ 0.93 for the full-data fine-tune on a CPU are **open**: lesson 07 prints
+  "not measured yet" instead of a comparison, and its advisor says when a size lies beyond the measured ones.
+  Resume the command above to fill them in.
+"""
+        if r.unmeasured
+        else ""
+    )
+    return f"""**Where the run stands.** The whole plan is {len(m.planned_points(r.config))} points (about 8–12 hours of one CPU
 core, the 1,000-per-class and all-data points dominating); it is committed point by point: {_cpu_so_far(r)}.
 Commands and machines of the runs so far are in the file's `meta` ({len(r.sweep["meta"]["runs"])} invocations;
 devices: {", ".join(sorted({p.get("device", "cpu") for p in r.sweep["points"]})) or "none yet"}). Status of the
@@ -299,7 +305,12 @@ What the finished points say (lesson 07 computes the same from the file):
   regression at 10 per class: {r.acc("raw", 10)} (A {r.acc("A", 10)}); training from scratch on the same budget:
   {r.acc("scratch", 10)}.
 {open_part}
-**Freeze depth** (lesson 04): the first trainable stage moved from the head (A) to the stem (C), at
+"""
+
+
+def _freeze_depth_status(r: Results) -> str:
+    """How far the freeze-depth experiment is, and what it says."""
+    return f"""**Freeze depth** (lesson 04): the first trainable stage moved from the head (A) to the stem (C), at
 {", ".join(str(n) for n in r.depth["meta"]["config"]["sizes"])} per class, same protocol. Status of the committed file:
 
 ```text
@@ -309,7 +320,15 @@ What the finished points say (lesson 07 computes the same from the file):
 What the finished points say:
 
 {_depth_sentence(r)}
-**Similarity** (lesson 07): the same linear probe (standardised features, logistic regression, regularisation
+"""
+
+
+def _similarity_status(r: Results) -> str:
+    """What the similarity probe says about early and late stages."""
+    v = _similarity_verdicts(r)
+    pp, fp = r.best_stage("photos", "pretrained", 10), r.best_stage("fashion", "pretrained", 10)
+    pr, fr = r.best_stage("photos", "random", 10), r.best_stage("fashion", "random", 10)
+    return f"""**Similarity** (lesson 07): the same linear probe (standardised features, logistic regression, regularisation
 chosen on validation) on the averaged output of every stage of MobileNetV2, with ImageNet weights and with random
 weights (BatchNorm recalibrated), on two ten-class tasks prepared alike at 64 px: **natural photos** (ten bundled
 photographs, crops from one half of each for training and from the other half for testing) and **Fashion-MNIST**;

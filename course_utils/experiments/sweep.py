@@ -29,7 +29,6 @@ Every point records the device it ran on (FP32; TF32 off on CUDA); one size of o
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -41,6 +40,7 @@ from ..device import machine_record, pick_device, seed_everything
 from ..measurements import load_results, planned_points, progress_report, similarity_report
 from ..paths import cache_dir
 from ..profiles import course_profile
+from ..tools.cli import as_typed
 from .config import (
     EXPERIMENTS,
     FIRST_TRAINABLE,
@@ -61,26 +61,19 @@ def _make_model(pretrained: bool):
     return lambda: load_backbone("mobilenet_v2", pretrained=pretrained, fetch=False)
 
 
-def run_point(
+def _train_contender(
     scenario: str,
-    n_per_class: int,
+    first_trainable: str,
+    train_idx,
+    val_idx,
     seed: int,
     config: SweepConfig,
     inputs: Inputs,
-    fixed_lr: float | None = None,
-    warm_lr: float | None = None,
-) -> dict:
-    """Train one contender at one size and seed with the shared protocol; return the measured point.
-
-    ``scenario`` is raw, A, B, C or scratch, or (freeze-depth) the first trainable stage. ``fixed_lr`` skips the
-    learning-rate search (the seed-0 choice is reused for later seeds); ``warm_lr`` is A's learning rate, used to
-    train the warm-up head of B, C and the freeze depths.
-    """
-    seed_everything(seed)
-    budget = config.budgets[n_per_class]
-    train_idx, val_idx = split_indices(inputs.fashion.train_y, config, n_per_class, seed)
-    first_trainable = FIRST_TRAINABLE.get(scenario, scenario)
-    cache_before = inputs.cache_seconds
+    budget,
+    fixed_lr: float | None,
+    warm_lr: float | None,
+):
+    """The protocol's run of one contender: (its RunResult, the seconds its warm-up head took)."""
     warm_seconds = 0.0
 
     def train(build, grid: str, data: Data, recalibrate: bool, lr: float | None):
@@ -112,6 +105,33 @@ def run_point(
         data = inputs.data(first_trainable, train_idx, val_idx, seed)
         build = finetune_builder(_make_model(True), first_trainable, warm, NUM_CLASSES, seed)
         result = train(build, "finetune", data, True, fixed_lr)
+    return result, warm_seconds
+
+
+def run_point(
+    scenario: str,
+    n_per_class: int,
+    seed: int,
+    config: SweepConfig,
+    inputs: Inputs,
+    fixed_lr: float | None = None,
+    warm_lr: float | None = None,
+) -> dict:
+    """Train one contender at one size and seed with the shared protocol; return the measured point.
+
+    ``scenario`` is raw, A, B, C or scratch, or (freeze-depth) the first trainable stage. ``fixed_lr`` skips the
+    learning-rate search (the seed-0 choice is reused for later seeds); ``warm_lr`` is A's learning rate, used to
+    train the warm-up head of B, C and the freeze depths.
+    """
+    seed_everything(seed)
+    budget = config.budgets[n_per_class]
+    train_idx, val_idx = split_indices(inputs.fashion.train_y, config, n_per_class, seed)
+    first_trainable = FIRST_TRAINABLE.get(scenario, scenario)
+    cache_before = inputs.cache_seconds
+
+    result, warm_seconds = _train_contender(
+        scenario, first_trainable, train_idx, val_idx, seed, config, inputs, budget, fixed_lr, warm_lr
+    )
     return {
         "scenario": scenario,
         "first_trainable": first_trainable if scenario not in ("raw", "scratch") else None,
@@ -152,6 +172,16 @@ def _shared_point(scenario: str, n: int, seed: int, config: SweepConfig, sweep: 
     return f"the sweep's {SHARED_DEPTHS[scenario]} is not measured yet in {name}"
 
 
+def _refuse_mixed_devices(results: ResultsFile, n: int, device: torch.device) -> None:
+    """ResultsConflict when ``results`` holds points of size ``n`` measured on another device."""
+    devices = {p.get("device", "cpu") for p in results.points if int(p["n_per_class"]) == n}
+    if devices - {str(device)}:
+        raise ResultsConflict(
+            f"{results.path} holds {n}/class points measured on {', '.join(sorted(devices))}; one size never mixes "
+            f"devices: resume with --device {sorted(devices)[0]} or pass another --out"
+        )
+
+
 def run_experiment(
     config: SweepConfig,
     out: str | Path,
@@ -184,12 +214,7 @@ def run_experiment(
         if (scenario, n, seed) in done:
             log(f"skip {scenario:<9} n={n:<5} seed={seed} (already in {results.path.name})")
             continue
-        devices = {p.get("device", "cpu") for p in results.points if int(p["n_per_class"]) == n}
-        if devices - {str(device)}:
-            raise ResultsConflict(
-                f"{results.path} holds {n}/class points measured on {', '.join(sorted(devices))}; one size never mixes "
-                f"devices: resume with --device {sorted(devices)[0]} or pass another --out"
-            )
+        _refuse_mixed_devices(results, n, device)
         if sweep is not None and scenario in SHARED_DEPTHS:
             shared = _shared_point(scenario, n, seed, config, sweep, sweep_file.name)
             if isinstance(shared, str):
@@ -262,8 +287,8 @@ def print_status(experiment: str, out: Path) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`course sweep`: run (or resume) an experiment."""
+def _parser() -> argparse.ArgumentParser:
+    """The arguments of `course sweep`."""
     parser = argparse.ArgumentParser(
         prog="course sweep",
         description=__doc__.split("\n\n")[0],
@@ -301,6 +326,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="print which points of --out are finished and what they measured; run nothing",
     )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`course sweep`: run (or resume) an experiment."""
+    parser = _parser()
     args = parser.parse_args(argv)
     profile = args.profile or course_profile()
     out_dir = args.out_dir or cache_dir() / "experiments"
@@ -311,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     out = args.out or (out_dir if args.experiment == "large-data" else _default_out(args.experiment, profile))
-    command = "course sweep " + shlex.join(argv if argv is not None else sys.argv[1:])
+    command = as_typed("sweep", argv)
     device = pick_device(args.device)
 
     def log(message: str) -> None:
