@@ -28,7 +28,7 @@ from test_browser import KERNEL_IDLE, SHOTS, run_all, serve
 
 from course_utils.tools.lab import UPLOAD_LIMIT_BYTES
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.browser]  # drives JupyterLab in headless Chromium
 
 browser = shared.browser  # headless Chromium, closed in any case
 page = shared.page  # a fresh page; the browser console saved and the last screenshot taken into build/browser/

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.setup]  # builds the wheel, makes fresh virtual environments
 SOURCE_FILES = ["pyproject.toml", "README.md", "DIARY.template.md", "course_utils", "notebooks"]
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints", "*.egg-info", "build")
 
