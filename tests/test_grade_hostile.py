@@ -23,12 +23,15 @@ import psutil
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+from course_utils import judge
 from course_utils.paths import PACKAGE_DIR, data_dir
 from course_utils.tools import grade, sandbox
-from course_utils.tools.exercises import student_copy
+from course_utils.tools.exercises import source_path, strip_hidden, student_copy, student_path
 from course_utils.tools.notebook_reader import read_prepared
 from course_utils.tools.submissions import SubmissionProblem
 from course_utils.weights import hub_checkpoint_dir
+
+pytestmark = pytest.mark.sandbox
 
 EXERCISE = "tiny"
 HIDDEN_LINE = 'assert answer() + OFFSET == 42, "the hidden check of answer failed"'
@@ -763,3 +766,174 @@ def test_the_nbclient_runner_grades_a_class_as_nbval_does(tmp_path):
     assert got[("eli", "eli.ipynb")]["TOTAL"]["status"] == "review"
     assert "[output cut at 256 KB]" in got[("fin", "fin.ipynb")]["t_answer"]["message"]
     assert survivors() == []
+
+
+# ---------------------------------------------------- exercise 1: points from the judge, outside the kernel
+EX1 = "ex1_freeze_and_head"
+EX1_SOURCE = source_path(EX1)
+ONLY_THE_BODY = """
+def setup_transfer_learning(num_classes, backbone="mobilenet_v2", pretrained=True):
+    return load_backbone(backbone, pretrained=pretrained)  # no new head, nothing frozen
+"""
+EVERYTHING = """
+def head_optimizer(model, lr=0.01):
+    return torch.optim.SGD(model.parameters(), lr=lr)
+"""
+NO_TRAINING = """
+def train_head(model, loader, optimizer, epochs):
+    return model  # trains nothing
+"""
+ALWAYS_OK = """
+import ipykernel.ipkernel as _k
+_run = _k.IPythonKernel.do_execute
+async def _ok(self, *args, **kwargs):
+    reply = await _run(self, *args, **kwargs)
+    reply["status"] = "ok"  # every cell reported as successful, whatever it raised
+    return reply
+_k.IPythonKernel.do_execute = _ok
+"""
+NO_OP_CHECKS = """
+import types
+from course_utils import checks, genuine
+def _nothing(*args, **kwargs):
+    return None
+for _module in (checks, genuine):
+    for _name, _value in vars(_module).items():
+        if isinstance(_value, types.FunctionType) and not _value.__code__.co_freevars:
+            _value.__code__ = _nothing.__code__  # every check passes
+"""
+LYING_EVALUATION = """
+import torch
+def _always(self, other):
+    return torch.ones(torch.broadcast_shapes(self.shape, torch.as_tensor(other).shape), dtype=torch.bool)
+torch.Tensor.__eq__ = _always  # every prediction "equals" its label
+nn.CrossEntropyLoss.forward = lambda self, logits, labels: (logits * 0).sum()  # a loss of 0 that still backpropagates
+"""
+CHEATING_HEAD = """
+import torch.nn.modules.linear as _linear
+
+
+class Linear(nn.Linear):
+    \"\"\"In evaluation, the answers of the notebook's own held-out images, in the order the loader gives them.\"\"\"
+
+    def forward(self, x):
+        queue = globals().get("_answers")
+        if self.training or "splits" not in globals() or len(x) < 2:
+            return super().forward(x)
+        if not queue:
+            queue = globals()["_answers"] = [int(y) for _, y in splits["test"]]
+        take, globals()["_answers"] = queue[: len(x)], queue[len(x):]
+        if len(take) < len(x):
+            return super().forward(x)
+        return super().forward(x) * 0 + 20 * torch.nn.functional.one_hot(torch.tensor(take), self.out_features).float()
+
+
+Linear.__module__, Linear.__qualname__ = "torch.nn.modules.linear", "Linear"  # torch's own name
+_linear.Linear = Linear
+
+
+def setup_transfer_learning(num_classes, backbone="mobilenet_v2", pretrained=True):
+    model = load_backbone(backbone, pretrained=pretrained)
+    for param in model.parameters():
+        param.requires_grad = False
+    if backbone == "mobilenet_v2":
+        model.classifier[-1] = Linear(model.classifier[-1].in_features, num_classes)
+    else:
+        model.fc = Linear(model.fc.in_features, num_classes)
+    return model
+"""
+SNOOP = """
+import os, json
+
+
+def setup_transfer_learning(num_classes, backbone="mobilenet_v2", pretrained=True):
+    own = open("submission.ipynb", encoding="utf-8").read()
+    found = {
+        "judge": sorted(os.listdir(JUDGE)) if os.path.isdir(JUDGE) else "absent",
+        "sources": sorted(os.listdir(SOURCES)) if os.path.isdir(SOURCES) else "absent",
+        "run": sorted(os.listdir(".")),
+        "hidden": ("BEGIN " + "HIDDEN") in own or ("expected_" + "10") in own,  # not spelled out: this cell is in it
+    }
+    raise RuntimeError("found " + json.dumps(found, sort_keys=True))
+"""
+
+
+def _ex1_cell(nb, marker: str):
+    matches = [cell for cell in nb.cells if cell.cell_type == "code" and marker in cell.source]
+    assert len(matches) == 1, marker
+    return matches[0]
+
+
+def ex1_submission(done=(), replace=None, early=None):
+    """Exercise 1's student copy: the source's solution of each function in ``done``, replacements, an early cell."""
+    source, nb = nbformat.read(EX1_SOURCE, as_version=4), nbformat.read(student_path(EX1_SOURCE), as_version=4)
+    for name in done:
+        _ex1_cell(nb, f"def {name}(").source = strip_hidden(_ex1_cell(source, f"def {name}(").source)
+    for name, text in (replace or {}).items():
+        _ex1_cell(nb, f"def {name}(").source = text.strip()
+    if early:
+        index = nb.cells.index(_ex1_cell(nb, "def setup_transfer_learning("))
+        nb.cells.insert(index, new_code_cell(early.strip()))
+    return nb
+
+
+@pytest.fixture(scope="module")
+def judged_hostile(tmp_path_factory):
+    """One `course grade --isolation bwrap` of exercise 1 (scored by the judge) over attacks on the in-kernel checks."""
+    if not sys.platform.startswith("linux") or sandbox.find_bwrap() is None:
+        pytest.skip("bubblewrap is not installed (CI installs it: .ci/run)")
+    folder = tmp_path_factory.mktemp("judged")
+    every = ("setup_transfer_learning", "head_optimizer", "train_head")
+    write(folder, "honest.ipynb", ex1_submission(done=every))
+    write(folder, "a_always_ok.ipynb", ex1_submission(early=ALWAYS_OK))  # empty, every cell reported ok
+    broken = {"setup_transfer_learning": ONLY_THE_BODY, "head_optimizer": EVERYTHING, "train_head": NO_TRAINING}
+    write(folder, "b_no_op_checks.ipynb", ex1_submission(replace=broken, early=NO_OP_CHECKS))
+    untrained = {"train_head": NO_TRAINING}
+    write(folder, "c_lying_eval.ipynb", ex1_submission(every[:2], untrained, early=LYING_EVALUATION))
+    cheat = {"setup_transfer_learning": CHEATING_HEAD, "train_head": NO_TRAINING}
+    write(folder, "d_torch_named.ipynb", ex1_submission(every[1:2], cheat))
+    write(folder, "e_no_epochs.ipynb", ex1_submission(every[:2], untrained, early="EPOCHS = 0"))
+    snoop = f"JUDGE = {str(judge.JUDGE_DIR)!r}\nSOURCES = {str(EX1_SOURCE.parent)!r}\n" + SNOOP
+    write(folder, "f_snoop.ipynb", ex1_submission(every[1:], {"setup_transfer_learning": snoop}))
+    report = tmp_path_factory.mktemp("judged-report") / "grades"
+    status = grade.main(
+        [str(folder), "--exercise", EX1, "--hidden", "--timeout", "400", "--isolation", "bwrap", "-o", str(report)]
+    )
+    assert status == 0
+    with open(report.with_suffix(".csv"), newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    return {"by": {student: tests for (student, _), tests in by_student(rows).items()}}
+
+
+def test_an_honest_exercise_1_scores_full_marks_from_the_judge(judged_hostile):
+    honest = judged_hostile["by"]["honest"]
+    assert honest["TOTAL"]["points"] == "10" and honest["TOTAL"]["status"] == "total"
+
+
+@pytest.mark.parametrize(
+    "student, targets",
+    [
+        ("a_always_ok", "all"),  # an empty copy whose kernel reports every cell as ok
+        ("b_no_op_checks", "all"),  # the checks' code replaced by `return None`
+        ("c_lying_eval", ("ex1_accuracy", "ex1_frozen_stays_frozen")),  # == always true, a loss of 0
+        ("d_torch_named", ("ex1_accuracy", "ex1_frozen_stays_frozen")),  # a head that knows the answers
+        ("e_no_epochs", ("ex1_accuracy", "ex1_frozen_stays_frozen")),  # the budget set to nothing
+    ],
+)
+def test_attacks_on_the_checks_in_the_kernel_earn_nothing_from_the_judge(judged_hostile, student, targets):
+    rows = judged_hostile["by"][student]
+    tests = [t for t in rows if t != "TOTAL"] if targets == "all" else targets
+    for test in tests:
+        assert rows[test]["points"] == "0" and rows[test]["status"] == "fail", (test, rows[test])
+    if targets == "all":  # these two the fingerprint also sees: a hint for review, no longer what scores 0
+        assert rows["TOTAL"]["points"] == "0" and rows["TOTAL"]["status"] == "review"
+    else:  # the notebook's own accuracy cell was fooled (it passed, as it did when it decided the points)
+        assert rows["ex1_accuracy"]["note"] == "self-check passed", rows["ex1_accuracy"]
+        assert "held-out loss" in rows["ex1_accuracy"]["message"]
+
+
+def test_inside_the_sandbox_neither_the_judge_nor_the_hidden_tests_can_be_read(judged_hostile):
+    note = judged_hostile["by"]["f_snoop"]["ex1_head_shape"]["note"]
+    found = json.loads(note.split("RuntimeError: found ", 1)[1].split("; ")[0])
+    assert found["judge"] == [] and found["sources"] in ([], "absent") and found["hidden"] is False, found
+    assert found["run"] == ["pytest.ini", "submission.ipynb"]  # the export plan was read and deleted before the kernel
