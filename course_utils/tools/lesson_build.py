@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -24,6 +23,7 @@ import nbformat
 from ..paths import atomic_write_text, project_root
 from ..profiles import PROFILES, pick
 from . import figure_alt
+from .cli import as_typed
 from .lessons import choose_lessons
 from .notebook_tools import last_exception
 from .page_assets import Assets
@@ -165,12 +165,9 @@ def count_outputs(nb) -> tuple[int, int]:
 
 def machine_line() -> str:
     """The machine a run happened on, in words (a busy machine runs slower: the load average says so)."""
-    machine = (
-        f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}"
-    )
-    if hasattr(os, "getloadavg"):
-        machine += f", load average {os.getloadavg()[1]:.1f} over the last 5 min"
-    return machine
+    from ..device import describe_machine, machine_record  # torch: only when an index is written
+
+    return describe_machine(machine_record())
 
 
 def write_index(
@@ -278,7 +275,7 @@ def run_main(renderer: Renderer, description: str, argv: list[str] | None = None
     add_lesson_run_arguments(parser, renderer.tool)
     args = parser.parse_args(argv)
     out = args.out or project_root() / "build" / renderer.tool
-    command = f"course {renderer.tool} " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = as_typed(renderer.tool, argv)
     try:
         results = build(
             renderer, args.profile, out, args.only, args.notebooks, command=command, cell_timeout=args.cell_timeout
