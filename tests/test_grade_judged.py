@@ -1,0 +1,54 @@
+"""Every exercise graded end to end as an instructor does it: `course grade` in the sandbox, points from the judge.
+
+For each exercise a class of two: the solution (the source notebook handed in as it is) and the untouched student
+copy. The solution earns every point, the student copy none, and every row says the judge decided it. This is
+the path the judge modules' own tests (which run notebooks without a sandbox) do not cover: the export plan
+run by the sandboxed runner, the exports' size and time inside the limits, the report.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from helpers import ROOT, course
+
+from course_utils import judge
+from course_utils.tools import sandbox
+from course_utils.tools.exercises import graded_cells
+
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
+
+EXERCISES = sorted(judge.MODULES)
+needs_bwrap = pytest.mark.skipif(
+    not (sys.platform.startswith("linux") and sandbox.find_bwrap()),
+    reason="bubblewrap is not installed (CI installs it: .ci/run)",
+)
+
+
+@needs_bwrap
+@pytest.mark.parametrize("exercise", EXERCISES)
+def test_the_solution_earns_every_point_and_the_student_copy_none(exercise, tmp_path):
+    source = ROOT / "notebooks" / "exercises" / "source" / f"{exercise}.ipynb"
+    for student, notebook in (("solution", source), ("untouched", source.parents[1] / source.name)):
+        (tmp_path / "class" / student).mkdir(parents=True)
+        shutil.copyfile(notebook, tmp_path / "class" / student / f"{exercise}.ipynb")
+    report = tmp_path / "report"
+    done = course(
+        "grade", str(tmp_path / "class"), "--exercise", exercise, "--jobs", "2", "-o", str(report), timeout=1200
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert f"points: decided by the judge (course_utils/judge/{judge.MODULES[exercise]}.py)" in done.stdout
+
+    rows = list(csv.DictReader(Path(f"{report}.csv").read_text(encoding="utf-8").splitlines()))
+    possible = sum(cell.points for cell in graded_cells(nbformat.read(source, as_version=4)))
+    totals = {row["student"]: float(row["points"]) for row in rows if row["test"] == "TOTAL"}
+    assert totals == {"solution": possible, "untouched": 0}, [r for r in rows if r["status"] != "pass"]
+    tasks = [row for row in rows if row["test"] != "TOTAL"]
+    assert {row["test"] for row in tasks} == set(judge.tasks(exercise))
+    assert all(row["status"] == "pass" for row in tasks if row["student"] == "solution")
+    assert all(row["status"] == "fail" and row["message"] for row in tasks if row["student"] == "untouched")
