@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from . import Task, Verdict
+from .common import fail, listed, pretrained_state, reference_model
 
 CLASSES = [1, 7, 8]  # Fashion-MNIST: Trouser, Sneaker, Bag (the source's parameters)
 IMAGE_SIZE = 32
@@ -171,37 +172,6 @@ course_export(_judge_trained())
 
 
 # ------------------------------------------------------------------------------------- the judge's side
-def fail(problem: str, where: str) -> Verdict:
-    """A failed task, worded as the notebook's checks word it."""
-    return Verdict(False, f"{problem}\nWhere to look: {where}")
-
-
-def reference_model(backbone: str, classes: int, pretrained: bool = False) -> nn.Module:
-    """The judge's own model: torchvision's backbone with an nn.Linear head of ``classes`` outputs."""
-    from ..backbones import load_backbone
-
-    model = load_backbone(backbone, pretrained=pretrained, fetch=False)
-    prefix, features = HEADS[backbone]
-    if backbone == "mobilenet_v2":
-        model.classifier[-1] = nn.Linear(features, classes)
-    else:
-        model.fc = nn.Linear(features, classes)
-    return model
-
-
-@lru_cache(maxsize=1)
-def pretrained_state() -> dict[str, torch.Tensor]:
-    """The verified pretrained mobilenet_v2's state dict (sha256-checked checkpoint)."""
-    from ..backbones import load_backbone
-
-    return {k: v.detach().clone() for k, v in load_backbone("mobilenet_v2", fetch=False).state_dict().items()}
-
-
-def _listed(names, limit: int = 3) -> str:
-    names = sorted(names)
-    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
-
-
 @lru_cache(maxsize=16)
 def expected_shapes(backbone: str, classes: int) -> dict[str, list[int]]:
     """Name -> shape of every tensor in the state dict of the judge's model (cached: building one takes a second)."""
@@ -222,9 +192,7 @@ def structure_problem(state: dict, backbone: str, classes: int) -> str:
     shapes = {str(k): list(v.shape) if isinstance(v, torch.Tensor) else [int(x) for x in v] for k, v in state.items()}
     missing, extra = set(expected) - set(shapes), set(shapes) - set(expected)
     if missing or extra:
-        parts = ([f"missing {_listed(missing)}"] if missing else []) + (
-            [f"unexpected {_listed(extra)}"] if extra else []
-        )
+        parts = ([f"missing {listed(missing)}"] if missing else []) + ([f"unexpected {listed(extra)}"] if extra else [])
         return f"{backbone} with {classes} classes is not the backbone with a new head: " + "; ".join(parts)
     wrong = [k for k in expected if shapes[k] != expected[k]]
     if wrong:
@@ -254,8 +222,8 @@ def score_only_head(data: dict) -> Verdict:
         on = {k for k, flag in trainable.items() if flag is True}
         head = {k for k in expected if k.startswith(prefix)}
         if on != head:
-            problems = [f"trainable but should be frozen: {_listed(on - head)}"] if on - head else []
-            problems += [f"frozen but should be trainable: {_listed(head - on)}"] if head - on else []
+            problems = [f"trainable but should be frozen: {listed(on - head)}"] if on - head else []
+            problems += [f"frozen but should be trainable: {listed(head - on)}"] if head - on else []
             return fail(f"{backbone} with {classes} classes: " + "; ".join(problems), WHERE_TRAINABLE)
         count = sum(math.prod(int(x) for x in shapes[k]) for k in on)
         if count != features * classes + classes:
@@ -283,7 +251,7 @@ def score_body(data: dict) -> Verdict:
     ]
     if different:
         return fail(
-            f"{len(different)} backbone tensors differ from the pretrained ones, e.g. {_listed(different)}", WHERE_BODY
+            f"{len(different)} backbone tensors differ from the pretrained ones, e.g. {listed(different)}", WHERE_BODY
         )
     return Verdict(True, "ok: the body is the pretrained mobilenet_v2")
 
@@ -330,11 +298,11 @@ def score_frozen(data: dict) -> Verdict:
     moved = [k for k in reference if not k.startswith("classifier.1.") and not torch.equal(after[k], reference[k])]
     if moved:
         return fail(
-            f"after one epoch of train_head, {len(moved)} body tensors changed, e.g. {_listed(moved)}", WHERE_FROZEN
+            f"after one epoch of train_head, {len(moved)} body tensors changed, e.g. {listed(moved)}", WHERE_FROZEN
         )
     still = [k for k, v in data["head_before"].items() if torch.equal(after[f"classifier.1.{k}"], v)]
     if still:
-        return fail(f"the new head did not change in one epoch of train_head: {_listed(still)}", WHERE_FROZEN)
+        return fail(f"the new head did not change in one epoch of train_head: {listed(still)}", WHERE_FROZEN)
     return Verdict(True, "ok: the head learned, the body and its BatchNorm statistics did not move")
 
 
