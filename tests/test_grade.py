@@ -338,38 +338,37 @@ def test_a_hidden_test_line_in_a_message_is_redacted():
 
 # -------------------------------------------------------------- the guard's verdicts (no kernel needed)
 def _verdict(**fields):
-    from course_utils.tools import nbval_guard
+    from course_utils.tools import runner
 
-    reports = {"setup": ("passed", ""), "call": (fields.pop("nbval", "passed"), fields.pop("reason", ""))}
-    record = nbval_guard.CellRecord(cell=3, graded=fields.pop("graded", True), **fields)
-    nbval_guard._finish(record, reports, 8)
+    record = runner.CellRecord(cell=3, graded=fields.pop("graded", True), **fields)
+    runner.verdict(record, 8)
     return record
 
 
 def test_a_cell_passes_only_when_the_kernel_says_ok():
     assert _verdict(status="ok").verdict == "pass"
     hidden = _verdict(status="error", ename="AssertionError", evalue="answer() should return 42", error_shown=False)
-    assert hidden.verdict == "review" and hidden.reason == "hidden-error"  # nbval passed it: no error was shown
+    assert hidden.verdict == "review" and hidden.reason == "hidden-error"  # no error was shown
     assert hidden.message == "AssertionError: answer() should return 42"
-    shown = _verdict(status="error", ename="NameError", evalue="name 'x' is not defined", error_shown=True, nbval="x")
+    shown = _verdict(status="error", ename="NameError", evalue="name 'x' is not defined", error_shown=True)
     assert (shown.verdict, shown.message) == ("fail", "NameError: name 'x' is not defined")
-    assert _verdict(status=None, timed_out=True, nbval="failed", reason="timeout").message.startswith("Timeout of 8")
+    assert _verdict(status=None, timed_out=True).message.startswith("Timeout of 8")
     assert _verdict(status=None).verdict == "fail"  # no reply at all: never a pass
     assert _verdict(status="ok", tamper=["shell.showtraceback (before it ran)"]).verdict == "review"
     assert _verdict(status="ok", tamper=["x"], graded=False).verdict == "pass"  # only graded cells are judged so
 
 
 def test_a_changed_fingerprint_is_named():
-    from course_utils.tools import nbval_guard
+    from course_utils.tools import kernel_checks
 
     baseline = {"shell.showtraceback": 1, "module.torch.equal": 2, "sys.excepthook": 3}
     first_seen = {}
     now = dict(baseline, **{"module.torchvision.models.x": 9, "file.course_utils.extra": "/elsewhere/extra.py"})
     moved = "course_utils.extra loaded from /elsewhere/extra.py"
-    assert nbval_guard.compare(baseline, now, first_seen, "/course") == [moved]
+    assert kernel_checks.compare(baseline, now, first_seen, "/course") == [moved]
     now.update({"shell.showtraceback": 4, "shell.InteractiveTB-instance.structured_traceback": 5})
     now["module.torchvision.models.x"] = 10  # changed since it was first seen
-    assert nbval_guard.compare(baseline, now, first_seen, "/course") == [
+    assert kernel_checks.compare(baseline, now, first_seen, "/course") == [
         "course_utils.extra loaded from /elsewhere/extra.py",
         "module.torchvision.models.x",
         "shell.InteractiveTB-instance.structured_traceback",

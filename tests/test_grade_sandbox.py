@@ -158,7 +158,7 @@ def test_the_limits_hold_inside(kind):
 @needs_bwrap
 @pytest.mark.parametrize("privileged", [True, False], ids=["root-drops-to-nobody", "user-namespace"])
 def test_a_child_cannot_forge_results_through_its_parents_pipe(privileged):
-    """The kernel runs with the same uid as pytest: nbval_guard makes pytest non-dumpable, so /proc/PID/fd is shut.
+    """The kernel runs with the same uid as pytest: the runner makes itself non-dumpable, so /proc/PID/fd is shut.
 
     (Without bubblewrap a grader running as root cannot protect the pipe this way: root may open any process's
     file descriptors. That run is reported as NOT isolated.)
@@ -177,8 +177,8 @@ def test_a_child_cannot_forge_results_through_its_parents_pipe(privileged):
     code = f"""
     import subprocess, sys
     if GUARD:
-        from course_utils.tools import nbval_guard
-        nbval_guard.protect_process()  # what the grader's pytest does first
+        from course_utils.tools import kernel_checks
+        kernel_checks.protect_process()  # what the grader's runner does first
     subprocess.run([sys.executable, "-c", {forge!r}], close_fds=True)
     report(real=True)
     """

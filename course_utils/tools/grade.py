@@ -8,9 +8,9 @@ child process with a memory and time limit (``notebook_reader``; the grader neve
 itself): its graded test cells are replaced by the
 instructor's version from the source notebook (--sources, default notebooks/exercises/source/NAME.ipynb;
 hidden tests included with --hidden unless the judge scores the exercise), outputs cleared. The prepared copy runs
-with nbclient (``runner.py``; ``--runner nbval``: under ``pytest --nbval-lax`` with the ``nbval_guard`` plugin)
-inside a sandbox (``sandbox.py``: bubblewrap on Linux, else a process guard and a loud warning), under resource
-limits, with an overall time limit; every process it started is gone before the next submission runs.
+with nbclient's public API (``runner.py``) inside a sandbox (``sandbox.py``: bubblewrap on Linux, else a process
+guard and a loud warning), under resource limits, with an overall time limit; every process it started is gone
+before the next submission runs.
 ``--jobs`` submissions run at once (``batch``), each in its own sandbox; the report is the same whatever the
 number. A supervisor adds up the memory of each whole submission (its processes and its files in memory) and
 stops it above ``--total-memory-limit``.
@@ -36,7 +36,7 @@ the report of what finished is written).
 
 Modules: ``submissions`` (find, prepare; what the source notebook says), ``notebook_reader`` (reading in a
 limited child), ``sandbox`` (isolation, limits, cleanup), ``processes`` (process trees and their memory),
-``batch`` (a class in parallel), ``runner``, ``nbval_guard`` and ``kernel_probe`` (running cells inside the run),
+``batch`` (a class in parallel), ``runner``, ``kernel_checks`` and ``kernel_probe`` (running cells inside the run),
 ``judged`` (the judge's exports and rows),
 ``grade_report`` (CSV, Markdown, escaping); this one runs and grades, and is the command line.
 """
@@ -99,9 +99,9 @@ MESSAGE_LIMIT = 600
 # ------------------------------------------------------------------------------------------ running
 @dataclass
 class RunResult:
-    """One sandboxed nbval run: per nbval cell number (outcome, message), and how the run ended.
+    """One sandboxed run: per code cell number (outcome, message), and how the run ended.
 
-    outcome is 'pass', 'fail' or 'review'; status is 'ok' (pytest finished), 'timeout' (stopped at the
+    outcome is 'pass', 'fail' or 'review'; status is 'ok' (the runner finished), 'timeout' (stopped at the
     overall limit; finished cells are kept), 'memory' (stopped at the memory limit of the whole submission;
     finished cells are kept) or 'crashed' (ended before reporting every cell).
     """
@@ -152,7 +152,7 @@ def course_mounts() -> list[Path]:
 def isolation_for(mode: str = "auto") -> Isolation:
     """The isolation this machine gives (checked once per process and mode with a real sandboxed Python)."""
     probe = sandbox.Plan(
-        [sys.executable, "-c", "import course_utils.tools.nbval_guard, nbval.plugin, ipykernel"],
+        [sys.executable, "-c", "import course_utils.tools.runner, nbclient, ipykernel"],
         env={"PYTHONPATH": str(PACKAGE_DIR.parent)},
         read_only=course_mounts(),
     )
@@ -164,46 +164,13 @@ def default_isolation_mode() -> str:
     return os.environ.get(sandbox.ISOLATION_VARIABLE, "auto").strip() or "auto"
 
 
-RUNNERS = ("nbclient", "nbval")
-DEFAULT_RUNNER = "nbclient"
+def runner_command(cell_timeout: int, exports: bool = False) -> list[str]:
+    """The command that runs submission.ipynb inside the sandbox: runner.py (nbclient's public API).
 
-
-def runner_command(runner: str, cell_timeout: int, exports: bool = False) -> list[str]:
-    """The command that runs submission.ipynb inside the sandbox: runner.py with nbclient, or pytest with nbval.
-
-    ``exports``: the runner also runs the judge's exports (judged.EXPORTS_FILE); only runner.py can.
+    ``exports``: the runner also runs the judge's exports (judged.EXPORTS_FILE).
     """
-    if runner == "nbclient":
-        command = [sys.executable, "-m", "course_utils.tools.runner", "submission.ipynb"]
-        command += [f"--cell-timeout={cell_timeout}"] + ([f"--exports={judging.EXPORTS_FILE}"] if exports else [])
-        return command
-    if exports:
-        raise ValueError("the judge's exports are run by the nbclient runner only (--runner nbclient)")
-    if runner != "nbval":
-        raise ValueError(f"runner must be one of {RUNNERS}, not {runner!r}")
-    return [
-        sys.executable,
-        "-m",
-        "pytest",
-        "-c",
-        "pytest.ini",
-        "--rootdir",
-        ".",
-        "-o",
-        "addopts=",
-        "-p",
-        "no:cacheprovider",
-        "-p",
-        "course_utils.tools.nbval_guard",  # first: it keeps a slow optional import out (see there)
-        "-p",
-        "nbval.plugin",
-        "--nbval-lax",
-        "--nbval-current-env",
-        f"--nbval-cell-timeout={cell_timeout}",
-        "-q",
-        "--color=no",
-        "submission.ipynb",
-    ]
+    command = [sys.executable, "-m", "course_utils.tools.runner", "submission.ipynb"]
+    return command + [f"--cell-timeout={cell_timeout}"] + ([f"--exports={judging.EXPORTS_FILE}"] if exports else [])
 
 
 def run_nbval(
@@ -220,16 +187,14 @@ def run_nbval(
     weights_home: Path | None = None,
     bindings: dict[str, str] | None = None,
     defined: dict[str, str] | None = None,
-    runner: str = DEFAULT_RUNNER,
     exports: bytes | None = None,
 ) -> RunResult:
-    """Run ``nb`` (a notebook, or its JSON bytes) under pytest --nbval-lax and nbval_guard in a sandbox.
+    """Run ``nb`` (a notebook, or its JSON bytes) with ``runner.py`` (nbclient) in a sandbox.
 
-    nbval interrupts a single cell after ``cell_timeout`` s (default: half of ``timeout``) and goes on with
+    The runner interrupts a single cell after ``cell_timeout`` s (default: half of ``timeout``) and goes on with
     the next cells, so an endless loop late in a notebook still leaves the earlier results; the overall
     limit is the backstop, and the cells that finished before it are kept. ``workdir`` holds the run's
     temporary files on the grader's side (the staged weights); ``hidden`` paths stay invisible inside.
-    ``runner`` 'nbval' runs the cells with pytest and nbval instead of ``runner.py`` (nbclient's public API).
     ``exports`` (``judged.export_plan``) makes the runner export the judge's data after the notebook
     (``RunResult.exports``). The judge's package folder is never visible inside.
     """
@@ -239,8 +204,8 @@ def run_nbval(
     notebook_bytes = nb if isinstance(nb, bytes) else nbformat.writes(nb).encode("utf-8")
     with tempfile.TemporaryDirectory(prefix="grade-", dir=workdir) as tmp:
         torch_home = weights_home or stage_weights(Path(tmp))
-        command = runner_command(runner, cell_timeout, exports is not None)
-        files = {"submission.ipynb": notebook_bytes, "pytest.ini": b"[pytest]\n"}
+        command = runner_command(cell_timeout, exports is not None)
+        files = {"submission.ipynb": notebook_bytes}
         if exports is not None:
             files[judging.EXPORTS_FILE] = exports
         plan = sandbox.Plan(
@@ -254,7 +219,6 @@ def run_nbval(
                 "COURSE_CACHE_DIR": "{work}/tmp/course-cache",
                 "COURSE_OFFLINE": "1",
                 "TORCH_HOME": "/opt/course-torch" if isolation.isolated else str(torch_home),
-                "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
                 "COURSE_GRADE_OUTPUT_KB": str(limits.output_kb),
                 "COURSE_GRADE_PRELOAD": ",".join(preload),
                 "COURSE_GRADE_BINDINGS": json.dumps(bindings or {}),
@@ -364,7 +328,6 @@ def grade_submission(
     log=None,
     reference=None,
     source: Path | None = None,
-    runner: str = DEFAULT_RUNNER,
 ) -> list[Row]:
     """Rows for one submission: one per test cell, then a TOTAL row. Never raises for a bad submission.
 
@@ -425,7 +388,6 @@ def grade_submission(
             weights_home=weights_home,
             bindings=import_bindings(reference) if reference is not None else None,
             defined=defined_functions(reference) if reference is not None else None,
-            runner=runner,
             exports=judging.export_plan(exercise) if by_judge else None,
         )
     except Exception as exc:  # a full disk, a sandbox that cannot start: report it, grade the rest
@@ -515,7 +477,7 @@ def _cell_rows(
             elif result.status == "memory":
                 message = f"not finished: the run was stopped at --total-memory-limit {limits.total_memory_gb:g} GB"
             else:
-                message = f"not run: {result.detail or 'nbval did not run this cell'}"
+                message = f"not run: {result.detail or 'the runner did not run this cell'}"
             rows.append(Row(student, label, exercise, t.grade_id, status, 0, t.points, note, message))
             continue
         verdict = record.get("verdict", "fail")
@@ -598,7 +560,6 @@ def grade_folder(
     limits: Limits | None = None,
     report: Path | None = None,
     jobs: int | None = None,
-    runner: str = DEFAULT_RUNNER,
 ) -> Batch:
     """Grade every submission in ``folder``, ``jobs`` at a time; raises ExerciseError if nothing can be graded.
 
@@ -617,8 +578,6 @@ def grade_folder(
     if not tests:
         raise ExerciseError(f"the source of {exercise!r} has no graded test cells")
     by_judge = judging.judged(exercise)
-    if by_judge and runner != "nbclient":
-        raise ExerciseError(f"{exercise} is scored by the judge, whose exports only the nbclient runner runs")
     found = collect(folder)
     if not found.submissions and not found.refused:
         skipped = "; ".join(f"{plain(label)}: {reason}" for label, reason in found.skipped[:3])
@@ -641,10 +600,7 @@ def grade_folder(
     per_student = {s: sum(1 for e in entries if e[0] == s) for s, *_ in entries}
     invisible = [folder, Path(source).parent, *([Path(report).parent] if report else [])]
     preload = preload_modules(reference)
-    log(
-        f"grading {len(entries)} submission(s), {jobs} at a time"
-        + (f", cells run by {runner}" if runner != DEFAULT_RUNNER else "")
-    )
+    log(f"grading {len(entries)} submission(s), {jobs} at a time")
     if by_judge:
         log(f"points: decided by the judge (course_utils/judge/{judge.MODULES[exercise]}.py) outside the sandbox")
     else:
@@ -678,7 +634,6 @@ def grade_folder(
                 log=log,
                 reference=reference,
                 source=source,
-                runner=runner,
             )
 
         def failed(index: int, exc: BaseException) -> list[Row]:
@@ -735,7 +690,7 @@ def main(argv: list[str] | None = None) -> int:
         "--cell-timeout",
         type=float,
         default=None,
-        help="seconds one cell may run before nbval interrupts it and goes on (default: half of --timeout)",
+        help="seconds one cell may run before the runner interrupts it and goes on (default: half of --timeout)",
     )
     parser.add_argument(
         "--jobs",
@@ -745,13 +700,6 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="submissions graded at once, each in its own sandbox (default: the cores available, at most as many "
         "as the free memory holds at --total-memory-limit each)",
-    )
-    parser.add_argument(
-        "--runner",
-        choices=RUNNERS,
-        default=DEFAULT_RUNNER,
-        help="what runs the cells in the sandbox: nbclient's public API (runner.py, default; the only one that runs "
-        "the judge's exports) or pytest with nbval (exercises without a judge module only)",
     )
     parser.add_argument("--profile", default="quick", choices=["quick", "full"], help="COURSE_PROFILE for the runs")
     parser.add_argument(
@@ -846,7 +794,6 @@ def main(argv: list[str] | None = None) -> int:
             limits=chosen,
             report=stem,
             jobs=args.jobs,
-            runner=args.runner,
         )
     except (ExerciseError, OSError, nbformat.ValidationError, json.JSONDecodeError) as exc:
         print(f"error: could not grade: {exc}", file=sys.stderr)

@@ -1,9 +1,9 @@
 """Fingerprints of what runs, shows and judges notebook cells, taken inside a kernel for the grader.
 
-The grader's pytest plugin (``nbval_guard``) evaluates ``state(...)`` in the kernel before any cell runs (the
-baseline) and again before and after each graded test cell, as a ``user_expression`` (evaluated by the
-kernel itself, not through the input transformers a submission can register). Each entry names a piece of
-machinery and the identity of the object behind it; an entry that differs from the baseline means the
+The grader's runner (``runner.py``, through ``kernel_checks``) evaluates ``state(...)`` in the kernel before
+any cell runs (the baseline) and again before and after each graded test cell, as a ``user_expression``
+(evaluated by the kernel itself, not through the input transformers a submission can register). Each entry names a
+piece of machinery and the identity of the object behind it; an entry that differs from the baseline means the
 submission replaced it: IPython's traceback display, input or AST transformers, the kernel's execute
 handler, ``sys.excepthook``, a builtin, a method of ``nn.Module``, a function of ``course_utils``...
 

@@ -6,10 +6,10 @@ nbclient executes the notebook (``NotebookClient.execute_cell``): a cell that ru
 is interrupted (``interrupt_on_timeout``) and the next cells go on; a kernel that dies raises
 ``DeadKernelError`` and the remaining cells are "not run". Each cell's verdict comes from the kernel's
 ``execute_reply``, handed over by the ``on_cell_executed`` hook, not from the outputs it showed. Around every
-graded cell the same fingerprint of the kernel's machinery as under nbval (``kernel_probe``, compared by
-``nbval_guard.compare``) marks a change for review. Outputs beyond ``COURSE_GRADE_OUTPUT_KB`` per cell are
-dropped as they arrive (``output`` is overridden). One JSON line per cell goes to the results pipe, in the
-same format as ``nbval_guard`` writes, so that ``grade.py`` reads both alike.
+graded cell a fingerprint of the kernel's machinery (``kernel_probe``, compared by ``kernel_checks.compare``)
+marks a change for review. Outputs beyond ``COURSE_GRADE_OUTPUT_KB`` per cell are dropped as they arrive
+(``output`` is overridden). One JSON line per cell (``kernel_checks.CellRecord``) goes to the results pipe,
+which the grader reads.
 
 The points of an exercise the judge knows (``course_utils.judge``) are decided outside this sandbox, from data
 exported here. ``--exports FILE`` names a JSON file the grader put in the run folder: the prelude that defines
@@ -41,15 +41,17 @@ import time
 from dataclasses import asdict
 from queue import Empty
 
-sys.modules.setdefault("rfc3987_syntax", None)  # see nbval_guard: a slow optional import nothing here needs
+# jsonschema imports the optional rfc3987_syntax at import time, which builds a grammar (1 to 3 s of every run);
+# nbformat's notebook schema uses no IRI formats, so the grading process goes without it.
+sys.modules.setdefault("rfc3987_syntax", None)
 
 import nbformat  # noqa: E402
 from nbclient import NotebookClient  # noqa: E402
 from nbclient.exceptions import DeadKernelError  # noqa: E402
 from nbclient.util import run_sync  # noqa: E402
 
-from . import nbval_guard as guard  # noqa: E402
-from .nbval_guard import CellRecord, exception_line, write_record  # noqa: E402
+from . import kernel_checks as checks  # noqa: E402
+from .kernel_checks import CellRecord, exception_line, write_record  # noqa: E402
 
 TIMEOUT_NAME = "CellTimeout"
 
@@ -70,7 +72,7 @@ class GradingClient(NotebookClient):
         """nbclient's output handler, dropping what a cell prints beyond the output limit."""
         used = self.output_bytes.get(cell_index, 0) + len(json.dumps(msg.get("content", {}), default=str))
         self.output_bytes[cell_index] = used
-        if used > guard._OUTPUT_LIMIT and msg.get("msg_type") != "error":
+        if used > checks.OUTPUT_LIMIT and msg.get("msg_type") != "error":
             self.truncated.add(cell_index)
             return None
         return super().output(outs, msg, display_id, cell_index)
@@ -84,7 +86,7 @@ def kernel_process(client: NotebookClient):
 
 def probe(client: NotebookClient, preload: tuple[str, ...], timeout: float) -> dict:
     """The kernel's fingerprint (kernel_probe.state) from a silent execute; raises Empty on timeout."""
-    expressions = {guard.PROBE_KEY: guard._probe_expression(preload)}
+    expressions = {checks.PROBE_KEY: checks.probe_expression(preload)}
     msg_id = client.kc.execute("", silent=True, store_history=False, user_expressions=expressions)
     deadline = time.monotonic() + timeout
     while True:
@@ -103,7 +105,7 @@ def check(client: NotebookClient, record: CellRecord, when: str) -> None:
     except Exception as exc:  # noqa: BLE001 - a dead kernel or a broken connection
         record.tamper.append(f"the grader's check failed {when} ({type(exc).__name__})")
         return
-    guard._judge_probe(record, expressions, when)
+    checks.judge_probe(record, expressions, when)
 
 
 def run_cell(client: GradingClient, cell, index: int, record: CellRecord, cell_timeout: float) -> bool:
@@ -118,7 +120,7 @@ def run_cell(client: GradingClient, cell, index: int, record: CellRecord, cell_t
         record.reason, record.message = "runner", f"the cell could not be run ({type(exc).__name__})"
     record.seconds = round(time.perf_counter() - start, 3)
     process = kernel_process(client)
-    record.vm_peak_kb = guard._read_vm_peak(getattr(process, "pid", None))
+    record.vm_peak_kb = checks.read_vm_peak(getattr(process, "pid", None))
     record.output_truncated = index in client.truncated
     reply = client.replies.get(index)
     if not alive or (process is not None and process.poll() is not None):
@@ -135,7 +137,7 @@ def run_cell(client: GradingClient, cell, index: int, record: CellRecord, cell_t
 
 
 def verdict(record: CellRecord, cell_timeout: float) -> None:
-    """The cell's verdict from its reply and the checks (as nbval_guard._finish decides under nbval)."""
+    """The cell's verdict from its reply and the checks."""
     if record.reason:
         pass
     elif record.timed_out:
@@ -221,7 +223,7 @@ def take_export(target: str, record: CellRecord, limit: int) -> tuple[str | None
 
 def run(path: str, cell_timeout: float, exports: str | None = None) -> int:
     """Run every code cell of the notebook at ``path``, writing one record per cell; 0 when the run finished."""
-    guard.protect_process()
+    checks.protect_process()
     plan = read_exports(exports)
     nb = nbformat.read(path, as_version=4)
     client = GradingClient(
@@ -259,7 +261,7 @@ def run(path: str, cell_timeout: float, exports: str | None = None) -> int:
 
 def start_checks(client: NotebookClient) -> None:
     """The baseline fingerprint, taken before the first cell (the modules the instructor's cells import loaded)."""
-    guard.take_baseline(lambda preload, timeout: probe(client, preload, timeout=timeout))
+    checks.take_baseline(lambda preload, timeout: probe(client, preload, timeout=timeout))
 
 
 def main(argv: list[str] | None = None) -> int:
