@@ -24,7 +24,7 @@ from course_utils.tools.exercises import (
     student_copy,
     student_path,
 )
-from course_utils.tools.grade import run_nbval
+from course_utils.tools.grade import GradeSettings, run_in_sandbox
 from course_utils.tools.notebook_tools import problems
 
 pytestmark = pytest.mark.slow
@@ -219,7 +219,7 @@ def _failing_cells(path, tmp_path):
 
 def _failing_cells_of(nb, tmp_path):
     code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
-    result = run_nbval(nb, tmp_path, timeout=300)
+    result = run_in_sandbox(nb, GradeSettings(exercise="", timeout=300), tmp_path)
     assert result.status == "ok", result.detail
     assert sorted(result.cells) == list(range(len(code_cells))), "nbval did not run every code cell"
     return code_cells, result.cells

@@ -25,7 +25,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from course_utils import judge
 from course_utils.paths import PACKAGE_DIR, data_dir
-from course_utils.tools import grade, sandbox
+from course_utils.tools import grade, grade_one, sandbox
 from course_utils.tools.exercises import source_path, strip_hidden, student_copy, student_path
 from course_utils.tools.notebook_reader import read_prepared
 from course_utils.tools.submissions import SubmissionProblem
@@ -379,9 +379,8 @@ def test_processes_left_by_a_stopped_cell_or_a_stopped_run_are_all_gone(tmp_path
     spin = f"DAEMON = 'import time; time.sleep(600)'\n{ESCAPE}\nwhile True:\n    pass"
     stopped_cell = tmp_path / "cell"
     write(stopped_cell, "a.ipynb", submission(done=("answer",), middle=spin))
-    rows = grade.grade_folder(
-        stopped_cell, EXERCISE, timeout=60, sources=sources, cell_timeout=3, log=lambda *_: None, isolation="bwrap"
-    ).rows
+    settings = grade.GradeSettings(EXERCISE, timeout=60, sources=sources, cell_timeout=3, isolation="bwrap")
+    rows = grade.grade_folder(stopped_cell, settings, log=lambda *_: None).rows
     assert survivors() == []
     got = {r.test: r for r in rows}
     assert got["t_answer"].status == "pass" and got["t_double"].status == "fail"
@@ -389,9 +388,8 @@ def test_processes_left_by_a_stopped_cell_or_a_stopped_run_are_all_gone(tmp_path
 
     stopped_run = tmp_path / "run"
     write(stopped_run, "b.ipynb", submission(done=("answer", "double"), middle=spin))
-    rows = grade.grade_folder(
-        stopped_run, EXERCISE, timeout=8, sources=sources, cell_timeout=60, log=lambda *_: None, isolation="bwrap"
-    ).rows
+    settings = grade.GradeSettings(EXERCISE, timeout=8, sources=sources, cell_timeout=60, isolation="bwrap")
+    rows = grade.grade_folder(stopped_run, settings, log=lambda *_: None).rows
     assert survivors() == []
     got = {r.test: r for r in rows}
     assert got["t_answer"].status == "pass" and got["t_answer"].points == 2  # finished before the limit: kept
@@ -415,16 +413,10 @@ def test_hitting_a_limit_is_a_row_with_the_reason_and_the_next_submission_is_gra
     write(folder, "a_hog.ipynb", submission(replace={"answer": hog, "double": big_file}, middle=fork_bomb))
     write(folder, "b_spin.ipynb", submission(replace={"answer": "def answer():\n    while True:\n        pass"}))
     limits = sandbox.Limits(memory_gb=2, file_mb=1, processes=64, cpu_seconds=3, output_kb=64)
-    batch = grade.grade_folder(
-        folder,
-        EXERCISE,
-        timeout=60,
-        sources=sources,
-        cell_timeout=40,
-        log=lambda *_: None,
-        limits=limits,
-        isolation="bwrap",
+    settings = grade.GradeSettings(
+        EXERCISE, timeout=60, sources=sources, cell_timeout=40, limits=limits, isolation="bwrap"
     )
+    batch = grade.grade_folder(folder, settings, log=lambda *_: None)
     got = by_student(batch.rows)
     hog_rows, spin = got[("a_hog", "a_hog.ipynb")], got[("b_spin", "b_spin.ipynb")]
     assert hog_rows["t_answer"]["status"] == "fail"
@@ -639,8 +631,8 @@ def test_a_class_graded_in_parallel_gives_the_report_of_one_at_a_time(tmp_path):
     write(folder, "gus/1.ipynb", submission(done=("double",)))
     one, lines = [], []
     kwargs = dict(timeout=60, sources=sources, cell_timeout=4, isolation="auto")
-    serial = grade.grade_folder(folder, EXERCISE, log=one.append, jobs=1, **kwargs)
-    parallel = grade.grade_folder(folder, EXERCISE, log=lines.append, jobs=3, **kwargs)
+    serial = grade.grade_folder(folder, grade.GradeSettings(EXERCISE, jobs=1, **kwargs), log=one.append)
+    parallel = grade.grade_folder(folder, grade.GradeSettings(EXERCISE, jobs=3, **kwargs), log=lines.append)
     assert comparable(parallel.rows) == comparable(serial.rows)
     assert {r.student: r.points for r in serial.rows if r.test == "TOTAL"} == {
         "ann": 5,
@@ -669,7 +661,7 @@ def test_a_submission_that_breaks_the_grader_is_a_row_and_the_report_is_written(
             raise RuntimeError("an error nobody foresaw")
         return real(path, *args)
 
-    monkeypatch.setattr(grade, "read_prepared", breaks_on_b)
+    monkeypatch.setattr(grade_one, "read_prepared", breaks_on_b)  # where one submission is read
     report = tmp_path / "report" / "grades"
     args = [str(folder), "--exercise", EXERCISE, "--sources", str(sources), "--timeout", "60", "-o", str(report)]
     assert grade.main(args) == 0
@@ -725,9 +717,8 @@ def test_the_memory_of_the_whole_submission_is_limited_and_named_in_the_total(tm
     write(folder, "a_hoard.ipynb", submission(done=("answer", "double"), middle=hoard))
     write(folder, "b_next.ipynb", submission(done=("answer", "double")))
     limits = sandbox.Limits(total_memory_gb=1, memory_gb=4)
-    batch = grade.grade_folder(
-        folder, EXERCISE, timeout=120, sources=sources, log=lambda *_: None, limits=limits, isolation="bwrap", jobs=1
-    )
+    settings = grade.GradeSettings(EXERCISE, timeout=120, sources=sources, limits=limits, isolation="bwrap", jobs=1)
+    batch = grade.grade_folder(folder, settings, log=lambda *_: None)
     got = by_student(batch.rows)
     hoarder, after = got[("a_hoard", "a_hoard.ipynb")], got[("b_next", "b_next.ipynb")]
     assert hoarder["t_answer"]["status"] == "pass"  # finished before the limit: kept
@@ -750,8 +741,8 @@ def test_the_runner_grades_each_cell_of_a_class(tmp_path):
     write(folder, "eli.ipynb", submission(early="get_ipython().showtraceback = lambda *a, **k: None"))  # review
     loud = "def answer():\n    print('x' * 2_000_000)\n    return 42"  # output cut at the limit
     write(folder, "fin.ipynb", submission(done=("double",), replace={"answer": loud}))
-    kwargs = dict(timeout=60, sources=sources, cell_timeout=4, isolation="auto", log=lambda *_: None, jobs=2)
-    got = by_student(grade.grade_folder(folder, EXERCISE, **kwargs).rows)
+    settings = grade.GradeSettings(EXERCISE, timeout=60, sources=sources, cell_timeout=4, isolation="auto", jobs=2)
+    got = by_student(grade.grade_folder(folder, settings, log=lambda *_: None).rows)
     assert got[("ann", "ann.ipynb")]["TOTAL"]["points"] == 5 and got[("ben", "ben.ipynb")]["TOTAL"]["points"] == 2
     assert (
         got[("cid", "cid.ipynb")]["TOTAL"]["points"] == 5

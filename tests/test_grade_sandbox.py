@@ -296,7 +296,7 @@ def test_the_judges_exports_are_limited_apart_from_the_cell_records(kind):
 
 @needs_bwrap
 def test_the_judges_folder_is_not_visible_to_a_graded_run(tmp_path):
-    """run_nbval hides course_utils/judge inside the sandbox, whatever else it shows of course_utils."""
+    """run_in_sandbox hides course_utils/judge inside the sandbox, whatever else it shows of course_utils."""
     from course_utils import judge
     from course_utils.tools import grade
 
@@ -311,5 +311,6 @@ def test_the_judges_folder_is_not_visible_to_a_graded_run(tmp_path):
         "nbformat": 4,
         "nbformat_minor": 5,
     }
-    result = grade.run_nbval(json.dumps(nb).encode(), tmp_path, 120, isolation=isolation("bwrap"))
+    settings = grade.GradeSettings("any", timeout=120, isolation=isolation("bwrap"))
+    result = grade.run_in_sandbox(json.dumps(nb).encode(), settings, tmp_path)
     assert result.records[0]["verdict"] == "pass", result.records[0]

@@ -242,6 +242,13 @@ def state(
             for name, value in list(vars(module).items()):
                 if callable(value) and not name.startswith("__"):
                     out[f"module.{module_name}.{name}"] = _library_fid(value, folders)
+    _classes(out, folders)
+    _course_modules(out, os.path.realpath(package_dir), folders)
+    return json.dumps(out, separators=(",", ":"))
+
+
+def _classes(out: dict, folders: tuple[str, ...]) -> None:
+    """The methods of the watched classes (CLASSES), into ``out``."""
     for dotted in CLASSES:
         cls = _resolve(dotted)
         library = dotted.startswith(("torch", "torchvision"))
@@ -250,7 +257,9 @@ def state(
                 if name not in ("__dict__", "__weakref__", "__doc__", "__annotations__", "__abstractmethods__"):
                     out[f"class.{dotted}.{name}"] = _library_fid(value, folders) if library else _fid(value, folders)
 
-    package = os.path.realpath(package_dir)
+
+def _course_modules(out: dict, package: str, folders: tuple[str, ...]) -> None:
+    """Where each loaded course_utils module came from, its functions, and any defined outside ``package``."""
     for module_name, module in list(sys.modules.items()):
         if module is None or not (module_name == "course_utils" or module_name.startswith("course_utils.")):
             continue
@@ -263,4 +272,3 @@ def state(
                 outside = code is not None and not os.path.realpath(code.co_filename).startswith(package + os.sep)
                 if outside and not _trusted(value, folders):
                     out[f"foreign.{module_name}.{name}"] = code.co_filename
-    return json.dumps(out, separators=(",", ":"))

@@ -180,6 +180,22 @@ def read_submission(path: Path) -> bytes:
 # ---------------------------------------------------------------------------------------- preparing
 def prepare(raw: bytes, exercise: str, tests: list[GradedCell], hidden: bool) -> Prepared:
     """The notebook to run: the submission with the instructor's test cells put back, outputs cleared."""
+    nb = parse_notebook(raw)
+    named = exercise_name(nb)
+    if named and named != exercise:
+        raise SubmissionProblem("wrong-exercise", f"this notebook is exercise {named!r}, not {exercise!r}")
+    prepared = Prepared(nb)
+    located = locate_tests(nb, tests, prepared)
+    if not located and not named:
+        raise SubmissionProblem(
+            "wrong-exercise", f"none of the test cells of {exercise!r} were found; is this the right notebook?"
+        )
+    put_tests_back(nb, located, hidden, prepared)
+    return prepared
+
+
+def parse_notebook(raw: bytes):
+    """The submission's bytes as a notebook; SubmissionProblem('invalid-notebook', why) when they are not one."""
     try:
         text = raw.decode("utf-8")
         json.loads(text)
@@ -206,10 +222,12 @@ def prepare(raw: bytes, exercise: str, tests: list[GradedCell], hidden: bool) ->
         ) from None
     if not isinstance(getattr(nb, "cells", None), list):
         raise SubmissionProblem("invalid-notebook", "not a valid notebook (no list of cells)")
-    named = exercise_name(nb)
-    if named and named != exercise:
-        raise SubmissionProblem("wrong-exercise", f"this notebook is exercise {named!r}, not {exercise!r}")
+    return nb
 
+
+def locate_tests(nb, tests: list[GradedCell], prepared: Prepared) -> dict[int, GradedCell]:
+    """Cell index -> the test cell found there (by its grade id, else by its released source); notes what
+    was edited, and ``prepared.deleted`` what was not found."""
     by_id, by_source = {}, {}
     for index, cell in enumerate(nb.cells):
         if cell.get("cell_type") != "code":
@@ -218,7 +236,6 @@ def prepare(raw: bytes, exercise: str, tests: list[GradedCell], hidden: bool) ->
         if meta is not None:
             by_id.setdefault(meta["id"], index)
         by_source.setdefault(normalized(cell.get("source", "")), index)
-    prepared = Prepared(nb)
     located = {}
     for test in tests:
         if test.grade_id in by_id:
@@ -232,11 +249,11 @@ def prepare(raw: bytes, exercise: str, tests: list[GradedCell], hidden: bool) ->
         located[index] = test
         if normalized(nb.cells[index].source) != normalized(test.released_source):
             prepared.notes[test.grade_id] = "test cell was edited; graded with the original test"
-    if not located and not named:
-        raise SubmissionProblem(
-            "wrong-exercise", f"none of the test cells of {exercise!r} were found; is this the right notebook?"
-        )
+    return located
 
+
+def put_tests_back(nb, located: dict[int, GradedCell], hidden: bool, prepared: Prepared) -> None:
+    """The instructor's version of each located test cell in place, every output cleared, no other graded cell."""
     code_number = 0
     for index, cell in enumerate(nb.cells):
         if cell.get("cell_type") != "code":
@@ -251,7 +268,6 @@ def prepare(raw: bytes, exercise: str, tests: list[GradedCell], hidden: bool) ->
             cell.metadata.pop("grade")  # only the instructor's test cells are graded cells
         code_number += 1
     nb.metadata.pop("widgets", None)
-    return prepared
 
 
 def preload_modules(source_nb) -> list[str]:
