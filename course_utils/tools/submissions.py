@@ -34,7 +34,7 @@ class Prepared:
     """A submission turned into the notebook to run, and what was found for each test cell."""
 
     nb: object
-    code_cell_of: dict[str, int] = field(default_factory=dict)  # test id -> nbval cell number
+    code_cell_of: dict[str, int] = field(default_factory=dict)  # test id -> its number among the code cells
     notes: dict[str, str] = field(default_factory=dict)  # test id -> 'edited ...' etc.
     deleted: set[str] = field(default_factory=set)
 
