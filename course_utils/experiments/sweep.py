@@ -172,6 +172,17 @@ def _shared_point(scenario: str, n: int, seed: int, config: SweepConfig, sweep: 
     return f"the sweep's {SHARED_DEPTHS[scenario]} is not measured yet in {name}"
 
 
+def _copy_shared(results: ResultsFile, key: tuple, config: SweepConfig, sweep: dict, name: str, log) -> None:
+    """Add the sweep's point that is this freeze depth (or log that the sweep has not measured it yet)."""
+    scenario, n, seed = key
+    shared = _shared_point(scenario, n, seed, config, sweep, name)
+    if isinstance(shared, str):
+        log(f"wait {scenario:<9} n={n:<5} seed={seed}: {shared}")
+        return
+    results.add(shared)
+    log(f"shared {scenario:<9} n={n:<5} seed={seed} test={shared['test_acc']:.3f} (from {shared['from_sweep']})")
+
+
 def _refuse_mixed_devices(results: ResultsFile, n: int, device: torch.device) -> None:
     """ResultsConflict when ``results`` holds points of size ``n`` measured on another device."""
     devices = {p.get("device", "cpu") for p in results.points if int(p["n_per_class"]) == n}
@@ -216,13 +227,7 @@ def run_experiment(
             continue
         _refuse_mixed_devices(results, n, device)
         if sweep is not None and scenario in SHARED_DEPTHS:
-            shared = _shared_point(scenario, n, seed, config, sweep, sweep_file.name)
-            if isinstance(shared, str):
-                log(f"wait {scenario:<9} n={n:<5} seed={seed}: {shared}")
-            else:
-                results.add(shared)
-                test, source = shared["test_acc"], shared["from_sweep"]
-                log(f"shared {scenario:<9} n={n:<5} seed={seed} test={test:.3f} (from {source})")
+            _copy_shared(results, (scenario, n, seed), config, sweep, sweep_file.name, log)
             continue
         first = done.get((scenario, n, 0))
         warm = done.get(("A", n, seed)) or done.get(("head", n, seed))
