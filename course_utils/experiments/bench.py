@@ -38,30 +38,20 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
-from ..backbones import body_features, freeze_all, load_backbone, replace_head, split_at, unfreeze_from
-from ..cache import cache_boundary, cache_features, peak_rss_mb, reset_peak_rss
-from ..device import loader_kwargs, machine_record, pick_device, seed_everything
-from ..fashion import FASHION_CLASSES, TensorImages, fashion_mnist_splits, load_fashion_mnist
+from ..backbones import body_features, load_backbone, replace_head
+from ..cache import cache_features, peak_rss_mb, reset_peak_rss
+from ..device import machine_record, pick_device
+from ..fashion import FASHION_CLASSES, TensorImages, load_fashion_mnist
 from ..paths import atomic_write_text, project_root
-from ..preprocess import to_backbone_input
 from ..timing import Stopwatch, timed
 from ..tools.cli import as_typed
 from ..training import fit
+from .bench_boundary import TIME_KINDS, bench_data, boundary_speed, seeded_loader, total
 from .numeric_path import numeric_path
 
 COMMITTED = Path(__file__).resolve().parent / "results" / "bench_cache.json"
-
-
-def _loader(dataset, batch_size: int, seed: int, device) -> DataLoader:
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=True,
-        generator=torch.Generator().manual_seed(seed),
-        **loader_kwargs(device),
-    )
 
 
 @torch.no_grad()
@@ -75,30 +65,21 @@ def bare_forward(model: nn.Module, images: torch.Tensor, batch_size: int, device
     return clock
 
 
-def _total(watches: list[Stopwatch], attr: str) -> float:
-    return sum(getattr(w, attr) for w in watches)
-
-
-def speed(n: int, size: int, epochs: int, batch_size: int, device, seed: int, root: Path) -> dict:
-    """(a) vs (b), extraction throughput vs the bare forward pass, and whether the heads agree.
-
-    The measurements are interleaved -- an epoch of (a), then now and then a cache build and a bare forward pass --
-    so that the machine speeding up or slowing down during the run affects both sides alike.
-    """
-    seed_everything(seed)
-    split = fashion_mnist_splits(max(1, n // 10), n_test=1, size=size, seed=seed)["train"]
-    images = to_backbone_input(split.images, size)  # the same input tensors for every measurement
-    data = TensorDataset(images, split.targets)
-    torch.manual_seed(seed)
-    initial = nn.Linear(1280, 10).state_dict()
-
+def _tutorial_model(initial: dict) -> nn.Module:
+    """(a)'s model: the whole MobileNetV2 with the 10-class head ``initial``, only that head's last layer trainable."""
     full = load_backbone("mobilenet_v2")
     replace_head(full, 10, dropout=0.0)
     full.classifier[-1].load_state_dict(initial)
     for name, p in full.named_parameters():
         p.requires_grad = name.startswith("classifier.1.")
+    return full
+
+
+def _interleaved_a(full: nn.Module, data: TensorDataset, epochs: int, batch_size: int, device, seed: int, root: Path):
+    """(a)'s epochs, with three cache builds and bare forward passes spread among them: the stopwatches and a cache."""
+    images = data.tensors[0]  # the same input tensors for every measurement
     opt_a = torch.optim.SGD([p for p in full.parameters() if p.requires_grad], lr=0.05, momentum=0.9)
-    loader_a = _loader(data, batch_size, seed, device)  # one loader: its batches follow on as in one 10-epoch fit
+    loader_a = seeded_loader(data, batch_size, seed, device)  # one loader: its batches follow on as in one 10-epoch fit
     body = load_backbone("mobilenet_v2").eval()
     epochs_a, extract, bare = [], [], []
     builds_after = sorted({0, epochs // 2, epochs - 1})  # three cache builds, spread over the run
@@ -120,6 +101,11 @@ def speed(n: int, size: int, epochs: int, batch_size: int, device, seed: int, ro
                 )
             extract.append(clock)
             bare.append(bare_forward(body, images, batch_size, device))
+    return epochs_a, extract, bare, cached
+
+
+def _cached_head(cached, initial: dict, epochs: int, batch_size: int, device, seed: int):
+    """(b)'s head epochs from the cache, from the same initial head as (a): the head and their stopwatch."""
     feats, labels = cached.tensors()
     head = nn.Linear(1280, 10)
     head.load_state_dict(initial)
@@ -127,13 +113,50 @@ def speed(n: int, size: int, epochs: int, batch_size: int, device, seed: int, ro
     with timed() as clock_head:
         fit(
             head,
-            _loader(TensorDataset(feats, labels), batch_size, seed, device),
+            seeded_loader(TensorDataset(feats, labels), batch_size, seed, device),
             opt_b,
             epochs,
             device=device,
             frozen_bn_eval=True,
             progress=False,
         )
+    return head, clock_head
+
+
+def _speed_times(n_img: int, epochs_a, extract, bare, clock_head: Stopwatch, attr: str) -> dict:
+    """Scenario A's figures in one reading of the stopwatches (``seconds`` or ``cpu_seconds``)."""
+    a = total(epochs_a, attr)
+    ex = total(extract, attr) / len(extract)  # one cache build: the mean of the interleaved builds
+    hd = getattr(clock_head, attr)
+    extraction_rate = n_img / ex
+    bare_rate = n_img / (total(bare, attr) / len(bare))
+    return {
+        "a_through_body_s": round(a, 3),
+        "a_epoch_s_runs": [round(getattr(c, attr), 3) for c in epochs_a],
+        "b_extract_s": round(ex, 3),
+        "b_head_epochs_s": round(hd, 4),
+        "b_total_s": round(ex + hd, 3),
+        "speedup_total": round(a / (ex + hd), 2),
+        "extraction_images_per_s": round(extraction_rate, 1),
+        "extraction_images_per_s_runs": [round(n_img / getattr(c, attr), 1) for c in extract],
+        "bare_forward_images_per_s": round(bare_rate, 1),
+        "bare_forward_images_per_s_runs": [round(n_img / getattr(c, attr), 1) for c in bare],
+        "extraction_vs_bare_forward": round(extraction_rate / bare_rate, 3),
+    }
+
+
+def speed(n: int, size: int, epochs: int, batch_size: int, device, seed: int, root: Path) -> dict:
+    """(a) vs (b), extraction throughput vs the bare forward pass, and whether the heads agree.
+
+    The measurements are interleaved -- an epoch of (a), then now and then a cache build and a bare forward pass --
+    so that the machine speeding up or slowing down during the run affects both sides alike.
+    """
+    data = bench_data(n, size, seed)
+    torch.manual_seed(seed)
+    initial = nn.Linear(1280, 10).state_dict()
+    full = _tutorial_model(initial)
+    epochs_a, extract, bare, cached = _interleaved_a(full, data, epochs, batch_size, device, seed, root)
+    head, clock_head = _cached_head(cached, initial, epochs, batch_size, device, seed)
     head_a = full.classifier[-1].state_dict()
     n_img = len(data)
     out = {
@@ -143,149 +166,8 @@ def speed(n: int, size: int, epochs: int, batch_size: int, device, seed: int, ro
         "batch_size": batch_size,
         "heads_max_abs_difference": float(max((head_a[k] - head.state_dict()[k]).abs().max() for k in head_a)),
     }
-    for kind, attr in (("wall", "seconds"), ("cpu", "cpu_seconds")):
-        a = _total(epochs_a, attr)
-        ex = _total(extract, attr) / len(extract)  # one cache build: the mean of the interleaved builds
-        hd = getattr(clock_head, attr)
-        extraction_rate = n_img / ex
-        bare_rate = n_img / (_total(bare, attr) / len(bare))
-        out[kind] = {
-            "a_through_body_s": round(a, 3),
-            "a_epoch_s_runs": [round(getattr(c, attr), 3) for c in epochs_a],
-            "b_extract_s": round(ex, 3),
-            "b_head_epochs_s": round(hd, 4),
-            "b_total_s": round(ex + hd, 3),
-            "speedup_total": round(a / (ex + hd), 2),
-            "extraction_images_per_s": round(extraction_rate, 1),
-            "extraction_images_per_s_runs": [round(n_img / getattr(c, attr), 1) for c in extract],
-            "bare_forward_images_per_s": round(bare_rate, 1),
-            "bare_forward_images_per_s_runs": [round(n_img / getattr(c, attr), 1) for c in bare],
-            "extraction_vs_bare_forward": round(extraction_rate / bare_rate, 3),
-        }
-    return out
-
-
-def epoch_breakdown(trunk: nn.Module, rest: nn.Module, optimizer: torch.optim.Optimizer, loader, device) -> dict:
-    """Seconds one training epoch of Scenario B spends in each part: frozen forward, trainable forward, backward, step.
-
-    The frozen stages run in eval mode without a graph (as with frozen_bn_eval=True); the trainable stages train.
-    """
-    parts = dict.fromkeys(("frozen_forward", "trainable_forward", "backward", "optimizer_step"), 0.0)
-    trunk.eval()
-    rest.train()
-    for images, labels in loader:
-        images, labels = images.to(device), labels.to(device)
-        with timed() as t, torch.no_grad():
-            boundary = trunk(images)
-        parts["frozen_forward"] += t.seconds
-        optimizer.zero_grad(set_to_none=True)
-        with timed() as t:
-            loss = nn.functional.cross_entropy(rest(boundary), labels)
-        parts["trainable_forward"] += t.seconds
-        with timed() as t:
-            loss.backward()
-        parts["backward"] += t.seconds
-        with timed() as t:
-            optimizer.step()
-        parts["optimizer_step"] += t.seconds
-    return {k: round(v, 4) for k, v in parts.items()}
-
-
-def boundary_speed(
-    n: int,
-    size: int,
-    epochs: int,
-    batch_size: int,
-    device,
-    seed: int,
-    root: Path,
-    boundaries: tuple[str, ...] = ("block5", "block6", "block7"),
-) -> dict:
-    """Scenario B (lesson 04): epochs through the frozen stages vs a boundary cache + epochs from it, one run.
-
-    For the course's B (the first of ``boundaries``) the whole comparison is timed and the trained weights of both
-    ways are compared; for every boundary one epoch each way is timed, split into its parts.
-    """
-    seed_everything(seed)
-    split = fashion_mnist_splits(max(1, n // 10), n_test=1, size=size, seed=seed)["train"]
-    data = TensorDataset(to_backbone_input(split.images, size), split.targets)
-
-    def b_model(first_trainable: str) -> nn.Module:
-        torch.manual_seed(seed)
-        model = load_backbone("mobilenet_v2")
-        replace_head(model, 10, dropout=0.0)
-        freeze_all(model)
-        unfreeze_from(model, first_trainable)
-        return model
-
-    def sgd(model: nn.Module) -> torch.optim.Optimizer:
-        return torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01, momentum=0.9)
-
-    course_b = boundaries[0]
-    through, shortcut = b_model(course_b), b_model(course_b)
-    with timed() as clock_cache:
-        cached = cache_boundary(
-            shortcut,
-            data,
-            course_b,
-            "bench_boundary",
-            root=root,
-            batch_size=batch_size,
-            device=device,
-            progress=False,
-            verbose=False,
-        )
-    _, rest = split_at(shortcut, course_b)
-    # interleaved, epoch by epoch: (a) through the frozen stages, then (b) from the cache
-    loader_a, opt_a = _loader(data, batch_size, seed, device), sgd(through)
-    loader_b, opt_b = _loader(TensorDataset(*cached.tensors()), batch_size, seed, device), sgd(shortcut)
-    epochs_a, epochs_b = [], []
-    for _ in range(epochs):
-        with timed() as clock:
-            fit(through, loader_a, opt_a, 1, device=device, frozen_bn_eval=True, progress=False)
-        epochs_a.append(clock)
-        with timed() as clock:
-            fit(rest, loader_b, opt_b, 1, device=device, frozen_bn_eval=True, progress=False)
-        epochs_b.append(clock)
-    weights_a, weights_b = through.state_dict(), shortcut.state_dict()
-    out = {
-        "images": len(data),
-        "size_px": size,
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "first_trainable": course_b,
-        "boundary_shape": list(cached.features.shape[1:]),
-        "weights_max_abs_difference": float(
-            max((weights_a[k].float() - weights_b[k].float()).abs().max() for k in weights_a)
-        ),
-    }
-    for kind, attr in (("wall", "seconds"), ("cpu", "cpu_seconds")):
-        a, b = _total(epochs_a, attr), _total(epochs_b, attr)
-        out[kind] = {
-            "a_through_frozen_stages_s": round(a, 3),
-            "b_cache_build_s": round(getattr(clock_cache, attr), 3),
-            "b_epochs_from_cache_s": round(b, 3),
-            "speedup_total": round(a / (getattr(clock_cache, attr) + b), 2),
-            "speedup_per_epoch": round(a / b, 2),
-        }
-    per_boundary = {}
-    for first_trainable in boundaries:  # one epoch each way, split into parts
-        model = b_model(first_trainable)
-        trunk, rest = split_at(model, first_trainable)
-        loader = _loader(data, batch_size, seed, device)
-        parts = epoch_breakdown(trunk, rest, sgd(model), loader, device)
-        with torch.no_grad():
-            boundary = trunk.eval()(data.tensors[0][:1])
-        through_s = sum(parts.values())
-        from_cache_s = through_s - parts["frozen_forward"]
-        per_boundary[first_trainable] = {
-            "channels": int(boundary.shape[1]),
-            "epoch_parts_s": parts,
-            "epoch_through_frozen_s": round(through_s, 3),
-            "epoch_from_cache_s": round(from_cache_s, 3),
-            "speedup_per_epoch": round(through_s / from_cache_s, 2),
-        }
-    out["per_boundary"] = per_boundary
+    for kind, attr in TIME_KINDS:
+        out[kind] = _speed_times(n_img, epochs_a, extract, bare, clock_head, attr)
     return out
 
 
@@ -311,7 +193,7 @@ def memory(n_all: int, size: int, batch_size: int, device, root: Path) -> dict:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="course bench",
         description=__doc__.split("\n\n")[0],
@@ -341,28 +223,20 @@ def main(argv: list[str] | None = None) -> int:
         help=f"where the figures go (default build/bench_cache.json; --out {COMMITTED.relative_to(project_root())} "
         "updates the committed figures)",
     )
-    args = parser.parse_args(argv)
-    out = args.out or project_root() / "build" / "bench_cache.json"
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
+    return parser
 
-    report = {
-        "command": as_typed("bench", argv),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "machine": machine_record(),
-    }
-    if device.type == "cpu":
-        print(f"numeric path: NCHW vs channels_last at {args.size} px, interleaved ...", flush=True)
-        report["numeric_path"] = numeric_path(args.size, args.batch_size, eval_n=args.eval_n)
-        print(json.dumps(report["numeric_path"], indent=1), flush=True)
-    if args.only == "numeric-path":
-        merged = json.loads(out.read_text(encoding="utf-8")) if out.exists() else {}
-        section = {k: report[k] for k in ("command", "date", "machine")}
-        merged["numeric_path"] = {**report["numeric_path"], "measured_by": section}
-        atomic_write_text(out, json.dumps(merged, indent=1) + "\n")
-        print(f"updated the numeric_path section of {out}")
-        return 0
+
+def _update_numeric_path(out: Path, report: dict) -> None:
+    """Replace the numeric_path section of ``out`` (keeping its other sections) with the one just measured."""
+    merged = json.loads(out.read_text(encoding="utf-8")) if out.exists() else {}
+    section = {k: report[k] for k in ("command", "date", "machine")}
+    merged["numeric_path"] = {**report["numeric_path"], "measured_by": section}
+    atomic_write_text(out, json.dumps(merged, indent=1) + "\n")
+    print(f"updated the numeric_path section of {out}")
+
+
+def _measure_caches(args: argparse.Namespace, device, report: dict) -> None:
+    """Scenario A, Scenario B and (unless --memory-n 0) the memory figure, each into its section of ``report``."""
     with tempfile.TemporaryDirectory(prefix="bench-cache-") as tmp:
         print(f"speed: {args.n} images at {args.size} px, {args.epochs} epochs, on {device} ...", flush=True)
         report["speed"] = speed(args.n, args.size, args.epochs, args.batch_size, device, args.seed, Path(tmp))
@@ -379,15 +253,43 @@ def main(argv: list[str] | None = None) -> int:
             )
             report["memory"] = memory(args.memory_n, args.memory_size, args.batch_size, device, Path(tmp))
             print(json.dumps(report["memory"], indent=1), flush=True)
+
+
+def _goals(report: dict, device) -> dict:
+    """Whether the measured figures meet the course's goals, judged on CPU time when that is this process's alone."""
     # One torch thread on the CPU: CPU time is this process's work alone (a shared machine's waits excluded).
     basis = "cpu" if device.type == "cpu" and torch.get_num_threads() == 1 else "wall"
     s, b = report["speed"][basis], report["boundary"][basis]
-    report["goals"] = {
+    return {
         "judged_on": f"{basis} time",
         "speedup_total_at_least_9": s["speedup_total"] >= 9,
         "extraction_vs_bare_forward_at_least_0.9": s["extraction_vs_bare_forward"] >= 0.9,
         "boundary_speedup_total_at_least_1.3": b["speedup_total"] >= 1.3,
     }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`course bench`: measure, then write the figures with the command and machine that made them."""
+    args = _parser().parse_args(argv)
+    out = args.out or project_root() / "build" / "bench_cache.json"
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+
+    report = {
+        "command": as_typed("bench", argv),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "machine": machine_record(),
+    }
+    if device.type == "cpu":
+        print(f"numeric path: NCHW vs channels_last at {args.size} px, interleaved ...", flush=True)
+        report["numeric_path"] = numeric_path(args.size, args.batch_size, eval_n=args.eval_n)
+        print(json.dumps(report["numeric_path"], indent=1), flush=True)
+    if args.only == "numeric-path":
+        _update_numeric_path(out, report)
+        return 0
+    _measure_caches(args, device, report)
+    report["goals"] = _goals(report, device)
     atomic_write_text(out, json.dumps(report, indent=1) + "\n")
     print(json.dumps(report["goals"]))
     print(f"wrote {out}")
