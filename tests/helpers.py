@@ -30,3 +30,18 @@ def course(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: float
         text=True,
         timeout=timeout,
     )
+
+
+def offline_context(browser, asked: list[str]):
+    """A 1280x800 browser context that serves only file: and data: URLs; any other request is refused and noted."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+
+    def only_files(route):
+        if route.request.url.startswith(("file:", "data:")):
+            route.continue_()
+        else:
+            asked.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", only_files)
+    return context

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from helpers import CHROMIUM, CHROMIUM_FLAGS, ROOT, course
+from helpers import CHROMIUM, CHROMIUM_FLAGS, ROOT, course, offline_context
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from course_utils.tools import slide_metadata
@@ -114,17 +114,7 @@ def browser():
 
 def open_offline(browser, page_path: Path, asked: list[str]):
     """A new tab showing the page from disk, every request that is not a file refused (and noted in ``asked``)."""
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-
-    def only_files(route):
-        if route.request.url.startswith(("file:", "data:")):
-            route.continue_()
-        else:
-            asked.append(route.request.url)
-            route.abort()
-
-    context.route("**/*", only_files)
-    page = context.new_page()
+    page = offline_context(browser, asked).new_page()
     page.goto(page_path.as_uri())
     page.wait_for_load_state("load")
     if page_path.name.endswith(".slides.html"):

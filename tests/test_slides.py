@@ -14,7 +14,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from helpers import CHROMIUM, CHROMIUM_FLAGS, course
+from helpers import CHROMIUM, CHROMIUM_FLAGS, course, offline_context
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from course_utils.tools import slide_metadata, slides
@@ -263,17 +263,7 @@ def test_deck_advances_in_chromium_with_the_network_blocked(deck):
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
         try:
-            context = browser.new_context(viewport={"width": 1280, "height": 800})
-
-            def only_files(route):
-                if route.request.url.startswith(("file:", "data:")):
-                    route.continue_()
-                else:
-                    asked.append(route.request.url)
-                    route.abort()
-
-            context.route("**/*", only_files)
-            page = context.new_page()
+            page = offline_context(browser, asked).new_page()
             page.on("console", lambda m: console.append(f"{m.type}: {m.text} (at {m.location.get('url', '')})"))
             page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
             page.goto(deck.as_uri())
