@@ -235,9 +235,8 @@ from nbclient import NotebookClient
 cells = [nbformat.v4.new_code_cell(sys.argv[1]), nbformat.v4.new_code_cell("import os; print(_exit_code, os.getcwd())")]
 nb = nbformat.v4.new_notebook(cells=cells)
 NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": "."}}).execute()
-for cell in nb.cells:
-    for output in cell.outputs:
-        print(output.get("text", "") or output.get("data", {}).get("text/plain", ""))
+for cell in nb.cells:  # a kernel may split one print into several stream outputs: join them before reading lines
+    print("".join(output.get("text", "") or output.get("data", {}).get("text/plain", "") for output in cell.outputs))
 """
 
 
