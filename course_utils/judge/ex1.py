@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 from functools import lru_cache
 
 import torch
@@ -201,6 +202,21 @@ def structure_problem(state: dict, backbone: str, classes: int) -> str:
     return ""
 
 
+def same_tensor(value, reference: torch.Tensor) -> bool:
+    """``value`` is a tensor of ``reference``'s dtype holding the same values."""
+    return isinstance(value, torch.Tensor) and value.dtype == reference.dtype and torch.equal(value, reference)
+
+
+def changed_body(state: dict, same: Callable[[object, torch.Tensor], bool]) -> tuple[str, list[str]]:
+    """Why ``state`` is not mobilenet_v2 with a head of 3 classes (or ''), and else the names of its body tensors
+    (all but the new head's) that ``same`` finds changed from the verified pretrained weights."""
+    problem = structure_problem(state, "mobilenet_v2", 3)
+    if problem:
+        return problem, []
+    reference = pretrained_state()
+    return "", [k for k in reference if not k.startswith("classifier.1.") and not same(state[k], reference[k])]
+
+
 def score_head_shape(data: dict) -> Verdict:
     """Every backbone and class count gives the backbone with an nn.Linear(features, classes) head."""
     for backbone, _pretrained, classes in SHAPE_CASES:
@@ -237,21 +253,11 @@ def score_only_head(data: dict) -> Verdict:
 
 def score_body(data: dict) -> Verdict:
     """The body is the verified pretrained mobilenet_v2, every tensor equal; the head is new."""
-    state = data["state"]
-    problem = structure_problem(state, "mobilenet_v2", 3)
-    if problem:
-        return fail(problem, WHERE_BODY)
-    reference = pretrained_state()
-    body = [k for k in reference if not k.startswith("classifier.1.")]
-    different = [
-        k
-        for k in body
-        if not (isinstance(state[k], torch.Tensor) and state[k].dtype == reference[k].dtype)
-        or not torch.equal(state[k], reference[k])
-    ]
-    if different:
+    problem, different = changed_body(data["state"], same_tensor)
+    if problem or different:
         return fail(
-            f"{len(different)} backbone tensors differ from the pretrained ones, e.g. {listed(different)}", WHERE_BODY
+            problem or f"{len(different)} backbone tensors differ from the pretrained ones, e.g. {listed(different)}",
+            WHERE_BODY,
         )
     return Verdict(True, "ok: the body is the pretrained mobilenet_v2")
 
@@ -291,14 +297,11 @@ def score_optimizer(data: dict) -> Verdict:
 def score_frozen(data: dict) -> Verdict:
     """After one epoch of train_head the body, BatchNorm statistics included, is unchanged and the head moved."""
     after = data["after"]
-    problem = structure_problem(after, "mobilenet_v2", 3)
-    if problem:
-        return fail(problem, WHERE_FROZEN)
-    reference = pretrained_state()
-    moved = [k for k in reference if not k.startswith("classifier.1.") and not torch.equal(after[k], reference[k])]
-    if moved:
+    problem, moved = changed_body(after, torch.equal)
+    if problem or moved:
         return fail(
-            f"after one epoch of train_head, {len(moved)} body tensors changed, e.g. {listed(moved)}", WHERE_FROZEN
+            problem or f"after one epoch of train_head, {len(moved)} body tensors changed, e.g. {listed(moved)}",
+            WHERE_FROZEN,
         )
     still = [k for k, v in data["head_before"].items() if torch.equal(after[f"classifier.1.{k}"], v)]
     if still:
