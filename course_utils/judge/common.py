@@ -18,7 +18,7 @@ from functools import lru_cache
 import torch
 from torch import nn
 
-from . import Verdict
+from . import Task, Verdict
 
 ERROR_KEY = "error"  # an export whose student call raised: {"error": "NotImplementedError: ..."}
 
@@ -54,6 +54,26 @@ def judged(data: dict, where: str, check: Callable[[dict], str]) -> Verdict:
         return fail(str(exc), where)
     except Exception as exc:  # noqa: BLE001 - forged keys, types and shapes: a failed task, never a crash
         return fail(f"the exported data is not what the task asks for ({type(exc).__name__}: {exc})", where)
+
+
+def judged_task(grade_id: str, export: str, where: str, check: Callable[[dict], str]) -> Task:
+    """The Task of a graded cell whose verdict is ``judged(data, where, check)``."""
+    return Task(grade_id, export, lambda data: judged(data, where, check))
+
+
+def judged_cases(data: dict, where: str, what: str, count: int, check_case: Callable[[dict], str], ok: str) -> Verdict:
+    """Verdict on ``data['cases']``, a list of ``count`` exported ``what``: each is checked by ``check_case`` (it
+    returns the case's part of the passing message, raises Rejected); the passing message is ``ok`` and those parts."""
+
+    def check(data: dict) -> str:
+        cases = entry(data, "cases", what)
+        require(isinstance(cases, list) and len(cases) == count, f"the export should hold {_WORDS[count]} {what}")
+        return ok + "; ".join(map(check_case, cases))
+
+    return judged(data, where, check)
+
+
+_WORDS = {2: "two", 3: "three"}  # how many cases an export holds, as the verdicts say it
 
 
 def guarded(body: str, name: str) -> str:

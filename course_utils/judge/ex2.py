@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import torch
 
-from . import Task
 from .common import (
     checked_state,
     differing,
@@ -21,7 +20,7 @@ from .common import (
     fashion,
     fashion_features,
     guarded,
-    judged,
+    judged_task,
     linear_from_state,
     listed,
     loss_and_accuracy,
@@ -238,17 +237,9 @@ def _check_cache_to_model(data: dict) -> str:
 
 
 TASKS = [
-    Task("ex2_cache_round_trip", EXPORT_ROUND_TRIP, lambda data: judged(data, WHERE_ROUND_TRIP, _check_round_trip)),
-    Task("ex2_cache_is_f_of_x", EXPORT_F_OF_X, lambda data: judged(data, WHERE_F_OF_X, _check_f_of_x)),
-    Task("ex2_head_shape", EXPORT_HEAD_SHAPE, lambda data: judged(data, WHERE_HEAD_SHAPE, _check_head_shape)),
-    Task(
-        "ex2_head_accuracy",
-        EXPORT_HEAD_ACCURACY,
-        lambda data: judged(data, WHERE_HEAD_ACCURACY, _check_head_accuracy),
-    ),
-    Task(
-        "ex2_cache_to_model",
-        EXPORT_CACHE_TO_MODEL,
-        lambda data: judged(data, WHERE_CACHE_TO_MODEL, _check_cache_to_model),
-    ),
+    judged_task("ex2_cache_round_trip", EXPORT_ROUND_TRIP, WHERE_ROUND_TRIP, _check_round_trip),
+    judged_task("ex2_cache_is_f_of_x", EXPORT_F_OF_X, WHERE_F_OF_X, _check_f_of_x),
+    judged_task("ex2_head_shape", EXPORT_HEAD_SHAPE, WHERE_HEAD_SHAPE, _check_head_shape),
+    judged_task("ex2_head_accuracy", EXPORT_HEAD_ACCURACY, WHERE_HEAD_ACCURACY, _check_head_accuracy),
+    judged_task("ex2_cache_to_model", EXPORT_CACHE_TO_MODEL, WHERE_CACHE_TO_MODEL, _check_cache_to_model),
 ]

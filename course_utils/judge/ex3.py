@@ -15,14 +15,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import Task
 from .common import (
     checked_state,
     differing,
     entry,
     flags,
     guarded,
-    judged,
+    judged_task,
     listed,
     lr_groups,
     optimizer_problems,
@@ -259,17 +258,9 @@ def _check_training(data: dict) -> str:
 
 
 TASKS = [
-    Task("ex3_trainable_stages", EXPORT_STAGES, lambda data: judged(data, WHERE_STAGES, _check_stages)),
-    Task("ex3_freeze_first", EXPORT_FREEZE_FIRST, lambda data: judged(data, WHERE_FREEZE_FIRST, _check_freeze_first)),
-    Task(
-        "ex3_optimizer_holds_trainable",
-        EXPORT_OPTIMIZER,
-        lambda data: judged(data, WHERE_OPTIMIZER, _check_optimizer),
-    ),
-    Task("ex3_learning_rates", EXPORT_RATES, lambda data: judged(data, WHERE_RATES, _check_rates)),
-    Task(
-        "ex3_training_moves_only_unfrozen",
-        EXPORT_TRAINING,
-        lambda data: judged(data, WHERE_TRAINING, _check_training),
-    ),
+    judged_task("ex3_trainable_stages", EXPORT_STAGES, WHERE_STAGES, _check_stages),
+    judged_task("ex3_freeze_first", EXPORT_FREEZE_FIRST, WHERE_FREEZE_FIRST, _check_freeze_first),
+    judged_task("ex3_optimizer_holds_trainable", EXPORT_OPTIMIZER, WHERE_OPTIMIZER, _check_optimizer),
+    judged_task("ex3_learning_rates", EXPORT_RATES, WHERE_RATES, _check_rates),
+    judged_task("ex3_training_moves_only_unfrozen", EXPORT_TRAINING, WHERE_TRAINING, _check_training),
 ]

@@ -24,6 +24,7 @@ from .common import (
     entry,
     flags,
     judged,
+    judged_cases,
     listed,
     load_state,
     lr_groups,
@@ -130,12 +131,7 @@ def _check_trainable(case: dict) -> str:
 def score_trainable(data: dict) -> Verdict:
     """ex4_everything_trainable: every layer trainable, the right head, where each start begins."""
 
-    def check(data: dict) -> str:
-        cases = entry(data, "cases", "models")
-        require(isinstance(cases, list) and len(cases) == 3, "the export should hold three models")
-        return "ok: " + "; ".join(_check_trainable(case) for case in cases)
-
-    return judged(data, WHERE_TRAINABLE, check)
+    return judged_cases(data, WHERE_TRAINABLE, "models", 3, _check_trainable, "ok: ")
 
 
 def _check_optimizer(case: dict, where_lr: str = "the lr argument") -> str:
@@ -170,13 +166,8 @@ def _check_optimizer(case: dict, where_lr: str = "the lr argument") -> str:
 
 def score_optimizer(data: dict) -> Verdict:
     """ex4_optimizer_all: for both starts, the optimizer holds exactly the trainable parameters at the right rates."""
-
-    def check(data: dict) -> str:
-        cases = entry(data, "cases", "optimizers")
-        require(isinstance(cases, list) and len(cases) == 2, "the export should hold two optimizers")
-        return "ok: the optimizer holds every trainable parameter; " + "; ".join(map(_check_optimizer, cases))
-
-    return judged(data, WHERE_OPTIMIZER, check)
+    ok = "ok: the optimizer holds every trainable parameter; "
+    return judged_cases(data, WHERE_OPTIMIZER, "optimizers", 2, _check_optimizer, ok)
 
 
 @lru_cache(maxsize=2)
@@ -238,13 +229,7 @@ def _check_training(case: dict) -> str:
 
 def score_training(data: dict) -> Verdict:
     """ex4_train_then_measure: the judge's model trained for one epoch, measured as the judge measures it."""
-
-    def check(data: dict) -> str:
-        cases = entry(data, "cases", "trained models")
-        require(isinstance(cases, list) and len(cases) == 2, "the export should hold two trained models")
-        return "ok: every layer trained; " + "; ".join(map(_check_training, cases))
-
-    return judged(data, WHERE_TRAIN, check)
+    return judged_cases(data, WHERE_TRAIN, "trained models", 2, _check_training, "ok: every layer trained; ")
 
 
 def _check_run(name: str, run: dict, train_batches: int) -> tuple[nn.Module, float]:
