@@ -106,6 +106,21 @@ def _similar_gain_sentence(similarity_points: list[dict] | None, n_per_class: in
     return f"{said} (transfer gain at each one's best stage {p.mean:+.2f} vs {f.mean:+.2f})"
 
 
+def _extrapolated_choice(n_per_class: int, comparable: list[int], measured: dict[str, float]) -> str:
+    """Outside the measured sizes: A below them; above them B or C (the higher mean), unless A's mean is higher."""
+    if n_per_class < min(comparable):
+        return "A"
+    choice = max(("B", "C"), key=lambda s: measured.get(s, -1))
+    return "A" if measured.get("A", -1) > measured.get(choice, -1) else choice
+
+
+def _highest_mean_sentence(points: list[dict], choice: str, near: int) -> str:
+    """Why an extrapolated choice was made: the highest mean at the nearest size, with its verdict against A there."""
+    lead = compare(points, choice, "A", near)
+    verdict = lead.verdict if lead else "not compared"
+    return f"{choice} has the highest mean at the nearest measured size (against A there, verdict: {verdict})"
+
+
 def recommend(
     n_per_class: int, similarity: str, sweep_points: list[dict], similarity_points: list[dict] | None = None
 ) -> Recommendation:
@@ -143,14 +158,13 @@ def recommend(
             evidence.append(f"best-probing stage on {task} at {key[1]}/class: {stages[key]}")
     where = f"measured on Fashion-MNIST at {near} per class"
     choice, _ = choose_scenario(sweep_points, n_per_class)
-    if choice == NOT_MEASURED:
+    extrapolated = choice == NOT_MEASURED
+    if extrapolated:
         where += (
             f" (the sweep has measured {min(comparable)} to {max(comparable)} per class: your size was not"
             " measured, so this is the nearest measurement, not a measurement of your case)"
         )
-        choice = "A" if n_per_class < min(comparable) else max(("B", "C"), key=lambda s: measured.get(s, -1))
-        if n_per_class > max(comparable) and measured.get("A", -1) > measured.get(choice, -1):
-            choice = "A"
+        choice = _extrapolated_choice(n_per_class, comparable, measured)
     if choice == "A":
         why = "at the nearest measured size no fine-tuning is ahead of frozen features (the course's verdict)"
         if similarity == "similar":
@@ -159,7 +173,11 @@ def recommend(
         if cross is not None:
             why += f"; measured crossover: {cross} per class"
         return Recommendation("A", f"{why}; A {measured['A']:.3f} {where}", near, measured, evidence)
-    why = f"{choice} is ahead of frozen features at the nearest measured size"
+    why = (
+        _highest_mean_sentence(sweep_points, choice, near)
+        if extrapolated
+        else f"{choice} is ahead of frozen features at the nearest measured size"
+    )
     if cross is not None:
         why += f"; measured crossover ({cross} per class)"
     why += f"; {choice} {measured[choice]:.3f}, A {measured['A']:.3f} {where}"

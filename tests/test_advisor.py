@@ -205,3 +205,10 @@ def test_a_size_beyond_the_measured_ones_is_said_to_be_a_guess():
     measured_small = [p for p in SWEEP if p["n_per_class"] <= 30]
     assert "your size was not measured" in advisor.recommend(3000, "different", measured_small).reason
     assert "your size was not measured" not in advisor.recommend(30, "different", measured_small).reason
+
+
+def test_beyond_the_measured_sizes_a_one_seed_lead_is_not_called_ahead():
+    one_seed = _points({"A": {10: 0.70, 100: 0.80}, "B": {10: 0.69, 100: 0.85}}, seeds=(0,))  # like the sweep today
+    rec = advisor.recommend(3000, "different", one_seed)
+    assert rec.scenario == "B" and "is ahead of" not in rec.reason
+    assert "highest mean" in rec.reason and "verdict: not decided" in rec.reason
