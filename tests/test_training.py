@@ -125,27 +125,17 @@ def two_call_run(first_epochs=5, second_epochs=4, **second_kwargs):
     flipped = TensorDataset(train.tensors[0], 1 - train.tensors[1])
     val_loader = DataLoader(val, batch_size=64)
     model = nn.Linear(4, 2)
-    history = fit(
-        model,
-        DataLoader(train, batch_size=8),
-        torch.optim.SGD(model.parameters(), lr=0.5),
-        first_epochs,
-        frozen_bn_eval=False,
-        val_loader=val_loader,
-        progress=False,
-    )
-    if second_epochs:
-        fit(
-            model,
-            DataLoader(flipped, batch_size=8),
-            torch.optim.SGD(model.parameters(), lr=0.5),
-            second_epochs,
-            frozen_bn_eval=False,
-            val_loader=val_loader,
-            progress=False,
-            history=history,
-            **second_kwargs,
+
+    def call(dataset, epochs, **kwargs):  # one fit call: a fresh SGD, batches of 8, measured on val_loader
+        loader = DataLoader(dataset, batch_size=8)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+        return fit(
+            model, loader, optimizer, epochs, frozen_bn_eval=False, val_loader=val_loader, progress=False, **kwargs
         )
+
+    history = call(train, first_epochs)
+    if second_epochs:
+        call(flipped, second_epochs, history=history, **second_kwargs)
     return model, history, val_loader
 
 
