@@ -46,7 +46,7 @@ from ..device import machine_record, pick_device
 from ..fashion import FASHION_CLASSES, TensorImages, load_fashion_mnist
 from ..paths import atomic_write_text, project_root
 from ..timing import Stopwatch, timed
-from ..tools.cli import as_typed
+from ..tools.cli import as_typed, doc_parser
 from ..training import fit
 from .bench_boundary import TIME_KINDS, bench_data, boundary_speed, seeded_loader, total
 from .numeric_path import numeric_path
@@ -194,12 +194,7 @@ def memory(n_all: int, size: int, batch_size: int, device, root: Path) -> dict:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="course bench",
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = doc_parser("course bench", __doc__)
     parser.add_argument("--n", type=int, default=2000, help="images for the speed comparison")
     parser.add_argument("--size", type=int, default=64, help="pixels")
     parser.add_argument("--epochs", type=int, default=10)

@@ -11,12 +11,12 @@ sentence that the data stops supporting changes with it instead of staying behin
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 from .. import measurements as m
+from ..tools.cli import doc_parser
 from .report_claims import CLAIMS_HEADING, claims_section, gains_text, short_verdict, similarity_verdicts
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -256,12 +256,7 @@ def render_experiments(doc: str, results: Results | None = None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """`course results`: rebuild the measured sections (or check that they are current)."""
-    parser = argparse.ArgumentParser(
-        prog="course results",
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = doc_parser("course results", __doc__)
     parser.add_argument("--readme", type=Path, default=README)
     parser.add_argument("--experiments-doc", type=Path, default=EXPERIMENTS_DOC)
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a section is not current")

@@ -40,7 +40,7 @@ from ..device import machine_record, pick_device, seed_everything
 from ..measurements import load_results, planned_points, progress_report, similarity_report
 from ..paths import cache_dir
 from ..profiles import course_profile
-from ..tools.cli import as_typed
+from ..tools.cli import as_typed, doc_parser
 from .config import (
     EXPERIMENTS,
     FIRST_TRAINABLE,
@@ -294,12 +294,7 @@ def print_status(experiment: str, out: Path) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     """The arguments of `course sweep`."""
-    parser = argparse.ArgumentParser(
-        prog="course sweep",
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = doc_parser("course sweep", __doc__)
     parser.add_argument("--experiment", choices=EXPERIMENTS, default="scenarios")
     parser.add_argument("--profile", choices=["quick", "full"], default=None, help="default: $COURSE_PROFILE")
     parser.add_argument(

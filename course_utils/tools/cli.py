@@ -21,6 +21,7 @@ CHECKOUT_ONLY run only in the checkout and say so elsewhere (exit status 2).
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import shlex
 import sys
@@ -95,6 +96,16 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         sys.argv[0] = program
     return int(status or 0)
+
+
+def doc_parser(prog: str, doc: str) -> argparse.ArgumentParser:
+    """The parser of `PROG`, its help a module's docstring ``doc``: the first paragraph, then the rest as written."""
+    return argparse.ArgumentParser(
+        prog=prog,
+        description=doc.split("\n\n")[0],
+        epilog=doc.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 def as_typed(name: str, argv: list[str] | None = None) -> str:
