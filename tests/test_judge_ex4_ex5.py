@@ -60,6 +60,24 @@ def _failed(verdicts: dict[str, judge.Verdict]) -> set[str]:
     return {grade_id for grade_id, verdict in verdicts.items() if not verdict.passed}
 
 
+def _runs(folder: Path, exercise: str, wrongs: dict[str, list[tuple[str, str]]]) -> dict[str, dict[str, judge.Verdict]]:
+    """The verdicts of the source solution ("source"), the student copy ("student") and each named wrong one."""
+    runs = {
+        "source": _verdicts(EXERCISES / "source" / f"{exercise}.ipynb", exercise),
+        "student": _verdicts(EXERCISES / f"{exercise}.ipynb", exercise),
+    }
+    runs.update({name: _verdicts(_wrong(folder / name, exercise, edits), exercise) for name, edits in wrongs.items()})
+    return runs
+
+
+def _assert_solution_earns_all_and_student_copy_none(runs: dict[str, dict[str, judge.Verdict]]) -> None:
+    source = runs["source"]
+    assert not _failed(source), {k: v.message for k, v in source.items()}
+    student = runs["student"]
+    assert _failed(student) == set(source)
+    assert all("NotImplementedError" in v.message and "Where to look:" in v.message for v in student.values())
+
+
 def _export(data: dict) -> bytes:
     buffer = io.BytesIO()
     torch.save(data, buffer)
@@ -115,24 +133,14 @@ EX4_NO_BATCHNORM_IN_OPTIMIZER = [  # BatchNorm weights trainable but never given
 
 @pytest.fixture(scope="module")
 def ex4_runs(tmp_path_factory) -> dict[str, dict[str, judge.Verdict]]:
-    folder = tmp_path_factory.mktemp("judge_ex4")
-    return {
-        "source": _verdicts(EXERCISES / "source" / f"{EX4}.ipynb", EX4),
-        "student": _verdicts(EXERCISES / f"{EX4}.ipynb", EX4),
-        "one_rate": _verdicts(_wrong(folder / "one_rate", EX4, EX4_ONE_RATE), EX4),
-        "crippled": _verdicts(_wrong(folder / "crippled", EX4, EX4_CRIPPLED), EX4),
-        "optimizer": _verdicts(_wrong(folder / "optimizer", EX4, EX4_NO_BATCHNORM_IN_OPTIMIZER), EX4),
-    }
+    wrongs = {"one_rate": EX4_ONE_RATE, "crippled": EX4_CRIPPLED, "optimizer": EX4_NO_BATCHNORM_IN_OPTIMIZER}
+    return _runs(tmp_path_factory.mktemp("judge_ex4"), EX4, wrongs)
 
 
 @pytest.mark.slow
 def test_ex4_solution_earns_every_task_and_the_student_copy_none(ex4_runs):
-    source = ex4_runs["source"]
-    assert not _failed(source), {k: v.message for k, v in source.items()}
-    assert "gap" in source["ex4_pretrained_vs_random"].message  # the measured gap is reported, not graded
-    student = ex4_runs["student"]
-    assert _failed(student) == set(source)
-    assert all("NotImplementedError" in v.message and "Where to look:" in v.message for v in student.values())
+    _assert_solution_earns_all_and_student_copy_none(ex4_runs)
+    assert "gap" in ex4_runs["source"]["ex4_pretrained_vs_random"].message  # the measured gap is reported, not graded
 
 
 @pytest.mark.slow
@@ -213,23 +221,13 @@ EX5_ALWAYS_A = [
 
 @pytest.fixture(scope="module")
 def ex5_runs(tmp_path_factory) -> dict[str, dict[str, judge.Verdict]]:
-    folder = tmp_path_factory.mktemp("judge_ex5")
-    return {
-        "source": _verdicts(EXERCISES / "source" / f"{EX5}.ipynb", EX5),
-        "student": _verdicts(EXERCISES / f"{EX5}.ipynb", EX5),
-        "head_only": _verdicts(_wrong(folder / "head_only", EX5, EX5_HEAD_ONLY), EX5),
-        "ignores_file": _verdicts(_wrong(folder / "ignores_file", EX5, EX5_IGNORES_FILE), EX5),
-        "always_a": _verdicts(_wrong(folder / "always_a", EX5, EX5_ALWAYS_A), EX5),
-    }
+    wrongs = {"head_only": EX5_HEAD_ONLY, "ignores_file": EX5_IGNORES_FILE, "always_a": EX5_ALWAYS_A}
+    return _runs(tmp_path_factory.mktemp("judge_ex5"), EX5, wrongs)
 
 
 @pytest.mark.slow
 def test_ex5_solution_earns_every_task_and_the_student_copy_none(ex5_runs):
-    source = ex5_runs["source"]
-    assert not _failed(source), {k: v.message for k, v in source.items()}
-    student = ex5_runs["student"]
-    assert _failed(student) == set(source)
-    assert all("NotImplementedError" in v.message and "Where to look:" in v.message for v in student.values())
+    _assert_solution_earns_all_and_student_copy_none(ex5_runs)
 
 
 @pytest.mark.slow
