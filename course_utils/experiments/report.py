@@ -129,6 +129,11 @@ course sweep --experiment large-data --profile quick                            
 course results                                                                    # rebuild this section from the files
 ```
 
+Run it in the background on one core (`--threads 1`, `OMP_NUM_THREADS=1`). On Linux, `nice` alone may not keep
+other work off it: the kernel shares the CPU between terminal sessions first (autogroups) and applies nice only
+within one, so a run beside a busy test session in another terminal got a third of a core until its session's
+weight was raised (as root: `echo -15 > /proc/$(pgrep -f "course sweep")/autogroup`).
+
 `large-data` runs the sweep and the freeze-depth experiment size by size (the sweep first at each size: the freeze
 depths head, block5 and stem *are* its A, B and C and are copied from its file, not trained again). `--device cuda`
 runs it on a GPU (FP32, TF32 off); every point records its device, and one size of one file never mixes devices.
