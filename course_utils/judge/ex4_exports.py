@@ -45,6 +45,10 @@ _HELPERS = (
     MODEL_SOURCE
     + f"_J4 = dict(classes={CLASSES!r}, n={N_TRAIN}, n_val={N_VAL}, size={IMAGE_SIZE}, seed={DATA_SEED})\n"
     + """
+# The notebook's functions train on the global DEVICE (pick_device: a GPU when there is one). The judge's runs
+# use the CPU whatever the machine, so that the data it scores do not depend on where the notebook ran.
+DEVICE = _torch.device("cpu")
+
 
 def _j4_state(model):
     return {k: v.detach().cpu().clone() for k, v in _nn.Module.state_dict(model).items()}
