@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # Debian's Chromium (the wrapper in /usr/bin prints a harmless warning; the binary behind it does not).
@@ -45,3 +49,19 @@ def offline_context(browser, asked: list[str]):
 
     context.route("**/*", only_files)
     return context
+
+
+@contextmanager
+def launched_chromium() -> Iterator:
+    """Headless Debian Chromium through Playwright, closed in any case; skips saying what to install if missing."""
+    if CHROMIUM is None:
+        pytest.skip("no Chromium at /usr/bin/chromium: install Debian's chromium (.ci/run does)")
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="playwright is not installed in this environment (pip install -e '.[test]')"
+    )
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import CHROMIUM, CHROMIUM_FLAGS
+from helpers import CHROMIUM, launched_chromium
 
 from course_utils.tools.lab import start_lab, stop_lab
 from course_utils.tools.processes import alive, group_alive
@@ -31,7 +31,7 @@ if not Path("/usr/bin/chromium").is_file() and CHROMIUM is None:
         "(.ci/run does) to run the real-browser test",
         allow_module_level=True,
     )
-sync_api = pytest.importorskip(
+pytest.importorskip(
     "playwright.sync_api", reason="playwright is not installed in this environment (pip install -e '.[test]')"
 )
 
@@ -87,12 +87,8 @@ def serve(root: Path, home: Path, **options):
 @pytest.fixture(scope="module")
 def browser():
     """Headless Debian Chromium through Playwright, closed in any case."""
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with launched_chromium() as chromium:
+        yield chromium
 
 
 @pytest.fixture

@@ -179,6 +179,7 @@ def write_index(
     kind: str = "handouts",
     about: str = "Pages are self-contained (images embedded; MathJax and widgets from <code>assets/</code>) "
     "and read offline.",
+    stored: bool = False,
 ) -> Path:
     """index.html (from templates/index.html.j2): one row per lesson with its title, run time and status.
 
@@ -193,7 +194,7 @@ def write_index(
     when, machine = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), machine_line()
     page = environment.get_template("index.html.j2").render(
         kind=kind, profile=profile, when=when, machine=machine, about=Markup(about), note=assets.note,
-        results=results, total=sum(r.seconds for r in results), command=command,
+        results=results, total=sum(r.seconds for r in results), command=command, stored=stored,
     )  # fmt: skip
     path = out_dir / "index.html"
     atomic_write_text(path, page)
@@ -203,21 +204,32 @@ def write_index(
          "slowest_seconds": round(r.slowest[1], 1)}
         for r in results
     ]  # fmt: skip
-    summary = {"profile": profile, "when": when, "machine": machine, "command": command,
+    summary = {"profile": profile, "stored": stored, "when": when, "machine": machine, "command": command,
                "widgets_rendered": assets.widgets, "lessons": lessons}  # fmt: skip
     atomic_write_text(out_dir / "timings.json", json.dumps(summary, indent=2) + "\n")
     return path
 
 
 def run_lessons(
-    lessons: list[Path], profile: str, out_dir: Path, render: Render, renderer: Renderer, cell_timeout: int | None
+    lessons: list[Path],
+    profile: str,
+    out_dir: Path,
+    render: Render,
+    renderer: Renderer,
+    cell_timeout: int | None,
+    stored: bool = False,
 ) -> list[LessonResult]:
-    """Execute each lesson and write ``render(notebook, path)`` to out_dir/<lesson><suffix>; one result each."""
+    """Execute each lesson (``stored``: take the outputs saved in it) and write ``render(notebook, path)`` to
+    out_dir/<lesson><suffix>; one result each."""
     results = []
     for path in lessons:
-        print(f"{renderer.tool}: running {path.name} ({profile}) ...", flush=True)
-        timeout = cell_timeout or pick(quick=600, full=1800, profile=profile)
-        nb, seconds, error = execute_lesson(path, profile, timeout, kind=renderer.page)
+        if stored:
+            print(f"{renderer.tool}: rendering {path.name} as saved (not run) ...", flush=True)
+            nb, seconds, error = nbformat.read(path, as_version=4), 0.0, ""
+        else:
+            print(f"{renderer.tool}: running {path.name} ({profile}) ...", flush=True)
+            timeout = cell_timeout or pick(quick=600, full=1800, profile=profile)
+            nb, seconds, error = execute_lesson(path, profile, timeout, kind=renderer.page)
         drop_stale_widget_buffers(nb)
         figure_alt.label_images(nb)
         page = out_dir / f"{path.stem}{renderer.suffix}"
@@ -239,17 +251,19 @@ def build(
     npm_cache: Path | None = None,
     command: str = "",
     cell_timeout: int | None = None,
+    stored: bool = False,
 ) -> list[LessonResult]:
-    """Execute the chosen lessons and write the renderer's pages and the index into out_dir."""
+    """Execute the chosen lessons (``stored``: render the outputs saved in them) and write the renderer's pages and
+    the index into out_dir."""
     if profile not in PROFILES:
         raise SystemExit(f"{renderer.tool}: profile {profile!r} is not one of {', '.join(PROFILES)}.")
     lessons = choose_lessons(Path(notebooks_dir or project_root() / "notebooks"), only)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     render, assets = renderer.prepare(out_dir, npm_cache)  # first: a refusal comes before any lesson runs
-    results = run_lessons(lessons, profile, out_dir, render, renderer, cell_timeout)
-    command = command or f"course {renderer.tool} --profile {profile}"
-    index = write_index(out_dir, results, profile, assets, command, renderer.tool, renderer.about)
+    results = run_lessons(lessons, profile, out_dir, render, renderer, cell_timeout, stored)
+    command = command or f"course {renderer.tool} --profile {profile}" + (" --stored" if stored else "")
+    index = write_index(out_dir, results, profile, assets, command, renderer.tool, renderer.about, stored)
     print(f"{renderer.tool}: {index} ({sum(r.seconds for r in results):.0f} s in all)")
     return results
 
@@ -267,6 +281,12 @@ def add_lesson_run_arguments(parser: argparse.ArgumentParser, output: str) -> No
         metavar="S",
         help="seconds one cell may run (default 600 quick, 1800 full)",
     )
+    parser.add_argument(
+        "--stored",
+        action="store_true",
+        help="render the outputs saved in the notebooks instead of running them (seconds, not minutes; committed "
+        "lessons hold only their checked outputs, so most cells show none)",
+    )
 
 
 def run_main(renderer: Renderer, description: str, argv: list[str] | None = None) -> int:
@@ -278,7 +298,14 @@ def run_main(renderer: Renderer, description: str, argv: list[str] | None = None
     command = as_typed(renderer.tool, argv)
     try:
         results = build(
-            renderer, args.profile, out, args.only, args.notebooks, command=command, cell_timeout=args.cell_timeout
+            renderer,
+            args.profile,
+            out,
+            args.only,
+            args.notebooks,
+            command=command,
+            cell_timeout=args.cell_timeout,
+            stored=args.stored,
         )
     except Exception as err:
         if renderer.refusal is None or not isinstance(err, renderer.refusal):
