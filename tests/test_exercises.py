@@ -388,12 +388,12 @@ EX4_BATCHNORM_FROZEN = """    model.classifier[-1] = nn.Linear(model.classifier[
 
 @pytest.mark.parametrize(
     "wrong",
-    ["random start with a learning rate so small it never moves", "random start with BatchNorm frozen (at chance)"],
+    ["random start with a learning rate so small it never moves", "random start with BatchNorm frozen (barely learns)"],
 )
 def test_ex4_a_crippled_random_start_fails(wrong, tmp_path):
     """The old test demanded that the pretrained start win by 0.2, which a crippled random run delivers: trained at
     a learning rate of 1e-7 whatever the grid says, or with BatchNorm frozen in inference mode (Keras' route applied
-    to the random network alone, which then stays at chance). The procedure checks catch both now."""
+    to the random network alone, which then barely learns). The procedure checks catch both now."""
     nb = nbformat.read(exercises.source_path("ex4_finetune_vs_random"), as_version=4)
     if "never moves" in wrong:
         nb = _with_solution(
