@@ -24,23 +24,26 @@ lab: setup
 	@echo "Set-up done. Open notebooks/00_start_here.ipynb (JupyterLab opens it now; Ctrl-C stops it)."
 	$(COURSE) lab $(ARGS)
 
-test: setup-test
-	COURSE_PROFILE=$(PROFILE) $(PY) -m pytest $(PYTEST_ARGS)
+test: unit slow
 
 # The fast tier: every test no tier marker tags (markers in pyproject.toml; nbval's cells are `notebooks`).
-# Measured 2026-12-06 on this 2-core machine, busy (load average 10-12 from other test runs and a sweep):
-# `OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python -m pytest tests -m "$(FAST_TIER)"` took 59 s of CPU (user+sys,
-# 17 s of it start-up and collection) for 360 tests; 244 s wall clock under that load. Keep it under a minute:
-# a test that needs more than a second or two gets a tier marker.
+# It runs on every core (pytest-xdist: WORKERS processes, one torch thread each, a test module per worker at a time).
+# Measured 2026-12-06 on this 2-core machine: 361 tests, 52 s of CPU (user+sys) and 72 s wall clock with two
+# workers while a background sweep held one of the two cores (one worker alone took 59 s of CPU). Keep it under a
+# minute: a test that needs more than a second or two gets a tier marker.
+WORKERS ?= auto
 FAST_TIER := not slow and not notebooks and not sandbox and not browser and not setup
 
 unit: setup-test
-	$(PY) -m pytest tests -m "$(FAST_TIER)" $(PYTEST_ARGS)
+	OMP_NUM_THREADS=1 $(PY) -m pytest tests -m "$(FAST_TIER)" -n $(WORKERS) --dist loadscope $(PYTEST_ARGS)
 
 # Everything `make unit` leaves out (notebooks, sandbox, browser, set-up, slow): `make unit` then `make slow` runs
-# each test once, as `make test` does (CI runs them in that order).
+# each test once, as `make test` does (CI runs them in that order). The slow tiers run on every core (pytest-xdist:
+# WORKERS processes, one thread each, a notebook or a test module per worker at a time); the tests marked `serial`
+# need the machine and the checkout to themselves, so they run after, one at a time.
 slow: setup-test
-	COURSE_PROFILE=$(PROFILE) $(PY) -m pytest -m "not ($(FAST_TIER))" $(PYTEST_ARGS)
+	COURSE_PROFILE=$(PROFILE) OMP_NUM_THREADS=1 $(PY) -m pytest -m "not ($(FAST_TIER)) and not serial" -n $(WORKERS) --dist loadscope $(PYTEST_ARGS) || [ $$? = 5 ]
+	COURSE_PROFILE=$(PROFILE) $(PY) -m pytest -m "not ($(FAST_TIER)) and serial" $(PYTEST_ARGS) || [ $$? = 5 ]
 
 notebooks: setup-test
 	COURSE_PROFILE=$(PROFILE) $(PY) -m pytest notebooks $(PYTEST_ARGS)

@@ -31,7 +31,7 @@ from course_utils.tools.notebook_reader import read_prepared
 from course_utils.tools.submissions import SubmissionProblem
 from course_utils.weights import hub_checkpoint_dir
 
-pytestmark = pytest.mark.sandbox
+pytestmark = [pytest.mark.sandbox, pytest.mark.serial]  # it watches the whole checkout: no other test may write there
 
 EXERCISE = "tiny"
 HIDDEN_LINE = 'assert answer() + OFFSET == 42, "the hidden check of answer failed"'
@@ -684,7 +684,13 @@ def test_ctrl_c_writes_the_report_of_what_finished(tmp_path):
     report = tmp_path / "report" / "grades"
     args = [str(folder), "--exercise", EXERCISE, "--sources", str(sources), "--timeout", "300", "--jobs", "1"]
     command = [sys.executable, "-m", "course_utils.tools.grade", *args, "--cell-timeout", "300", "-o", str(report)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def as_at_a_terminal():  # pytest started in the background (`make test &`) passes SIGINT on ignored
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=as_at_a_terminal
+    )
     seen = []
     for line in process.stdout:
         seen.append(line)
