@@ -16,7 +16,7 @@ def course_profile() -> str:
     if name not in PROFILES:
         raise ValueError(
             f"COURSE_PROFILE={name!r} is not a profile; use one of {', '.join(PROFILES)} "
-            "(quick: each notebook under a minute on 2 cores; full: the student runs)."
+            "(quick: tests and lectures, a few minutes at most per notebook on 2 cores; full: the student runs)."
         )
     return name
 
