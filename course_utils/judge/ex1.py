@@ -57,9 +57,13 @@ _HELPERS += """
 import torch as _torch
 from torch import nn as _nn
 
+# The notebook trains on its global DEVICE (a GPU when there is one); the judge's runs use the CPU whatever the
+# machine, so that the data it scores do not depend on where the notebook ran (as in ex4_exports).
+DEVICE = _torch.device("cpu")
+
 
 def _judge_state(model):
-    return {k: v.detach().clone() for k, v in _nn.Module.state_dict(model).items()}
+    return {k: v.detach().cpu().clone() for k, v in _nn.Module.state_dict(model).items()}
 
 
 def _judge_shapes(model):

@@ -44,7 +44,7 @@ WHERE_OPTIMIZER = (
 )
 WHERE_TRAIN = (
     "train_and_evaluate: every layer learns (zero_grad, forward, loss, backward, step for each batch), frozen "
-    "BatchNorm stays in eval mode, then recalibrate_batchnorm(model, recal_loader, 'cpu'), model.eval() and "
+    "BatchNorm stays in eval mode, then recalibrate_batchnorm(model, recal_loader, DEVICE), model.eval() and "
     "torch.no_grad() while measuring; return the accuracy as a number"
 )
 WHERE_COMPARE = (
@@ -106,7 +106,7 @@ def _check_trainable(case: dict) -> str:
         pretrained or not frozen_norms,
         f"{len(frozen_norms)} BatchNorm layers are frozen in the random start, "
         f"e.g. {listed(frozen_norms)}: their statistics at initialization describe nothing, so a random network "
-        "with frozen BatchNorm stays at chance",
+        "with frozen BatchNorm barely learns",
     )
     require(
         frozen_norms in (set(), norms),
@@ -249,7 +249,7 @@ def _check_run(name: str, run: dict, train_batches: int) -> tuple[nn.Module, flo
         require(
             not frozen_norms,
             "BatchNorm is frozen in the random start: its statistics at initialization describe "
-            "nothing, and a random network with frozen BatchNorm stays at chance. Let it train "
+            "nothing, and a random network with frozen BatchNorm barely learns. Let it train "
             "(prepare_full_fine_tuning)",
         )
         shift = float(
