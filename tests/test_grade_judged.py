@@ -52,3 +52,15 @@ def test_the_solution_earns_every_point_and_the_student_copy_none(exercise, tmp_
     assert {row["test"] for row in tasks} == set(judge.tasks(exercise))
     assert all(row["status"] == "pass" for row in tasks if row["student"] == "solution")
     assert all(row["status"] == "fail" and row["message"] for row in tasks if row["student"] == "untouched")
+    # What the judge says (the judge modules' tests run only the wrong solutions: these two runs are the ones here)
+    said = {(row["student"], row["test"]): row["message"] for row in tasks}
+    untouched = [message for (student, _), message in said.items() if student == "untouched"]
+    assert all("NotImplementedError" in message for message in untouched), untouched
+    if exercise == "ex1_freeze_and_head":  # its exports run after the cells: they say that nothing came out, and why
+        assert all(message.startswith("nothing was exported") for message in untouched), untouched
+    else:
+        assert all("Where to look:" in message for message in untouched), untouched
+    if exercise in ("ex2_feature_cache", "ex3_unfreeze_discriminative"):
+        assert all(message.startswith("ok") for (student, _), message in said.items() if student == "solution")
+    if exercise == "ex4_finetune_vs_random":  # the measured gap is reported, not graded
+        assert "gap" in said["solution", "ex4_pretrained_vs_random"], said

@@ -1,4 +1,5 @@
-"""The judge of exercise 1 on exports of real notebook runs: the solution, the student copy and wrong solutions.
+"""The judge of exercise 1 on exports of real notebook runs of wrong solutions (the solution and the student copy:
+tests/test_grade_judged.py, in the sandbox).
 
 The notebooks run with ``judge.local.export_locally`` (trusted notebooks only, no sandbox); the points are the
 judge's, decided from the exported data with its own models, weights and held-out images.
@@ -18,7 +19,7 @@ from course_utils.judge import ex1
 from course_utils.judge.local import export_locally
 from course_utils.paths import project_root
 from course_utils.tools import judged
-from course_utils.tools.exercises import graded_cells, source_path, student_path
+from course_utils.tools.exercises import graded_cells, source_path
 
 pytestmark = pytest.mark.slow
 
@@ -146,19 +147,7 @@ def test_a_head_of_the_wrong_shape_is_named_in_the_judges_words():
 
 
 # ---------------------------------------------------------------------------------- real notebook runs
-@pytest.mark.slow
-def test_the_source_solution_scores_every_task():
-    results = verdicts(SOURCE)
-    assert {k: v.passed for k, v in results.items()} == dict.fromkeys(IDS, True), results
-
-
-@pytest.mark.slow
-def test_the_student_copy_scores_nothing():
-    results = verdicts(student_path(SOURCE))
-    assert not any(v.passed for v in results.values())
-    assert all("nothing was exported" in v.message for v in results.values())
-
-
+# The solution's full marks and the student copy's none: tests/test_grade_judged.py, end to end in the sandbox.
 @pytest.mark.slow
 def test_a_trainable_body_an_optimizer_over_everything_and_moving_batchnorm_fail_their_tasks(tmp_path, course_root):
     path = notebook(

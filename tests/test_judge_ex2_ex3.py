@@ -1,5 +1,6 @@
-"""The judge of exercises 2 and 3: the solution earns every point, the student copy none, plausible wrong solutions
-lose exactly the tasks about their mistake, and data forged in the student's process earns nothing.
+"""The judge of exercises 2 and 3: plausible wrong solutions lose exactly the tasks about their mistake, and data
+forged in the student's process earns nothing (the solution's full marks and the student copy's none are tested end
+to end, in the sandbox, by tests/test_grade_judged.py).
 
 The notebooks run for real (a fresh kernel each, then the judge's exports); scoring happens here, as the grader
 does it, from the exported bytes alone.
@@ -18,7 +19,7 @@ from course_utils import judge
 from course_utils.judge import common, ex2, ex3
 from course_utils.judge.local import export_locally
 from course_utils.paths import checkout_root
-from course_utils.tools.exercises import BEGIN_SOLUTION, END_SOLUTION, graded_cells, source_path, student_path
+from course_utils.tools.exercises import BEGIN_SOLUTION, END_SOLUTION, graded_cells, source_path
 
 pytestmark = pytest.mark.slow
 
@@ -144,17 +145,12 @@ def _wrong_notebook(exercise: str, variant: str, folder):
 
 @pytest.fixture(scope="module")
 def verdicts(tmp_path_factory):
-    """verdicts(exercise, variant) -> {grade id: Verdict}; each notebook runs once per module."""
+    """verdicts(exercise, variant) -> {grade id: Verdict} of a wrong solution; each notebook runs once per module."""
     done: dict = {}
 
     def get(exercise: str, variant: str) -> dict:
         if (exercise, variant) not in done:
-            if variant == "solution":
-                path = source_path(exercise)
-            elif variant == "student":
-                path = student_path(source_path(exercise))
-            else:
-                path = _wrong_notebook(exercise, variant, tmp_path_factory.mktemp(variant))
+            path = _wrong_notebook(exercise, variant, tmp_path_factory.mktemp(variant))
             with pytest.MonkeyPatch.context() as patch:  # a notebook outside the checkout finds the course by this
                 patch.setenv("COURSE_ROOT", str(checkout_root()))
                 exported = export_locally(path, exercise)
@@ -169,24 +165,7 @@ def test_the_judge_has_one_task_per_graded_cell_in_the_notebooks_order():
         assert list(judge.tasks(exercise)) == IDS[exercise]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("exercise", [EX2, EX3])
-def test_the_solution_earns_every_task(verdicts, exercise):
-    result = verdicts(exercise, "solution")
-    assert list(result) == IDS[exercise]
-    assert all(v.passed for v in result.values()), {gid: v.message for gid, v in result.items() if not v.passed}
-    assert all(v.message.startswith("ok") for v in result.values())
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("exercise", [EX2, EX3])
-def test_the_student_copy_earns_nothing_and_is_told_why(verdicts, exercise):
-    result = verdicts(exercise, "student")
-    assert not any(v.passed for v in result.values())
-    for verdict in result.values():
-        assert "your code raised NotImplementedError" in verdict.message and "Where to look:" in verdict.message
-
-
+# The solution's full marks and the student copy's none: tests/test_grade_judged.py, end to end in the sandbox.
 @pytest.mark.slow
 @pytest.mark.parametrize(("exercise", "variant"), [(ex, v) for ex in WRONG for v in WRONG[ex]])
 def test_a_wrong_solution_loses_exactly_the_tasks_about_its_mistake(verdicts, exercise, variant):

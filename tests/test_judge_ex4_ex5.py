@@ -1,5 +1,6 @@
-"""The judge of exercises 4 and 5 on real notebook runs: the solution earns every task, the student copy none, and
-wrong solutions (small edits of the source's solution code) lose exactly the tasks whose procedure they break.
+"""The judge of exercises 4 and 5 on real notebook runs: wrong solutions (small edits of the source's solution code)
+lose exactly the tasks whose procedure they break. That the solution earns every task and the student copy none is
+tested end to end, in the sandbox, by tests/test_grade_judged.py (those runs are not repeated here).
 
 Each notebook runs once per module (a kernel, the course's real functions and torchvision models); the wrong ones
 run without their graded cells, whose work the judge's exports do not need. Forged exports are scored directly.
@@ -61,21 +62,8 @@ def _failed(verdicts: dict[str, judge.Verdict]) -> set[str]:
 
 
 def _runs(folder: Path, exercise: str, wrongs: dict[str, list[tuple[str, str]]]) -> dict[str, dict[str, judge.Verdict]]:
-    """The verdicts of the source solution ("source"), the student copy ("student") and each named wrong one."""
-    runs = {
-        "source": _verdicts(EXERCISES / "source" / f"{exercise}.ipynb", exercise),
-        "student": _verdicts(EXERCISES / f"{exercise}.ipynb", exercise),
-    }
-    runs.update({name: _verdicts(_wrong(folder / name, exercise, edits), exercise) for name, edits in wrongs.items()})
-    return runs
-
-
-def _assert_solution_earns_all_and_student_copy_none(runs: dict[str, dict[str, judge.Verdict]]) -> None:
-    source = runs["source"]
-    assert not _failed(source), {k: v.message for k, v in source.items()}
-    student = runs["student"]
-    assert _failed(student) == set(source)
-    assert all("NotImplementedError" in v.message and "Where to look:" in v.message for v in student.values())
+    """The verdicts of each named wrong solution."""
+    return {name: _verdicts(_wrong(folder / name, exercise, edits), exercise) for name, edits in wrongs.items()}
 
 
 def _export(data: dict) -> bytes:
@@ -135,12 +123,6 @@ EX4_NO_BATCHNORM_IN_OPTIMIZER = [  # BatchNorm weights trainable but never given
 def ex4_runs(tmp_path_factory) -> dict[str, dict[str, judge.Verdict]]:
     wrongs = {"one_rate": EX4_ONE_RATE, "crippled": EX4_CRIPPLED, "optimizer": EX4_NO_BATCHNORM_IN_OPTIMIZER}
     return _runs(tmp_path_factory.mktemp("judge_ex4"), EX4, wrongs)
-
-
-@pytest.mark.slow
-def test_ex4_solution_earns_every_task_and_the_student_copy_none(ex4_runs):
-    _assert_solution_earns_all_and_student_copy_none(ex4_runs)
-    assert "gap" in ex4_runs["source"]["ex4_pretrained_vs_random"].message  # the measured gap is reported, not graded
 
 
 @pytest.mark.slow
@@ -223,11 +205,6 @@ EX5_ALWAYS_A = [
 def ex5_runs(tmp_path_factory) -> dict[str, dict[str, judge.Verdict]]:
     wrongs = {"head_only": EX5_HEAD_ONLY, "ignores_file": EX5_IGNORES_FILE, "always_a": EX5_ALWAYS_A}
     return _runs(tmp_path_factory.mktemp("judge_ex5"), EX5, wrongs)
-
-
-@pytest.mark.slow
-def test_ex5_solution_earns_every_task_and_the_student_copy_none(ex5_runs):
-    _assert_solution_earns_all_and_student_copy_none(ex5_runs)
 
 
 @pytest.mark.slow
