@@ -65,3 +65,18 @@ def launched_chromium() -> Iterator:
             yield chromium
         finally:
             chromium.close()
+
+
+def with_solution(nb, function: str, body: str):
+    """A copy of an exercise source notebook whose solution region inside ``def function`` is replaced by ``body``."""
+    import copy
+
+    from course_utils.tools.exercises import BEGIN_SOLUTION, END_SOLUTION
+
+    nb = copy.deepcopy(nb)
+    [cell] = [c for c in nb.cells if c.cell_type == "code" and f"def {function}(" in c.source]
+    lines = cell.source.split("\n")
+    first = next(i for i, line in enumerate(lines) if line.strip().startswith(BEGIN_SOLUTION))
+    last = next(i for i, line in enumerate(lines) if line.strip().startswith(END_SOLUTION))
+    cell.source = "\n".join(lines[:first] + body.strip("\n").split("\n") + lines[last + 1 :])
+    return nb

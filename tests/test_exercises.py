@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import ast
-import copy
 import re
 
 import nbformat
 import pytest
+from helpers import with_solution
 
 from course_utils.tools import exercises
 from course_utils.tools.exercises import (
@@ -237,31 +237,20 @@ def test_student_copy_fails_exactly_its_graded_cells_with_not_implemented(path, 
         assert re.match(r"NotImplementedError\b", results[number][1]), results[number][1]
 
 
-def _with_solution(nb, function: str, body: str):
-    """A copy of a source notebook whose solution region inside ``def function`` is replaced by ``body``."""
-    nb = copy.deepcopy(nb)
-    [cell] = [c for c in nb.cells if c.cell_type == "code" and f"def {function}(" in c.source]
-    lines = cell.source.split("\n")
-    first = next(i for i, line in enumerate(lines) if line.strip().startswith(BEGIN_SOLUTION))
-    last = next(i for i, line in enumerate(lines) if line.strip().startswith(END_SOLUTION))
-    cell.source = "\n".join(lines[:first] + body.strip("\n").split("\n") + lines[last + 1 :])
-    return nb
-
-
 def test_ex5_graded_cells_measure_what_the_code_did(tmp_path):
     """Plausible wrong solutions of exercise 5 fail the graded cell that should catch them, saying why: a model
     saved for the wrong input size, predictions made in the notebook's own process behind a dummy subprocess
     (the audit hook sees the model file opened here), and a hard-coded scenario."""
     nb = nbformat.read(exercises.source_path("ex5_use_your_model"), as_version=4)
-    nb = _with_solution(nb, "save_model", '    save_classifier(path, model, classes, "mobilenet_v2", 224)')
-    nb = _with_solution(
+    nb = with_solution(nb, "save_model", '    save_classifier(path, model, classes, "mobilenet_v2", 224)')
+    nb = with_solution(
         nb,
         "predict_in_fresh_process",
         """    subprocess.run([sys.executable, "-c", "pass"], check=True)   # a process is started, but does nothing
     records = predict_photos(load_classifier(model_path), photos, top=1)
     return {Path(r["photo"]).name: (r["top"][0]["class"] if "top" in r else None) for r in records}""",
     )
-    nb = _with_solution(nb, "choose_scenario", '    return "C"')
+    nb = with_solution(nb, "choose_scenario", '    return "C"')
     code_cells, results = _failing_cells_of(nb, tmp_path)
     failed = {
         code_cells[number].metadata.get("grade", {}).get("id", f"cell {number}"): message
@@ -279,7 +268,7 @@ def test_ex5_the_highest_mean_is_not_a_verdict(tmp_path):
     """The rule the old test accepted -- the highest mean at the nearest size -- ignores the noise: at 10 per class
     it picks B, whose lead over A is a tie on matched seeds (the cheaper A is the answer). It fails now."""
     nb = nbformat.read(exercises.source_path("ex5_use_your_model"), as_version=4)
-    nb = _with_solution(
+    nb = with_solution(
         nb,
         "choose_scenario",
         """    sizes = sorted({int(p["n_per_class"]) for p in points})
@@ -360,7 +349,7 @@ def test_ex2_a_single_optimizer_step_is_not_a_trained_head(tmp_path):
     floors are now the course's own loop on the same features and budget (about 0.92), so it fails both accuracy
     cells, the first one by its loss."""
     nb = nbformat.read(exercises.source_path("ex2_feature_cache"), as_version=4)
-    nb = _with_solution(
+    nb = with_solution(
         nb,
         "train_head_from_cache",
         """    head = nn.Linear(features.shape[1], num_classes)
@@ -396,7 +385,7 @@ def test_ex4_a_crippled_random_start_fails(wrong, tmp_path):
     to the random network alone, which then barely learns). The procedure checks catch both now."""
     nb = nbformat.read(exercises.source_path("ex4_finetune_vs_random"), as_version=4)
     if "never moves" in wrong:
-        nb = _with_solution(
+        nb = with_solution(
             nb,
             "compare_initializations",
             """    for name, pretrained in [("pretrained", True), ("random", False)]:
@@ -413,7 +402,7 @@ def test_ex4_a_crippled_random_start_fails(wrong, tmp_path):
         )
         expected = {"ex4_pretrained_vs_random": "the random start's BatchNorm weights moved by"}
     else:
-        nb = _with_solution(
+        nb = with_solution(
             nb,
             "prepare_full_fine_tuning",
             EX4_BATCHNORM_FROZEN.format(trains="pretrained or not isinstance(module, nn.BatchNorm2d)"),
@@ -432,7 +421,7 @@ def test_ex4_keras_route_done_as_lesson_05_teaches_it_passes(tmp_path):
     """BatchNorm frozen and kept in inference mode for the pretrained start (Keras' guide, lesson 05 section 3),
     trained for the random start: a correct solution, and every graded cell passes."""
     nb = nbformat.read(exercises.source_path("ex4_finetune_vs_random"), as_version=4)
-    nb = _with_solution(
+    nb = with_solution(
         nb,
         "prepare_full_fine_tuning",
         EX4_BATCHNORM_FROZEN.format(trains="not (pretrained and isinstance(module, nn.BatchNorm2d))"),

@@ -8,18 +8,18 @@ does it, from the exported bytes alone.
 
 from __future__ import annotations
 
-import copy
 import io
 
 import nbformat
 import pytest
 import torch
+from helpers import with_solution
 
 from course_utils import judge
 from course_utils.judge import common, ex2, ex3
 from course_utils.judge.local import export_locally
 from course_utils.paths import checkout_root
-from course_utils.tools.exercises import BEGIN_SOLUTION, END_SOLUTION, graded_cells, source_path
+from course_utils.tools.exercises import graded_cells, source_path
 
 pytestmark = pytest.mark.slow
 
@@ -122,21 +122,11 @@ MESSAGES = {  # a phrase the student reads for each wrong solution's first lost 
 }
 
 
-def _with_solution(nb, function: str, body: str):
-    """``nb`` with the solution region inside ``def function`` replaced by ``body``."""
-    [cell] = [c for c in nb.cells if c.cell_type == "code" and f"def {function}(" in c.source]
-    lines = cell.source.split("\n")
-    first = next(i for i, line in enumerate(lines) if line.strip().startswith(BEGIN_SOLUTION))
-    last = next(i for i, line in enumerate(lines) if line.strip().startswith(END_SOLUTION))
-    cell.source = "\n".join(lines[:first] + body.strip("\n").split("\n") + lines[last + 1 :])
-    return nb
-
-
 def _wrong_notebook(exercise: str, variant: str, folder):
     """The source notebook with a wrong solution, its graded cells left out (the judge's exports replace them)."""
-    nb = copy.deepcopy(nbformat.read(source_path(exercise), as_version=4))
+    nb = nbformat.read(source_path(exercise), as_version=4)
     for function, body in WRONG[exercise][variant][0].items():
-        _with_solution(nb, function, body)
+        nb = with_solution(nb, function, body)
     nb.cells = [cell for cell in nb.cells if "grade" not in cell.metadata]
     path = folder / f"{exercise}.ipynb"
     nbformat.write(nb, path)
