@@ -28,9 +28,9 @@ test: unit slow
 
 # The fast tier: every test no tier marker tags (markers in pyproject.toml; nbval's cells are `notebooks`).
 # It runs on every core (pytest-xdist: WORKERS processes, one torch thread each, a test module per worker at a time).
-# Measured 2026-12-06 on this 2-core machine: 361 tests, 52 s of CPU (user+sys) and 72 s wall clock with two
-# workers while a background sweep held one of the two cores (one worker alone took 59 s of CPU). Keep it under a
-# minute: a test that needs more than a second or two gets a tier marker.
+# Measured 2026-12-06 on this 2-core machine: 361 tests in 31 s wall clock when idle (a clean-clone .ci/run); 52 s
+# of CPU (user+sys) and 72 s wall clock while a background sweep held one of the two cores (one worker alone took
+# 59 s of CPU). Keep it under a minute: a test that needs more than a second or two gets a tier marker.
 WORKERS ?= auto
 FAST_TIER := not slow and not notebooks and not sandbox and not browser and not setup
 
