@@ -52,6 +52,7 @@ from ..weights import (
     offline_requested,
     record_provenance,
 )
+from .cli import doc_parser
 
 NEEDS_DEBIAN_PACKAGE = 3
 
@@ -202,12 +203,7 @@ def fetch_shared(folder: Path, args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """`course fetch [weights|data|all] [--to DIR]`."""
-    parser = argparse.ArgumentParser(
-        prog="course fetch",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="\n\n".join(__doc__.split("\n\n")[1:]),
-    )
+    parser = doc_parser("course fetch", __doc__)
     parser.add_argument("what", nargs="?", choices=["all", "weights", "data"], default="all")
     parser.add_argument("--to", type=Path, metavar="DIR", help="fetch once into a shared folder for a whole class")
     weights = parser.add_argument_group("weights")

@@ -9,7 +9,6 @@ file the student has edited is kept, and reported. The marker (.course-folder.js
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..paths import MARKER, PACKAGE_DIR, atomic_write_bytes, atomic_write_text, is_checkout
+from .cli import doc_parser
 
 # What a student's folder holds, relative to the checkout; pyproject.toml's package data for
 # course_utils.student_folder carries the same files in the wheel (tests/test_outside_checkout.py compares them).
@@ -118,12 +118,7 @@ def init_folder(folder: Path, files: dict[str, bytes] | None = None) -> dict[str
 
 def main(argv: list[str] | None = None) -> int:
     """`course init DIR`."""
-    parser = argparse.ArgumentParser(
-        prog="course init",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="\n\n".join(__doc__.split("\n\n")[1:]),
-    )
+    parser = doc_parser("course init", __doc__)
     parser.add_argument("folder", type=Path, help="the folder to write (made if missing)")
     args = parser.parse_args(argv)
     try:
