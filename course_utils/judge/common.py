@@ -76,6 +76,12 @@ def judged_cases(data: dict, where: str, what: str, count: int, check_case: Call
 _WORDS = {2: "two", 3: "three"}  # how many cases an export holds, as the verdicts say it
 
 
+# Export code's first lines in the student's kernel (after ``import torch as _torch``): the notebook's functions train
+# on its global DEVICE (a GPU when there is one); the judge's runs use the CPU whatever the machine, so that the data
+# it scores do not depend on where the notebook ran.
+ON_THE_CPU = 'DEVICE = _torch.device("cpu")\n'
+
+
 def guarded(body: str, name: str) -> str:
     """Export code: ``body`` (statements ending in ``return data``) as a function whose errors are exported too."""
     inner = textwrap.indent(textwrap.dedent(body).strip("\n"), " " * 8)

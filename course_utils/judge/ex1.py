@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from . import Task, Verdict
-from .common import fail, listed, pretrained_state, reference_model
+from .common import ON_THE_CPU, fail, listed, pretrained_state, reference_model
 
 CLASSES = [1, 7, 8]  # Fashion-MNIST: Trouser, Sneaker, Bag (the source's parameters)
 IMAGE_SIZE = 32
@@ -56,10 +56,11 @@ _HELPERS = (
 _HELPERS += """
 import torch as _torch
 from torch import nn as _nn
+"""
+_HELPERS += (
+    ON_THE_CPU
+    + """
 
-# The notebook trains on its global DEVICE (a GPU when there is one); the judge's runs use the CPU whatever the
-# machine, so that the data it scores do not depend on where the notebook ran (as in ex4_exports).
-DEVICE = _torch.device("cpu")
 
 
 def _judge_state(model):
@@ -80,6 +81,7 @@ def _judge_loader():
     splits = fashion_mnist_splits(n_train=_J_N, n_test=1, size=_J_SIZE, classes=_J_CLASSES, seed=0)
     return DataLoader(splits["train"], batch_size=32, shuffle=True, generator=_torch.Generator().manual_seed(0))
 """
+)
 
 SHAPE_CASES = [("mobilenet_v2", True, 3), ("resnet18", False, 3), ("mobilenet_v2", False, 7), ("resnet18", False, 7)]
 TRAINABLE_CASES = [

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from .common import (
+    ON_THE_CPU,
     checked_state,
     differing,
     entry,
@@ -59,10 +60,7 @@ _HELPERS = f"""
 import torch as _torch
 from torch import nn as _nn
 
-# The notebook trains on its global DEVICE (a GPU when there is one); the judge's runs use the CPU whatever the
-# machine, so that the data it scores do not depend on where the notebook ran (as in ex4_exports).
-DEVICE = _torch.device("cpu")
-
+{ON_THE_CPU}
 
 def _judge_splits(n_train, n_test, seed):
     from course_utils.fashion import fashion_mnist_splits

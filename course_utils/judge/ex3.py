@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .common import (
+    ON_THE_CPU,
     checked_state,
     differing,
     entry,
@@ -64,10 +65,7 @@ _HELPERS = f"""
 import torch as _torch
 from torch import nn as _nn
 
-# The notebook trains on its global DEVICE (a GPU when there is one); the judge's runs use the CPU whatever the
-# machine, so that the data it scores do not depend on where the notebook ran (as in ex4_exports).
-DEVICE = _torch.device("cpu")
-
+{ON_THE_CPU}
 
 def _judge_model(backbone, pretrained=False):
     from course_utils.backbones import load_backbone, replace_head

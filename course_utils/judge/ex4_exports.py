@@ -5,7 +5,7 @@ Kept apart from the scoring (``ex4``) only for size; the constants here are the 
 
 from __future__ import annotations
 
-from .common import guarded
+from .common import ON_THE_CPU, guarded
 
 CLASSES = [1, 7, 8]  # Fashion-MNIST: Trouser, Sneaker, Bag (the exercise's classes)
 IMAGE_SIZE = 32
@@ -44,10 +44,8 @@ def _j4_model(freeze_batchnorm):
 _HELPERS = (
     MODEL_SOURCE
     + f"_J4 = dict(classes={CLASSES!r}, n={N_TRAIN}, n_val={N_VAL}, size={IMAGE_SIZE}, seed={DATA_SEED})\n"
+    + ON_THE_CPU
     + """
-# The notebook's functions train on the global DEVICE (pick_device: a GPU when there is one). The judge's runs
-# use the CPU whatever the machine, so that the data it scores do not depend on where the notebook ran.
-DEVICE = _torch.device("cpu")
 
 
 def _j4_state(model):
