@@ -80,3 +80,15 @@ def with_solution(nb, function: str, body: str):
     last = next(i for i, line in enumerate(lines) if line.strip().startswith(END_SOLUTION))
     cell.source = "\n".join(lines[:first] + body.strip("\n").split("\n") + lines[last + 1 :])
     return nb
+
+
+# A cell that makes the kernel report every later cell as successful, whatever it raised (a grading attack).
+ALWAYS_OK = """
+import ipykernel.ipkernel as _k
+_run = _k.IPythonKernel.do_execute
+async def _ok(self, *args, **kwargs):
+    reply = await _run(self, *args, **kwargs)
+    reply["status"] = "ok"  # every cell reported as successful, whatever it raised
+    return reply
+_k.IPythonKernel.do_execute = _ok
+"""

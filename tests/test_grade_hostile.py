@@ -21,6 +21,7 @@ from pathlib import Path
 import nbformat
 import psutil
 import pytest
+from helpers import ALWAYS_OK
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from course_utils import judge
@@ -774,15 +775,6 @@ def head_optimizer(model, lr=0.01):
 NO_TRAINING = """
 def train_head(model, loader, optimizer, epochs):
     return model  # trains nothing
-"""
-ALWAYS_OK = """
-import ipykernel.ipkernel as _k
-_run = _k.IPythonKernel.do_execute
-async def _ok(self, *args, **kwargs):
-    reply = await _run(self, *args, **kwargs)
-    reply["status"] = "ok"  # every cell reported as successful, whatever it raised
-    return reply
-_k.IPythonKernel.do_execute = _ok
 """
 NO_OP_CHECKS = """
 import types
