@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from course_utils import backbones as bb
-from course_utils import measurements
+from course_utils import lr_search, measurements
 from course_utils.cache import cache_boundary
 from course_utils.device import seed_everything
 from course_utils.experiments import config as sweep_config
@@ -141,8 +141,8 @@ def test_the_learning_rate_is_chosen_on_validation_and_test_is_measured_once():
 
 
 def test_a_winner_at_the_edge_of_the_grid_extends_it_until_it_is_bracketed():
-    assert [protocol.next_rate(lr, up=True) for lr in (1e-4, 3e-4, 1e-3)] == [3e-4, 1e-3, 3e-3]
-    assert [protocol.next_rate(lr, up=False) for lr in (1e-4, 3e-4, 1e-2)] == [3e-5, 1e-4, 3e-3]
+    assert [lr_search.next_rate(lr, up=True) for lr in (1e-4, 3e-4, 1e-3)] == [3e-4, 1e-3, 3e-3]
+    assert [lr_search.next_rate(lr, up=False) for lr in (1e-4, 3e-4, 1e-2)] == [3e-5, 1e-4, 3e-3]
     data = toy_data()
     budget = protocol.Budget(12, 3)
     # a grid below the useful rates: its top wins, so the grid grows upwards, one half-decade at a time

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from ..backbones import freeze_all, replace_head, split_at, unfreeze_from
+from ..lr_search import MAX_EXTENSIONS, bracketed_search, chosen
 from ..training import EarlyStopping, History, evaluate, fit
 
 
@@ -168,37 +169,6 @@ class _Candidate:
         self.cpu += time.process_time() - cpu
 
 
-MAX_GRID_EXTENSIONS = 3  # steps beyond the grid in one direction; a rate 30x outside it is not a plausible optimum
-
-
-def next_rate(lr: float, up: bool) -> float:
-    """The next rate of the 1-3-10 series (half a decade) above or below ``lr``: 3e-4 -> 1e-3 or 1e-4."""
-    exponent = math.floor(math.log10(lr) + 1e-9)
-    mantissa = lr / 10**exponent
-    factor = (3.0 if mantissa < 2 else 10 / 3) if up else (0.3 if mantissa < 2 else 1 / 3)
-    return float(f"{lr * factor:.3g}")
-
-
-def _winner(candidates: list[_Candidate]) -> _Candidate:
-    """The best validation accuracy; among equals, the rate nearest the middle of the grid (in log scale), so that a
-    tie (e.g. every rate reaches 100 % on a tiny validation set) never pushes the grid outwards."""
-    logs = [math.log10(c.lr) for c in candidates]
-    middle = (min(logs) + max(logs)) / 2
-    return max(candidates, key=lambda c: (c.stopping.best_acc, -abs(math.log10(c.lr) - middle), -c.lr))
-
-
-def _extend_grid(candidates: list[_Candidate], run: Callable[[float], None]) -> _Candidate:
-    """The winner, after adding the next rate beyond an edge the winner sits at (up to MAX_GRID_EXTENSIONS times)."""
-    best = _winner(candidates)
-    for _ in range(MAX_GRID_EXTENSIONS):
-        grid = sorted(c.lr for c in candidates)
-        if best.lr not in (grid[0], grid[-1]):
-            break
-        run(next_rate(best.lr, up=best.lr == grid[-1]))
-        best = _winner(candidates)
-    return best
-
-
 def select_and_train(
     build: Callable[[float], tuple[nn.Module, torch.optim.Optimizer]],
     lrs: Sequence[float],
@@ -213,28 +183,30 @@ def select_and_train(
 
     ``build(lr)`` returns a fresh (model, optimizer). Without ``budget.probe_epochs`` every candidate trains to its
     early stop; with it, each candidate trains ``probe_epochs`` and only the best continues to its early stop.
-    A winner at an edge of the grid adds the next rate beyond that edge (up to ``MAX_GRID_EXTENSIONS`` times).
+    A winner at an edge of the grid adds the next rate beyond that edge (``lr_search.bracketed_search``).
     """
     device = torch.device(device)
     recal = data.recalibrate if recalibrate else None
     searching = fixed_lr is None and len(lrs) > 1
     probe = budget.probe_epochs if searching else None
     start = time.perf_counter()
-    candidates: list[_Candidate] = []
 
-    def run(lr: float) -> None:
+    def run(lr: float) -> _Candidate:
         model, optimizer = build(lr)
         model.to(device)
         if channels_last:
             model.to(memory_format=torch.channels_last)
         candidate = _Candidate(lr, model, optimizer, History())
         candidate.train(probe or budget.max_epochs, data, recal, None if probe else budget.patience, device)
-        candidates.append(candidate)
+        return candidate
 
-    for lr in [fixed_lr] if fixed_lr is not None else list(lrs):
-        run(lr)
-    best = _extend_grid(candidates, run) if searching else _winner(candidates)
-    grid = sorted(c.lr for c in candidates)
+    def accuracy(candidate: _Candidate) -> float:
+        return candidate.stopping.best_acc
+
+    first = [fixed_lr] if fixed_lr is not None else list(lrs)
+    runs = bracketed_search(run, first, accuracy, MAX_EXTENSIONS if searching else 0)  # course_utils.lr_search
+    best, candidates = runs[chosen(runs, accuracy)], list(runs.values())
+    grid = sorted(runs)
     if probe:
         best.train(budget.max_epochs - probe, data, recal, budget.patience, device)
     best.stopping.restore(best.model)
