@@ -63,7 +63,7 @@ def test_the_solution_earns_every_point_and_the_student_copy_none(exercise, tmp_
     # the forged replies fooled the self-checks, which are a hint now; the changed kernel is flagged for review
     status = {row["student"]: row["status"] for row in rows if row["test"] == "TOTAL"}
     assert status["always_ok"] == "review" and status["untouched"] == "total", status
-    # What the judge says (the judge modules' tests run only the wrong solutions: these two runs are the ones here)
+    # What the judge says to the solution and the untouched copy (the judge modules' tests run only wrong solutions)
     said = {(row["student"], row["test"]): row["message"] for row in tasks}
     untouched = [message for (student, _), message in said.items() if student == "untouched"]
     assert all("NotImplementedError" in message for message in untouched), untouched
