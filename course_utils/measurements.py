@@ -30,6 +30,8 @@ SCENARIO_LABELS = {
 STAGES = ("stem", "block1", "block2", "block3", "block4", "block5", "block6", "block7", "last_conv")
 # Freeze depths of lesson 04's experiment: the first trainable stage, from the head alone (A) to everything (C).
 FREEZE_DEPTHS = ("head", "last_conv", "block7", "block6", "block5", "block4", "block3", "block2", "stem")
+FIRST_TRAINABLE = {"A": "head", "B": "block5", "C": "stem"}  # the freeze depth each scenario uses
+SHARED_DEPTHS = {stage: scenario for scenario, stage in FIRST_TRAINABLE.items()}  # freeze depth -> sweep scenario
 
 
 def load_results(path: str | Path) -> dict:

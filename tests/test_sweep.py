@@ -309,7 +309,9 @@ def test_status_says_which_planned_points_are_still_missing(tmp_path, capsys):
     ]
     assert sweep.main(["--status", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "4 of 6 planned points finished" in printed and "[4/6]" in printed
+    assert (
+        "4 of 6 planned points finished" in printed and "[4/6]" in printed and "2 points to train, estimated" in printed
+    )
     assert sweep.main(["--status", "--out", str(tmp_path / "none.json")]) == 0
     assert "no finished points yet" in capsys.readouterr().out
 

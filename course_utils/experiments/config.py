@@ -16,8 +16,6 @@ from ..profiles import course_profile
 from .protocol import Budget
 
 EXPERIMENTS = ("scenarios", "freeze-depth", "similarity", "large-data")
-FIRST_TRAINABLE = {"A": "head", "B": "block5", "C": "stem"}  # the freeze depth each scenario uses
-SHARED_DEPTHS = {stage: scenario for scenario, stage in FIRST_TRAINABLE.items()}  # freeze depth -> sweep scenario
 NUM_CLASSES = 10
 RECALIBRATION_IMAGES = 2048
 

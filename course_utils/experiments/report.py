@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .. import measurements as m
 from ..tools.cli import doc_parser
+from .cost import cost_line, estimate, holdout_check
 from .report_claims import CLAIMS_HEADING, claims_section, gains_text, short_verdict, similarity_verdicts
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,8 +57,14 @@ class Results:
 
     def status(self, name: str, record: dict, similarity: bool = False) -> str:
         """What `course sweep --status` prints for a committed file."""
-        body = m.similarity_report(record) if similarity else m.progress_report(record)
-        return f"course_utils/experiments/results/{name}:\n{body}"
+        return f"course_utils/experiments/results/{name}:\n{status_text(record, similarity)}"
+
+
+def status_text(record: dict, similarity: bool = False) -> str:
+    """`course sweep --status`'s report of a results record: progress per size, then (not similarity) CPU time."""
+    if similarity:
+        return m.similarity_report(record)
+    return f"{m.progress_report(record)}\n{cost_line(record)}"
 
 
 def _size_line(r: Results, n: int) -> str:
@@ -106,10 +113,20 @@ def _numeric(r: Results) -> str:
 
 
 def _cpu_so_far(r: Results) -> str:
-    seconds = sum(
-        p.get("train_cpu_seconds", 0.0) for p in r.sweep["points"] + r.depth["points"] if "from_sweep" not in p
-    )
-    return f"{len(r.sweep['points'])} sweep points, {seconds / 3600:.1f} CPU-hours of training so far"
+    """CPU time spent and left, both experiments together, with how well the estimate did one size up."""
+    costs = [estimate(r.sweep), estimate(r.depth)]
+    spent, left, left_max = (sum(getattr(c, f) for c in costs) for f in ("spent_hours", "left_hours", "left_hours_max"))
+    text = f"the finished points of the sweep and the freeze depths took {spent:.1f} CPU-hours of one core"
+    if left_max:
+        largest = max(m.sizes(r.sweep["points"]))
+        guess, took = holdout_check(r.sweep, largest)
+        text += (
+            f", and the rest is estimated at {left:.1f} h ({left_max:.1f} h if every run uses its epoch limit; "
+            f"`course_utils/experiments/cost.py`: each contender's CPU seconds per training image and epoch, read "
+            f"off its finished points). The estimate's check: from the sizes below {largest:,} per class it gives "
+            f"{guess:.1f} h for the finished {largest:,}-per-class points, which took {took:.1f} h"
+        )
+    return text + "."
 
 
 def measured_section(r: Results) -> str:
@@ -123,7 +140,7 @@ def _how_it_runs(r: Results) -> str:
     sizes = ", ".join(str(n) for n in r.config["sizes"])
     return f"""```bash
 course sweep --experiment large-data --profile full --threads 1 --out-dir course_utils/experiments/results --note "..."
-course sweep --experiment large-data --profile full --status --out-dir course_utils/experiments/results  # how far
+course sweep --experiment large-data --profile full --status --out-dir course_utils/experiments/results  # how far, CPU time, estimate of the rest
 course sweep --experiment similarity --profile full --threads 1 --out course_utils/experiments/results/similarity_full.json
 course sweep --experiment large-data --profile quick                              # a smoke run of the machinery
 course results                                                                    # rebuild this section from the files
@@ -171,8 +188,8 @@ def _where_the_run_stands(r: Results) -> str:
         if r.unmeasured
         else ""
     )
-    return f"""**Where the run stands.** The whole plan is {len(m.planned_points(r.config))} points (about 8–12 hours of one CPU
-core, the 1,000-per-class and all-data points dominating); it is committed point by point: {_cpu_so_far(r)}.
+    return f"""**Where the run stands.** The whole plan is {len(m.planned_points(r.config))} points, committed point by point
+while it runs; {_cpu_so_far(r)}
 Commands and machines of the runs so far are in the file's `meta` ({len(r.sweep["meta"]["runs"])} invocations;
 devices: {", ".join(sorted({p.get("device", "cpu") for p in r.sweep["points"]})) or "none yet"}). Status of the
 committed file (`course sweep --status`, mean ± sd (seeds done/planned)):

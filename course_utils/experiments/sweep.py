@@ -37,15 +37,13 @@ import torch
 
 from ..backbones import load_backbone
 from ..device import machine_record, pick_device, seed_everything
-from ..measurements import load_results, planned_points, progress_report, similarity_report
+from ..measurements import FIRST_TRAINABLE, SHARED_DEPTHS, load_results, planned_points
 from ..paths import cache_dir
 from ..profiles import course_profile
 from ..tools.cli import as_typed, doc_parser
 from .config import (
     EXPERIMENTS,
-    FIRST_TRAINABLE,
     NUM_CLASSES,
-    SHARED_DEPTHS,
     SweepConfig,
     config_for,
     enable_fp32,
@@ -54,6 +52,7 @@ from .config import (
 )
 from .inputs import Fashion, Inputs, load_fashion, split_indices
 from .protocol import Data, finetune_builder, linear_builder, scratch_builder, select_and_train
+from .report import status_text
 from .results_file import ResultsConflict, ResultsFile
 
 
@@ -288,7 +287,7 @@ def print_status(experiment: str, out: Path) -> int:
         print(f"{out}: no finished points yet")
         return 0
     print(f"{out}:")
-    print(similarity_report(record) if experiment == "similarity" else progress_report(record))
+    print(status_text(record, similarity=experiment == "similarity"))
     return 0
 
 
