@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,15 +27,50 @@ CHROMIUM_FLAGS = [
 
 
 def course(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run `course ARGS...` with this interpreter (the console script's own code path) and capture its output."""
-    return subprocess.run(
-        [sys.executable, "-m", "course_utils.tools.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    """Run `course ARGS...` with this interpreter (the console script's own code path) and capture its output.
+
+    A run past ``timeout`` fails the test with the stack of every Python thread of the tool and of the kernels it
+    started (Python's fault handler, on SIGABRT): a hang says where it waits instead of only that it waited.
+    """
+    env = {**(os.environ if env is None else env), "PYTHONFAULTHANDLER": "1"}
+    command = [sys.executable, "-m", "course_utils.tools.cli", *args]
+    with subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as run:
+        try:
+            stdout, stderr = run.communicate(timeout=timeout)
+            hung = False
+        except subprocess.TimeoutExpired:
+            stdout, stderr = dump_stacks_and_stop(run)
+            hung = True
+    if hung:
+        pytest.fail(
+            f"`course {' '.join(args)}` ran past {timeout:g} s; the stacks of its Python processes, then its output:"
+            f"\n--- stderr (last 40,000 characters)\n{stderr[-40000:]}\n--- stdout\n{stdout[-3000:]}",
+            pytrace=False,
+        )
+    return subprocess.CompletedProcess(command, run.returncode, stdout, stderr)
+
+
+def dump_stacks_and_stop(run: subprocess.Popen) -> tuple[str, str]:
+    """SIGABRT to a hung process and to its Python descendants (the tool first), then what they wrote."""
+    import psutil
+
+    try:
+        family = [psutil.Process(run.pid), *psutil.Process(run.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        family = []
+    for process in family:
+        try:
+            if "python" in process.name().lower() or process.pid == run.pid:
+                process.send_signal(signal.SIGABRT)
+            else:
+                process.kill()
+        except psutil.NoSuchProcess:
+            pass
+    try:
+        return run.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        run.kill()
+        return run.communicate()
 
 
 def offline_context(browser, asked: list[str]):
