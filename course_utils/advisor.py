@@ -68,14 +68,21 @@ def in_measured_range(measured_sizes: list[int], n_per_class: int) -> bool:
 
 
 def comparable_sizes(points: list[dict], table: dict[str, dict[int, float]]) -> list[int]:
-    """The measured sizes where A and fine-tuning (B or C) were both run: only they can answer "which one?"."""
-    return [n for n in sizes(points) if n in table.get("A", {}) and any(n in table.get(s, {}) for s in ("B", "C"))]
+    """The measured sizes where fine-tuning (B or C) has a verdict against A (two matched seeds or more): only they
+    can answer "which one?". A size measured with one seed so far counts once its other seeds are in."""
+    return [n for n in sizes(points) if n in table.get("A", {}) and any(_decided(points, s, n) for s in ("B", "C"))]
+
+
+def _decided(points: list[dict], challenger: str, n: int) -> bool:
+    comparison = compare(points, challenger, "A", n)
+    return comparison is not None and comparison.verdict != "not decided"
 
 
 def choose_scenario(points: list[dict], n_per_class: int) -> tuple[str, int | None]:
-    """(scenario, measured size it rests on): at the nearest measured size where A and fine-tuning were both run,
-    B or C when it is 'ahead' of A (the higher mean of those ahead), else A; scratch only when 'ahead' of that choice;
-    ('not measured', None) outside the measured sizes. Exercise 5 asks students to write this rule."""
+    """(scenario, measured size it rests on): at the nearest size where fine-tuning has a verdict against A (two
+    matched seeds or more), B or C when it is 'ahead' of A (the higher mean of those ahead), else A; scratch only
+    when 'ahead' of that choice; ('not measured', None) outside those sizes, or when none has a verdict yet.
+    Exercise 5 asks students to write this rule."""
     table = accuracy_table(points)
     comparable = comparable_sizes(points, table)
     if not comparable or not in_measured_range(comparable, n_per_class):
@@ -133,6 +140,9 @@ def recommend(
     if "A" not in table or not ({"B", "C"} & set(table)):
         raise ValueError("the sweep results need scenario A and at least one of B, C; run `course sweep`")
     comparable = comparable_sizes(sweep_points, table)
+    undecided = not comparable  # one seed at every size so far: the nearest measurement, without a verdict
+    if undecided:
+        comparable = [n for n in sizes(sweep_points) if n in table["A"] and any(n in table.get(s, {}) for s in "BC")]
     near = nearest_size(comparable, n_per_class)
     measured = {s: acc[near] for s, acc in table.items() if near in acc}
     cross = crossover(sweep_points)
@@ -159,11 +169,14 @@ def recommend(
     where = f"measured on Fashion-MNIST at {near} per class"
     choice, _ = choose_scenario(sweep_points, n_per_class)
     extrapolated = choice == NOT_MEASURED
-    if extrapolated:
+    if extrapolated and undecided:
+        where += " (one seed at every measured size so far: no size has a verdict, so this is the highest mean there)"
+    elif extrapolated:
         where += (
             f" (the sweep has measured {min(comparable)} to {max(comparable)} per class: your size was not"
             " measured, so this is the nearest measurement, not a measurement of your case)"
         )
+    if extrapolated:
         choice = _extrapolated_choice(n_per_class, comparable, measured)
     if choice == "A":
         why = "at the nearest measured size no fine-tuning is ahead of frozen features (the course's verdict)"

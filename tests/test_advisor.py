@@ -212,3 +212,16 @@ def test_beyond_the_measured_sizes_a_one_seed_lead_is_not_called_ahead():
     rec = advisor.recommend(3000, "different", one_seed)
     assert rec.scenario == "B" and "is ahead of" not in rec.reason
     assert "highest mean" in rec.reason and "verdict: not decided" in rec.reason
+
+
+def test_a_size_with_one_seed_so_far_does_not_decide_the_advice_until_its_seeds_are_in():
+    # the committed sweep while it runs: 6,000 per class has A's five seeds but one seed of B, far below A there
+    decided = _points({"A": {100: 0.80, 1000: 0.85}, "B": {100: 0.84, 1000: 0.90}})
+    partial = decided + _points({"A": {6000: 0.87}}, seeds=(0, 1, 2, 3, 4)) + _points({"B": {6000: 0.80}}, seeds=(0,))
+    assert measurements.compare(partial, "B", "A", 6000).verdict == "not decided"
+    assert advisor.comparable_sizes(partial, measurements.accuracy_table(partial)) == [100, 1000]
+    assert advisor.choose_scenario(partial, 3000) == ("B", 1000)  # not "A" from the one seed at 6,000
+    rec = advisor.recommend(3000, "different", partial)
+    assert rec.scenario == "B" and rec.nearest_size == 1000 and "at 1000 per class" in rec.reason
+    finished = partial + _points({"B": {6000: 0.80}}, seeds=(1,))  # its second seed in: 6,000 has a verdict
+    assert advisor.choose_scenario(finished, 3000) == ("A", 6000)

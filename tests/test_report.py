@@ -44,3 +44,39 @@ def test_check_fails_on_a_stale_section_and_the_command_rebuilds_it(tmp_path, ca
     assert report.main(["--check", *paths]) == 1
     assert "run `course results`" in capsys.readouterr().out
     assert report.main(paths) == 0 and doc.read_text(encoding="utf-8") == text
+
+
+def test_a_size_with_some_points_is_unfinished_until_every_planned_point_is_in(tmp_path):
+    results = tmp_path / "results"
+    shutil.copytree(measurements.RESULTS_DIR, results, ignore=shutil.ignore_patterns("*.csv"))
+    sweep = json.loads((results / "sweep_full.json").read_text())
+    largest = max(sweep["meta"]["config"]["sizes"])
+    seed0 = [p for p in sweep["points"] if int(p["n_per_class"]) != largest or p["seed"] == 0]
+    sweep["points"] = [p for p in seed0 if int(p["n_per_class"]) != largest or p["scenario"] in ("raw", "A")]
+    (results / "sweep_full.json").write_text(json.dumps(sweep))
+    partial = report.Results(results)
+    assert largest in partial.sizes and partial.unfinished == [largest]  # measured in part: still unfinished
+    readme = report.render((ROOT / "README.md").read_text(encoding="utf-8"), partial)
+    assert f"partly measured ({largest:,} per class still to run)" in readme
+    doc = report.render_experiments((ROOT / "docs" / "experiments.md").read_text(encoding="utf-8"), partial)
+    assert f"**Not finished yet: {largest:,} per class.**" in doc
+
+    # every planned point in (the missing ones copied from a finished point of the same contender): all measured
+    planned = measurements.planned_points(sweep["meta"]["config"])
+    have = {(p["scenario"], int(p["n_per_class"]), p["seed"]) for p in sweep["points"]}
+    template = {
+        (p["scenario"], int(p["n_per_class"])): p
+        for p in json.loads((measurements.RESULTS_DIR / "sweep_full.json").read_text())["points"]
+    }
+    for scenario, n, seed in planned:
+        if (scenario, n, seed) not in have:
+            model = template.get((scenario, n)) or template[(scenario, 1000)]
+            sweep["points"].append({**model, "n_per_class": n, "seed": seed})
+    (results / "sweep_full.json").write_text(json.dumps(sweep))
+    whole = report.Results(results)
+    assert whole.unfinished == [] and not measurements.missing_points(whole.depth)
+    readme = report.render((ROOT / "README.md").read_text(encoding="utf-8"), whole)
+    row = [line for line in readme.splitlines() if line.startswith("| B suits medium data")]
+    assert len(row) == 1 and row[0].endswith("| measured |"), row
+    doc = report.render_experiments((ROOT / "docs" / "experiments.md").read_text(encoding="utf-8"), whole)
+    assert "Not finished yet" not in doc

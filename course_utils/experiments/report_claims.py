@@ -96,6 +96,12 @@ def _large_data(r: Results) -> tuple[str, str]:
     return measured, "measured (see lesson 07)"
 
 
+def _fine_tune_status(r: Results) -> str:
+    """'measured' once every planned point of the sweep and the freeze depths is finished, else what is left."""
+    left = sorted(set(r.unfinished) | {n for _, n, *_ in m.missing_points(r.depth)})
+    return f"partly measured ({', '.join(f'{n:,}' for n in left)} per class still to run)" if left else "measured"
+
+
 def _c_vs_scratch(r: Results) -> str:
     comparisons = ((n, m.compare(r.sweep["points"], "C", "scratch", n)) for n in r.sizes)
     return "; ".join(
@@ -132,12 +138,12 @@ without a fair measurement says so.
 
 | claim | shown in | measured | status |
 |---|---|---|---|
-| Early layers are generic, later ones specific | 01 §4 (top-activating patches, ImageNet vs random), 01 (filters; 1-NN in feature space), 07 §5 (a probe on every stage), 04 §6 (freeze depth) | late (last_conv) ImageNet channels' top images come from one source more often than random channels' by more than 0.1, while early (block2) ImageNet channels' top patches are no more edge-like than random ones' (01 §4, both checked: no edge or part detector is shown); first-layer filter strengths spread ≥ 3× more than random ones (01, checked); ImageNet features probe best at {pp[0]} on photos ({pp[1]:.3f}, last stage {pp[2]:.3f}) and at {fp[0]} on Fashion-MNIST ({fp[1]:.3f}, last stage {fp[2]:.3f}), 10/class; at block1 random weights probe {"about as well" if v["early_generic"] else "worse"} (photos {r.table[("photos", "random", 10)]["block1"].mean:.3f} vs {r.table[("photos", "pretrained", 10)]["block1"].mean:.3f}) | {"shown" if v["later_specific"] else "not shown"}; freeze depth at larger sizes still running |
+| Early layers are generic, later ones specific | 01 §4 (top-activating patches, ImageNet vs random), 01 (filters; 1-NN in feature space), 07 §5 (a probe on every stage), 04 §6 (freeze depth) | late (last_conv) ImageNet channels' top images come from one source more often than random channels' by more than 0.1, while early (block2) ImageNet channels' top patches are no more edge-like than random ones' (01 §4, both checked: no edge or part detector is shown); first-layer filter strengths spread ≥ 3× more than random ones (01, checked); ImageNet features probe best at {pp[0]} on photos ({pp[1]:.3f}, last stage {pp[2]:.3f}) and at {fp[0]} on Fashion-MNIST ({fp[1]:.3f}, last stage {fp[2]:.3f}), 10/class; at block1 random weights probe {"about as well" if v["early_generic"] else "worse"} (photos {r.table[("photos", "random", 10)]["block1"].mean:.3f} vs {r.table[("photos", "pretrained", 10)]["block1"].mean:.3f}) | {"shown" if v["later_specific"] else "not shown"}{"; freeze depth at larger sizes still running" if m.missing_points(r.depth) else ""} |
 | Freezing trains only the new head | 02 §1, §2, §4, §5; exercise 1 | 1,539 trainable of 11,178,051 (= 512·3+3, ResNet18); 3,843 of 2,227,715 (MobileNetV2); body weights and BatchNorm statistics unchanged after training (checked) | shown |
 | Caching the frozen activations makes head training (nearly) instant | 03, `course bench` | 10 head epochs: through the body {cpu["a_through_body_s"]:.2f} s vs cache build + epochs {cpu["b_total_s"]:.2f} s: **{cpu["speedup_total"]:.2f}×** (one cache build ≈ one epoch, so ~10× is the limit for 10 epochs); the two heads identical | shown |
 | The frozen network is a fixed function f(x) | 06 §1, 03 | same image, identical features (checked); the head trained on cached features gives the full network's answers (checked) | shown |
 | The softmax head is logistic regression on f(x) | 06 §2 | agreement with scikit-learn `LogisticRegression` above 98 % and weight correlation above 0.99 when both minimise the same objective (checked) | shown |
-| B suits medium data | 04, 07 | {fine_tune} (lesson 07 gives each comparison's verdict on matched seeds) | partly measured ({", ".join(f"{n:,}" for n in r.unmeasured) or "none"} per class still to run) |
+| B suits medium data | 04, 07 | {fine_tune} (lesson 07 gives each comparison's verdict on matched seeds) | {_fine_tune_status(r)} |
 | C suits large data | 05, 07 | {c_measured} | {c_status} |
 | Pretrained weights converge faster than random initialization | 05 §4–§5, 06 §3, 07 (exercise 4 measures it on one seed and reports the gap) | same budget, learning rates chosen on validation, BatchNorm recalibrated: the pretrained start reaches the random start's best validation accuracy in fewer epochs (05, checked in both profiles); lower validation loss after k steps than He init (06, checked); sweep C vs scratch: {_c_vs_scratch(r)} | shown |
 | The choice depends on dataset size and similarity to ImageNet | 07 | size: {size_part}; similarity: measured, and the natural-photo task {similar} than Fashion-MNIST (each at its best stage: {gains}) | size: partly measured; similarity: {"shown" if v["photos_gain_more"] else "not confirmed on the offline tasks"} |
