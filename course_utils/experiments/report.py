@@ -154,6 +154,10 @@ weight was raised (as root: `echo -15 > /proc/$(pgrep -f "course sweep")/autogro
 `large-data` runs the sweep and the freeze-depth experiment size by size (the sweep first at each size: the freeze
 depths head, block5 and stem *are* its A, B and C and are copied from its file, not trained again). `--device cuda`
 runs it on a GPU (FP32, TF32 off); every point records its device, and one size of one file never mixes devices.
+On a GPU machine without network or the course's venv, `data_scripts/device_plan.sh` runs it in one call: `pack`
+here puts the weights and the data into `.device/` (about 45 MB, git-ignored), `run` there unpacks them, runs for
+at most `BUDGET_S` seconds and copies the results files to `$OUT/cuda/` (commit them beside the CPU files, as
+`results/cuda/`). Its plumbing was tried on this CPU (`DEVICE=cpu PROFILE=quick`); no GPU has run it yet.
 
 **One protocol for every contender** (`course_utils/experiments/protocol.py`): Fashion-MNIST at {r.config["image_size"]} px
 (MobileNetV2's last feature maps are 2×2, not 1×1 as at 32 px); {sizes} training images per class (the last means
