@@ -88,7 +88,8 @@ def _large_data(r: Results) -> tuple[str, str]:
     all_data = r.stats.get(("C", 6000))
     if all_data:
         goal = "met" if all_data.mean >= 0.93 else "not met"
-        parts.append(f"all data, C {all_data.mean:.3f} against the published {PUBLISHED}; goal ≥ 0.93 {goal}")
+        seeds = f"{all_data.seeds} seeds" if all_data.seeds > 1 else "1 seed so far"
+        parts.append(f"all data, C {all_data.mean:.3f} ({seeds}) against the published {PUBLISHED}; goal ≥ 0.93 {goal}")
     missing = [n for n in LARGE if n not in decided]
     measured = "; ".join(parts) or "not measured yet"
     if missing:
