@@ -54,8 +54,7 @@ def test_without_what_pack_carries_it_says_to_pack_first(tmp_path):
 def test_run_trains_from_the_carried_files_only_and_brings_the_results_back(tmp_path):
     raw = data_dir() / "FashionMNIST" / "raw"
     checkpoint = hub_checkpoint_dir() / "mobilenet_v2-b0353104.pth"
-    if not checkpoint.is_file() or not list(raw.glob("*-ubyte")):
-        pytest.skip("weights or Fashion-MNIST not set up: run `make setup`")
+    assert checkpoint.is_file() and list(raw.glob("*-ubyte")), "weights or Fashion-MNIST missing: run `make setup`"
     course = copy_of_the_course(tmp_path)
     device = course / ".device"  # what `pack` writes
     (device / "resume").mkdir(parents=True)
