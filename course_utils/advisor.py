@@ -67,10 +67,15 @@ def in_measured_range(measured_sizes: list[int], n_per_class: int) -> bool:
     return min(measured_sizes) / OUT_OF_RANGE <= n_per_class <= max(measured_sizes) * OUT_OF_RANGE
 
 
+def run_sizes(points: list[dict], table: dict[str, dict[int, float]]) -> list[int]:
+    """The sizes where A and fine-tuning (B or C) both have a point, with or without a verdict."""
+    return [n for n in sizes(points) if n in table.get("A", {}) and any(n in table.get(s, {}) for s in ("B", "C"))]
+
+
 def comparable_sizes(points: list[dict], table: dict[str, dict[int, float]]) -> list[int]:
     """The measured sizes where fine-tuning (B or C) has a verdict against A (two matched seeds or more): only they
     can answer "which one?". A size measured with one seed so far counts once its other seeds are in."""
-    return [n for n in sizes(points) if n in table.get("A", {}) and any(_decided(points, s, n) for s in ("B", "C"))]
+    return [n for n in run_sizes(points, table) if any(_decided(points, s, n) for s in ("B", "C"))]
 
 
 def _decided(points: list[dict], challenger: str, n: int) -> bool:
@@ -142,7 +147,7 @@ def recommend(
     comparable = comparable_sizes(sweep_points, table)
     undecided = not comparable  # one seed at every size so far: the nearest measurement, without a verdict
     if undecided:
-        comparable = [n for n in sizes(sweep_points) if n in table["A"] and any(n in table.get(s, {}) for s in "BC")]
+        comparable = run_sizes(sweep_points, table)
     near = nearest_size(comparable, n_per_class)
     measured = {s: acc[near] for s, acc in table.items() if near in acc}
     cross = crossover(sweep_points)
@@ -169,14 +174,13 @@ def recommend(
     where = f"measured on Fashion-MNIST at {near} per class"
     choice, _ = choose_scenario(sweep_points, n_per_class)
     extrapolated = choice == NOT_MEASURED
-    if extrapolated and undecided:
-        where += " (one seed at every measured size so far: no size has a verdict, so this is the highest mean there)"
-    elif extrapolated:
+    if extrapolated:
         where += (
-            f" (the sweep has measured {min(comparable)} to {max(comparable)} per class: your size was not"
+            " (one seed at every measured size so far: no size has a verdict, so this is the highest mean there)"
+            if undecided
+            else f" (the sweep has measured {min(comparable)} to {max(comparable)} per class: your size was not"
             " measured, so this is the nearest measurement, not a measurement of your case)"
         )
-    if extrapolated:
         choice = _extrapolated_choice(n_per_class, comparable, measured)
     if choice == "A":
         why = "at the nearest measured size no fine-tuning is ahead of frozen features (the course's verdict)"

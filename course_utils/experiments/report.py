@@ -42,6 +42,7 @@ class Results:
         missing = m.missing_points(self.sweep)
         self.complete = [n for n in self.config["sizes"] if not [k for k in missing if k[1] == n]]
         self.unfinished = [n for n in self.config["sizes"] if n not in self.complete]  # a point or more to run
+        self.depth_unfinished = sorted({n for _, n, _ in m.missing_points(self.depth)})
         self.table = m.similarity_table(self.similarity["points"])
 
     def acc(self, scenario: str, n: int) -> str:

@@ -99,7 +99,7 @@ def _large_data(r: Results) -> tuple[str, str]:
 
 def _fine_tune_status(r: Results) -> str:
     """'measured' once every planned point of the sweep and the freeze depths is finished, else what is left."""
-    left = sorted(set(r.unfinished) | {n for _, n, *_ in m.missing_points(r.depth)})
+    left = sorted(set(r.unfinished) | set(r.depth_unfinished))
     return f"partly measured ({', '.join(f'{n:,}' for n in left)} per class still to run)" if left else "measured"
 
 
@@ -139,7 +139,7 @@ without a fair measurement says so.
 
 | claim | shown in | measured | status |
 |---|---|---|---|
-| Early layers are generic, later ones specific | 01 §4 (top-activating patches, ImageNet vs random), 01 (filters; 1-NN in feature space), 07 §5 (a probe on every stage), 04 §6 (freeze depth) | late (last_conv) ImageNet channels' top images come from one source more often than random channels' by more than 0.1, while early (block2) ImageNet channels' top patches are no more edge-like than random ones' (01 §4, both checked: no edge or part detector is shown); first-layer filter strengths spread ≥ 3× more than random ones (01, checked); ImageNet features probe best at {pp[0]} on photos ({pp[1]:.3f}, last stage {pp[2]:.3f}) and at {fp[0]} on Fashion-MNIST ({fp[1]:.3f}, last stage {fp[2]:.3f}), 10/class; at block1 random weights probe {"about as well" if v["early_generic"] else "worse"} (photos {r.table[("photos", "random", 10)]["block1"].mean:.3f} vs {r.table[("photos", "pretrained", 10)]["block1"].mean:.3f}) | {"shown" if v["later_specific"] else "not shown"}{"; freeze depth at larger sizes still running" if m.missing_points(r.depth) else ""} |
+| Early layers are generic, later ones specific | 01 §4 (top-activating patches, ImageNet vs random), 01 (filters; 1-NN in feature space), 07 §5 (a probe on every stage), 04 §6 (freeze depth) | late (last_conv) ImageNet channels' top images come from one source more often than random channels' by more than 0.1, while early (block2) ImageNet channels' top patches are no more edge-like than random ones' (01 §4, both checked: no edge or part detector is shown); first-layer filter strengths spread ≥ 3× more than random ones (01, checked); ImageNet features probe best at {pp[0]} on photos ({pp[1]:.3f}, last stage {pp[2]:.3f}) and at {fp[0]} on Fashion-MNIST ({fp[1]:.3f}, last stage {fp[2]:.3f}), 10/class; at block1 random weights probe {"about as well" if v["early_generic"] else "worse"} (photos {r.table[("photos", "random", 10)]["block1"].mean:.3f} vs {r.table[("photos", "pretrained", 10)]["block1"].mean:.3f}) | {"shown" if v["later_specific"] else "not shown"}{"; freeze depth at larger sizes still running" if r.depth_unfinished else ""} |
 | Freezing trains only the new head | 02 §1, §2, §4, §5; exercise 1 | 1,539 trainable of 11,178,051 (= 512·3+3, ResNet18); 3,843 of 2,227,715 (MobileNetV2); body weights and BatchNorm statistics unchanged after training (checked) | shown |
 | Caching the frozen activations makes head training (nearly) instant | 03, `course bench` | 10 head epochs: through the body {cpu["a_through_body_s"]:.2f} s vs cache build + epochs {cpu["b_total_s"]:.2f} s: **{cpu["speedup_total"]:.2f}×** (one cache build ≈ one epoch, so ~10× is the limit for 10 epochs); the two heads identical | shown |
 | The frozen network is a fixed function f(x) | 06 §1, 03 | same image, identical features (checked); the head trained on cached features gives the full network's answers (checked) | shown |
