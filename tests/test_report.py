@@ -78,5 +78,15 @@ def test_a_size_with_some_points_is_unfinished_until_every_planned_point_is_in(t
     readme = report.render((ROOT / "README.md").read_text(encoding="utf-8"), whole)
     row = [line for line in readme.splitlines() if line.startswith("| B suits medium data")]
     assert len(row) == 1 and row[0].endswith("| measured |"), row
+    assert "**open**" not in readme and "size: measured;" in readme  # no open row for data size once all is in
     doc = report.render_experiments((ROOT / "docs" / "experiments.md").read_text(encoding="utf-8"), whole)
-    assert "Not finished yet" not in doc
+    assert "Not finished yet" not in doc and '**The large-data end** ("C suits large data")' in doc
+
+    # the claim's status is the verdict at the largest size: C ahead of B and A there, or what ties or beats it
+    for lead, said in ((0.1, "shown at"), (0.0, "**not shown**"), (-0.1, "B is ahead of C")):
+        for p in sweep["points"]:
+            if p["scenario"] == "C" and int(p["n_per_class"]) == largest:
+                p["test_acc"] = template[("B", largest)]["test_acc"] + lead + 0.001 * p["seed"]
+        (results / "sweep_full.json").write_text(json.dumps(sweep))
+        row = [line for line in report.render(readme, report.Results(results)).splitlines() if "| C suits" in line]
+        assert len(row) == 1 and said in row[0].rsplit("|", 2)[1], (lead, row)

@@ -18,7 +18,14 @@ from pathlib import Path
 from .. import measurements as m
 from ..tools.cli import doc_parser
 from .cost import cost_line, estimate, holdout_check
-from .report_claims import CLAIMS_HEADING, claims_section, gains_text, short_verdict, similarity_verdicts
+from .report_claims import (
+    CLAIMS_HEADING,
+    claims_section,
+    gains_text,
+    large_data_reading,
+    short_verdict,
+    similarity_verdicts,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -191,7 +198,7 @@ def _where_the_run_stands(r: Results) -> str:
   Resume the command above to fill them in.
 """
         if r.unfinished
-        else ""
+        else '- **The large-data end** ("C suits large data"): {}; verdict: {}.\n'.format(*large_data_reading(r))
     )
     return f"""**Where the run stands.** The whole plan is {len(m.planned_points(r.config))} points, committed point by point
 while it runs; {_cpu_so_far(r)}
