@@ -4,7 +4,8 @@ Every number the advice uses was measured by ``course sweep`` and committed:
 
 * the scenario sweep (Fashion-MNIST, far from ImageNet): at the measured size nearest yours, whether fine-tuning
   (B or C) is *ahead* of a head on frozen features (A) by the course's one verdict (measurements.compare: paired on
-  matched seeds, two standard errors); A otherwise, the cheapest; the crossover is shown as evidence;
+  matched seeds, two standard errors); A otherwise, the cheapest; a tie goes to the cheaper recipe (B before C),
+  a costlier one must be *ahead*; the crossover is shown as evidence;
 * the similarity experiment: the transfer gain (ImageNet weights minus random weights, same linear probe) on
   natural photos and on Fashion-MNIST, and which stage's features probe best on each.
 
@@ -85,18 +86,23 @@ def _decided(points: list[dict], challenger: str, n: int) -> bool:
 
 def choose_scenario(points: list[dict], n_per_class: int) -> tuple[str, int | None]:
     """(scenario, measured size it rests on): at the nearest size where fine-tuning has a verdict against A (two
-    matched seeds or more), B or C when it is 'ahead' of A (the higher mean of those ahead), else A; scratch only
-    when 'ahead' of that choice; ('not measured', None) outside those sizes, or when none has a verdict yet.
-    Exercise 5 asks students to write this rule."""
+    matched seeds or more), B or C when it is 'ahead' of A, else A; when both are, C only when it is 'ahead' of B
+    (a tie goes to B, which trains fewer layers); scratch only when 'ahead' of that choice; ('not measured', None)
+    outside those sizes, or when none has a verdict yet. Exercise 5 asks students to write this rule."""
     table = accuracy_table(points)
     comparable = comparable_sizes(points, table)
     if not comparable or not in_measured_range(comparable, n_per_class):
         return NOT_MEASURED, None
     near = nearest_size(comparable, n_per_class)
-    ahead = [c for c in (compare(points, s, "A", near) for s in "BC") if c and c.verdict == "ahead"]
-    choice = max(ahead, key=lambda c: table[c.challenger][near]).challenger if ahead else "A"
-    scratch = compare(points, "scratch", choice, near)
-    return ("scratch" if scratch and scratch.verdict == "ahead" else choice), near
+    ahead = [s for s in ("B", "C") if (c := compare(points, s, "A", near)) and c.verdict == "ahead"]
+    choice = unless_ahead(points, "B", "C", near) if len(ahead) == 2 else (ahead or ["A"])[0]
+    return unless_ahead(points, choice, "scratch", near), near
+
+
+def unless_ahead(points: list[dict], choice: str, rival: str, n: int) -> str:
+    """``rival`` only when it is 'ahead' of ``choice`` at size ``n``; a tie (or no verdict) keeps ``choice``."""
+    comparison = compare(points, rival, choice, n)
+    return rival if comparison and comparison.verdict == "ahead" else choice
 
 
 def _nearest_key(keys, task: str, n: int) -> tuple[str, int] | None:
@@ -118,10 +124,15 @@ def _similar_gain_sentence(similarity_points: list[dict] | None, n_per_class: in
     return f"{said} (transfer gain at each one's best stage {p.mean:+.2f} vs {f.mean:+.2f})"
 
 
-def _extrapolated_choice(n_per_class: int, comparable: list[int], measured: dict[str, float]) -> str:
-    """Outside the measured sizes: A below them; above them B or C (the higher mean), unless A's mean is higher."""
+def _extrapolated_choice(
+    points: list[dict], n_per_class: int, comparable: list[int], measured: dict[str, float], undecided: bool
+) -> str:
+    """Outside the measured sizes: A below them; above them the verdict's choice at the largest measured size, or,
+    with one seed everywhere (no verdict yet), B or C by the higher mean unless A's mean is higher."""
     if n_per_class < min(comparable):
         return "A"
+    if not undecided:
+        return choose_scenario(points, max(comparable))[0]
     choice = max(("B", "C"), key=lambda s: measured.get(s, -1))
     return "A" if measured.get("A", -1) > measured.get(choice, -1) else choice
 
@@ -181,7 +192,7 @@ def recommend(
             else f" (the sweep has measured {min(comparable)} to {max(comparable)} per class: your size was not"
             " measured, so this is the nearest measurement, not a measurement of your case)"
         )
-        choice = _extrapolated_choice(n_per_class, comparable, measured)
+        choice = _extrapolated_choice(sweep_points, n_per_class, comparable, measured, undecided)
     if choice == "A":
         why = "at the nearest measured size no fine-tuning is ahead of frozen features (the course's verdict)"
         if similarity == "similar":
@@ -192,9 +203,15 @@ def recommend(
         return Recommendation("A", f"{why}; A {measured['A']:.3f} {where}", near, measured, evidence)
     why = (
         _highest_mean_sentence(sweep_points, choice, near)
-        if extrapolated
+        if undecided
         else f"{choice} is ahead of frozen features at the nearest measured size"
     )
+    c_vs_b = compare(sweep_points, "C", "B", near)
+    if c_vs_b and not undecided and choice in ("B", "C"):
+        evidence.append(c_vs_b.sentence())
+        if choice == "B" and c_vs_b.verdict != "ahead":
+            said = {"tie": "ties", "behind": "is behind"}.get(c_vs_b.verdict, "has no verdict against")
+            why += f" (C {said} B there, and B trains fewer layers)"
     if cross is not None:
         why += f"; measured crossover ({cross} per class)"
     why += f"; {choice} {measured[choice]:.3f}, A {measured['A']:.3f} {where}"

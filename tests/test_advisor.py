@@ -225,3 +225,16 @@ def test_a_size_with_one_seed_so_far_does_not_decide_the_advice_until_its_seeds_
     assert rec.scenario == "B" and rec.nearest_size == 1000 and "at 1000 per class" in rec.reason
     finished = partial + _points({"B": {6000: 0.80}}, seeds=(1,))  # its second seed in: 6,000 has a verdict
     assert advisor.choose_scenario(finished, 3000) == ("A", 6000)
+
+
+def test_a_tie_between_b_and_c_goes_to_b_which_trains_fewer_layers():
+    # both ahead of A; C's mean is higher, but inside the seeds' noise against B: a tie, so the cheaper B
+    tie = _paired({"A": [0.80, 0.82, 0.81], "B": [0.85, 0.86, 0.86], "C": [0.858, 0.857, 0.866]}, 1000)
+    assert measurements.compare(tie, "C", "B", 1000).verdict == "tie"
+    assert advisor.choose_scenario(tie, 1000) == ("B", 1000)
+    rec = advisor.recommend(1000, "different", tie)
+    assert rec.scenario == "B" and "C ties B there, and B trains fewer layers" in rec.reason
+    assert any(line.startswith("C vs B at 1000/class") for line in rec.evidence)
+    assert advisor.recommend(20000, "different", tie).scenario == "B"  # beyond the sizes: the same reading
+    ahead = _paired({"A": [0.80, 0.82, 0.81], "B": [0.85, 0.86, 0.86], "C": [0.88, 0.89, 0.885]}, 1000)
+    assert advisor.choose_scenario(ahead, 1000) == ("C", 1000)  # C ahead of B by the verdict: C
