@@ -16,6 +16,7 @@ RESULTS_DIR = Path(__file__).resolve().parent / "experiments" / "results"
 COMMITTED_SWEEP = RESULTS_DIR / "sweep_full.json"
 COMMITTED_FREEZE_DEPTH = RESULTS_DIR / "freeze_depth_full.json"
 COMMITTED_SIMILARITY = RESULTS_DIR / "similarity_full.json"
+COMMITTED_FLIP = RESULTS_DIR / "sweep_flip_full.json"  # an extra C point with flip augmentation
 COMMITTED_BENCH = RESULTS_DIR / "bench_cache.json"
 
 SCENARIOS = ("raw", "A", "B", "C", "scratch")

@@ -118,6 +118,22 @@ def test_array_batches_cover_every_example_once_per_epoch_in_a_new_order():
         assert torch.equal(inputs.flatten().long(), labels)  # rows and labels stay paired
 
 
+def test_flipped_batches_mirror_about_half_the_images_and_keep_the_order_of_unflipped_ones():
+    images = torch.arange(64 * 2 * 3, dtype=torch.uint8).reshape(64, 1, 2, 3)  # every row reads left to right
+    plain = protocol.ArrayBatches(images, np.arange(64), np.arange(64), 16, shuffle=True, seed=3)
+    flipped = protocol.ArrayBatches(images, np.arange(64), np.arange(64), 16, shuffle=True, seed=3, flip=True)
+    for epoch in range(2):
+        mirrored = 0
+        for (x, y), (fx, fy) in zip(plain, flipped, strict=True):
+            assert torch.equal(y, fy)  # the same images in the same order: only the flips differ
+            same = (fx == x).flatten(1).all(1)
+            mirror = (fx == x.flip(-1)).flatten(1).all(1)
+            assert bool((same | mirror).all())  # each image either untouched or mirrored left-right
+            mirrored += int(mirror.sum())
+        assert 16 <= mirrored <= 48, (epoch, mirrored)  # about half, drawn anew every epoch
+    assert not any(torch.equal(x, x.flip(-1)) for x, _ in plain)
+
+
 def test_the_learning_rate_is_chosen_on_validation_and_test_is_measured_once():
     data = toy_data()
     tested = []
@@ -274,6 +290,34 @@ def test_the_freeze_depths_the_sweep_measured_are_taken_from_it_not_trained_agai
         sweep_file=sweep_out,
     )
     assert any("another protocol" in line for line in log)
+
+
+@pytest.mark.slow  # a tiny sweep and its flip point, trained for real
+def test_the_flip_point_reuses_the_sweeps_rates_and_waits_for_them(tmp_path):
+    fashion, log = small_fashion(200, 20), []
+    sweep_out, flip_out = tmp_path / "sweep.json", tmp_path / "flip.json"
+    tiny = replace(TINY, seeds=1, cheap_seeds=1, scenarios=("raw", "A", "C"))
+    flip = replace(tiny, experiment="flip", scenarios=("C",), augment="hflip")
+    assert "augment" not in tiny.as_json() and flip.as_json()["augment"] == "hflip"  # older files stay resumable
+    kwargs = {"log": log.append, "fashion": fashion, "root": tmp_path / "c"}
+    assert sweep.run_experiment(flip, flip_out, sweep_file=sweep_out, **kwargs)["points"] == []
+    assert any(line.startswith("wait C") and "not both in sweep.json yet" in line for line in log)
+    swept = {p["scenario"]: p for p in sweep.run_experiment(tiny, sweep_out, **kwargs)["points"]}
+    [point] = sweep.run_experiment(flip, flip_out, sweep_file=sweep_out, **kwargs)["points"]
+    assert point["augment"] == "hflip" and point["lr_from"] == "sweep.json: C seed 0"
+    assert (
+        point["lr"] == swept["C"]["lr"]
+        and not point["lr_chosen_here"]
+        and point["lr_search"].keys() == {f"{swept['C']['lr']:g}"}
+    )
+    inputs = sweep_inputs.Inputs(flip, fashion, tmp_path / "c", log.append)
+    data = inputs.data("images", np.arange(20), np.arange(20, 40), seed=0)
+    assert data.train.flips is not None and data.val.flips is data.test.flips is data.recalibrate.flips is None
+    assert inputs.data("head", np.arange(20), np.arange(20, 40), seed=0).train.flips is None  # the warm-up's cache
+    with pytest.raises(ValueError, match="cannot be augmented"):
+        sweep.run_experiment(replace(flip, scenarios=("B",)), tmp_path / "b.json", sweep_file=sweep_out, **kwargs)
+    with pytest.raises(ValueError, match="pass --sweep-file"):
+        sweep.run_experiment(flip, tmp_path / "f2.json", **kwargs)
 
 
 def test_the_results_file_writes_a_real_csv_and_refuses_a_changed_configuration(tmp_path):

@@ -107,8 +107,9 @@ class Inputs:
             convert = None
             train_in, test_in = self._cached(stage_or_kind, "train"), self._cached(stage_or_kind, "test")
         layout = {"convert": convert, "channels_last": self.config.channels_last}
+        flip = self.config.augment == "hflip" and stage_or_kind in ("images", "stem")  # cached activations: never
         return Data(
-            train=ArrayBatches(train_in, f.train_y, train_idx, bs, shuffle=True, seed=seed, **layout),
+            train=ArrayBatches(train_in, f.train_y, train_idx, bs, shuffle=True, seed=seed, flip=flip, **layout),
             val=ArrayBatches(train_in, f.train_y, val_idx, eval_bs, **layout),
             test=ArrayBatches(test_in, f.test_y, f.test_idx, eval_bs, **layout),
             recalibrate=ArrayBatches(train_in, f.train_y, recal_idx, eval_bs, **layout),

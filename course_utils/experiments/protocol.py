@@ -46,6 +46,8 @@ class ArrayBatches:
     ``inputs[indices]`` may be a uint8 image tensor or a numpy memmap of cached activations; ``convert`` turns a
     batch into model input (e.g. resize and normalise). Shuffled batches differ every epoch, reproducibly.
     ``channels_last``: image-shaped (4-d) batches are laid out channels-last, to match a channels-last model.
+    ``flip``: each image of a batch is mirrored left-right with probability 1/2 (training augmentation), drawn from
+    a generator of its own, so the batches' order and contents are those of the same loader without flips.
     """
 
     def __init__(
@@ -58,11 +60,13 @@ class ArrayBatches:
         seed: int = 0,
         convert: Callable[[torch.Tensor], torch.Tensor] | None = None,
         channels_last: bool = False,
+        flip: bool = False,
     ):
         self.inputs, self.labels, self.indices = inputs, labels, np.asarray(indices, dtype=np.int64)
         self.batch_size, self.shuffle, self.convert = batch_size, shuffle, convert
         self.channels_last = channels_last
         self.generator = torch.Generator().manual_seed(seed)
+        self.flips = torch.Generator().manual_seed(seed + 7919) if flip else None
 
     def __len__(self) -> int:
         return math.ceil(len(self.indices) / self.batch_size)
@@ -78,6 +82,9 @@ class ArrayBatches:
             y = self.labels[chunk]
             y = torch.from_numpy(np.asarray(y, dtype=np.int64)) if not isinstance(y, torch.Tensor) else y
             x = self.convert(x) if self.convert else x.float()
+            if self.flips is not None:
+                mirrored = torch.rand(len(x), generator=self.flips) < 0.5
+                x = torch.where(mirrored.view(-1, *[1] * (x.dim() - 1)), x.flip(-1), x)
             if self.channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             yield x, y

@@ -40,6 +40,7 @@ class Results:
         self.sweep = m.load_results(results_dir / m.COMMITTED_SWEEP.name)
         self.depth = m.load_results(results_dir / m.COMMITTED_FREEZE_DEPTH.name)
         self.similarity = m.load_results(results_dir / m.COMMITTED_SIMILARITY.name)
+        self.flip = m.load_results(results_dir / m.COMMITTED_FLIP.name)  # no points until the plan is finished
         self.bench = json.loads((results_dir / m.COMMITTED_BENCH.name).read_text(encoding="utf-8"))
         points = self.sweep["points"]
         self.config = self.sweep["meta"]["config"]
@@ -160,7 +161,9 @@ within one, so a run beside a busy test session in another terminal got a third 
 weight was raised (as root: `echo -15 > /proc/$(pgrep -f "course sweep")/autogroup`).
 
 `large-data` runs the sweep and the freeze-depth experiment size by size (the sweep first at each size: the freeze
-depths head, block5 and stem *are* its A, B and C and are copied from its file, not trained again). `--device cuda`
+depths head, block5 and stem *are* its A, B and C and are copied from its file, not trained again), then one extra
+point: C at all data with horizontal-flip augmentation (`sweep_flip_full.json`; the published MobileNet figure used
+flips), on the same images, start and budget as the sweep's C seed 0, with its learning rate. `--device cuda`
 runs it on a GPU (FP32, TF32 off); every point records its device, and one size of one file never mixes devices.
 On a GPU machine without network or the course's venv, `data_scripts/device_plan.sh` runs it in one call: `pack`
 here puts the weights and the data into `.device/` (about 45 MB, git-ignored), `run` there unpacks them, runs for

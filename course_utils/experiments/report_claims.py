@@ -95,13 +95,28 @@ def large_data_reading(r: Results) -> tuple[str, str]:
         goal = f"met by {best}" if all_data[best].mean >= 0.93 else "not met"
         parts.append(
             f"all data, no augmentation: {said}, against the published {PUBLISHED}; "
-            f"goal ≥ 0.93 for a full-data fine-tune on a CPU {goal}"
+            f"goal ≥ 0.93 for a full-data fine-tune on a CPU {goal}{flip_sentence(r)}"
         )
     missing = [n for n in LARGE if n not in decided]
     measured = "; ".join(parts) or "not measured yet"
     if missing:
         return f"{measured}; still running: {', '.join(f'{n:,}' for n in missing)} per class", "**open**"
     return measured, _large_data_status(r, max(LARGE))
+
+
+def flip_sentence(r: Results) -> str:
+    """The extra C point with flip augmentation beside its unaugmented seed, or that it has not run yet."""
+    [flip] = r.flip["points"] or [None]
+    if flip is None:
+        return "; C with flip augmentation (an extra point after the plan): not run yet"
+    n = int(flip["n_per_class"])
+    [plain] = [
+        p for p in r.sweep["points"] if (p["scenario"], int(p["n_per_class"]), p["seed"]) == ("C", n, flip["seed"])
+    ]
+    return (
+        f"; C with flip augmentation (same budget, {flip['epochs_run']} epochs, C's seed-0 learning rate, 1 seed): "
+        f"{flip['test_acc']:.3f} vs {plain['test_acc']:.3f} without, on the same images and start"
+    )
 
 
 def _large_data_status(r: Results, n: int) -> str:

@@ -13,6 +13,7 @@ the test set touched once):
     scenarios      raw pixels, A, B (from block5), C and scratch at 10 ... 6,000 images per class
     freeze-depth   the first trainable stage moved from the head (A) to the stem (C) at a few sizes
     similarity     ImageNet features on photos vs Fashion-MNIST, stage by stage (see experiments/similarity.py)
+    flip           one extra C point at all data with horizontal-flip augmentation, the sweep's learning rate
 
 Resumable: every finished point is written to the results file at once (atomically, with a CSV beside it), and a
 point already there is skipped: stop the command any time and run it again. The configuration (numeric path
@@ -21,7 +22,8 @@ mixes two protocols. ``--sizes`` only chooses which of the configuration's sizes
 
 The freeze-depth experiment's ``head``, ``block5`` and ``stem`` are the sweep's A, B and C at the same size and seed
 (same protocol, same numbers): they are copied from the sweep's file, never trained twice. ``large-data`` runs both
-experiments size by size (the sweep's points at a size first, then the freeze depths there), into ``--out-dir``.
+experiments size by size (the sweep's points at a size first, then the freeze depths there), then the flip point,
+into ``--out-dir``.
 
 Every point records the device it ran on (FP32; TF32 off on CUDA); one size of one file never mixes devices.
 """
@@ -182,6 +184,19 @@ def _copy_shared(results: ResultsFile, key: tuple, config: SweepConfig, sweep: d
     log(f"shared {scenario:<9} n={n:<5} seed={seed} test={shared['test_acc']:.3f} (from {shared['from_sweep']})")
 
 
+def _borrowed_rates(scenario: str, n: int, seed: int, config: SweepConfig, sweep: dict, name: str) -> tuple | str:
+    """The flip experiment's learning rates, from the sweep: its ``scenario`` at seed 0 (the rate chosen there) and
+    its A at ``seed`` (the warm-up head's rate); or why not yet (not measured, or another protocol)."""
+    own = {k: v for k, v in shareable(config.as_json()).items() if k != "augment"}
+    if sweep["points"] and shareable(sweep["meta"].get("config", {})) != own:
+        return f"{name} was measured under another protocol; pass --sweep-file with this one's sweep"
+    points = {point_key(p): p for p in sweep["points"]}
+    first, warm = points.get((scenario, n, 0)), points.get(("A", n, seed))
+    if not first or not warm:
+        return f"the sweep's {scenario} seed 0 and A seed {seed} at {n}/class are not both in {name} yet"
+    return first, warm
+
+
 def _refuse_mixed_devices(results: ResultsFile, n: int, device: torch.device) -> None:
     """ResultsConflict when ``results`` holds points of size ``n`` measured on another device."""
     devices = {p.get("device", "cpu") for p in results.points if int(p["n_per_class"]) == n}
@@ -208,15 +223,24 @@ def run_experiment(
 
     ``fashion`` (default: all of Fashion-MNIST) and ``root`` (default: data/cache/experiments) let tests run on
     a small slice in a scratch folder. ``device`` defaults to the best available. For the freeze-depth experiment,
-    ``sweep_file`` is the sweep's results, whose A, B and C points are the shared depths (copied, not retrained).
+    ``sweep_file`` is the sweep's results, whose A, B and C points are the shared depths (copied, not retrained);
+    for the flip experiment, the sweep whose seed-0 learning rates it reuses (required).
     """
+    cached = [s for s in config.scenarios if s not in ("C", "scratch")]
+    if config.augment and cached:
+        raise ValueError(
+            f"{', '.join(cached)} train from cached activations, which cannot be augmented: only C, scratch"
+        )
     device = torch.device(device) if device is not None else pick_device()
     enable_fp32(device)
     results = ResultsFile(out, config.as_json(), point_key)
     results.start_run(command, machine_record(note, device))
     done = results.done
     sharing = config.experiment == "freeze-depth" and sweep_file is not None
-    sweep = load_results(sweep_file) if sharing else None  # read once: the sweep does not run meanwhile
+    borrowing = config.experiment == "flip"
+    if borrowing and sweep_file is None:
+        raise ResultsConflict("the flip experiment reuses the sweep's learning rates: pass --sweep-file")
+    sweep = load_results(sweep_file) if sharing or borrowing else None  # read once: the sweep does not run meanwhile
     inputs = Inputs(config, fashion or load_fashion(config), root or cache_dir() / "experiments", log, device)
     for scenario, n, seed in planned_points(config.as_json()):
         if sizes is not None and n not in sizes:
@@ -228,8 +252,15 @@ def run_experiment(
         if sweep is not None and scenario in SHARED_DEPTHS:
             _copy_shared(results, (scenario, n, seed), config, sweep, sweep_file.name, log)
             continue
-        first = done.get((scenario, n, 0))
-        warm = done.get(("A", n, seed)) or done.get(("head", n, seed))
+        if borrowing:
+            rates = _borrowed_rates(scenario, n, seed, config, sweep, sweep_file.name)
+            if isinstance(rates, str):
+                log(f"wait {scenario:<9} n={n:<5} seed={seed}: {rates}")
+                continue
+            first, warm = rates
+        else:
+            first = done.get((scenario, n, 0))
+            warm = done.get(("A", n, seed)) or done.get(("head", n, seed))
         started, started_cpu = time.perf_counter(), time.process_time()
         point = run_point(
             scenario,
@@ -237,9 +268,11 @@ def run_experiment(
             seed,
             config,
             inputs,
-            fixed_lr=first["lr"] if seed and first else None,
+            fixed_lr=first["lr"] if (seed or borrowing) and first else None,
             warm_lr=warm["lr"] if warm else None,
         )
+        if borrowing:
+            point |= {"augment": config.augment, "lr_from": f"{sweep_file.name}: {scenario} seed 0"}
         point["point_seconds"] = round(time.perf_counter() - started, 1)
         point["point_cpu_seconds"] = round(time.process_time() - started_cpu, 1)  # search, warm-up, caches included
         results.add(point)
@@ -252,7 +285,8 @@ def run_experiment(
 
 def run_large_data(profile: str, out_dir: Path, command: str = "", note: str = "", log=print, device=None) -> None:
     """The sweep and the freeze-depth experiment size by size (the sweep first at each size, whose A, B and C the
-    freeze depths share), into ``out_dir``/sweep_<profile>.json and freeze_depth_<profile>.json."""
+    freeze depths share), into ``out_dir``/sweep_<profile>.json and freeze_depth_<profile>.json; then the flip
+    experiment's extra C point (sweep_flip_<profile>.json), which reuses the sweep's learning rates."""
     sweep_config, depth_config = config_for("scenarios", profile), config_for("freeze-depth", profile)
     sweep_out, depth_out = out_dir / results_name("scenarios", profile), out_dir / results_name("freeze-depth", profile)
     for n in sorted(set(sweep_config.sizes) | set(depth_config.sizes)):
@@ -262,9 +296,13 @@ def run_large_data(profile: str, out_dir: Path, command: str = "", note: str = "
         if n in depth_config.sizes:
             log(f"== freeze depth, {n}/class -> {depth_out}")
             run_experiment(depth_config, depth_out, command, note, log, sizes=(n,), device=device, sweep_file=sweep_out)
+    flip_out = out_dir / results_name("flip", profile)
+    log(f"== C with flip augmentation, an extra point after the plan -> {flip_out}")
+    run_experiment(config_for("flip", profile), flip_out, command, note, log, device=device, sweep_file=sweep_out)
 
 
-FILE_STEMS = {"scenarios": "sweep", "freeze-depth": "freeze_depth", "similarity": "similarity"}
+FILE_STEMS = {"scenarios": "sweep", "freeze-depth": "freeze_depth", "similarity": "similarity", "flip": "sweep_flip"}
+LARGE_DATA = ("scenarios", "freeze-depth", "flip")  # the files `--experiment large-data` writes
 
 
 def results_name(experiment: str, profile: str) -> str:
@@ -336,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = args.out_dir or cache_dir() / "experiments"
     if args.status:
         if args.experiment == "large-data":
-            return max(print_status(e, out_dir / results_name(e, profile)) for e in ("scenarios", "freeze-depth"))
+            return max(print_status(e, out_dir / results_name(e, profile)) for e in LARGE_DATA)
         return print_status(args.experiment, args.out or _default_out(args.experiment, profile))
     if args.threads:
         torch.set_num_threads(args.threads)
