@@ -162,11 +162,24 @@ def run_point(
     }
 
 
+def _other_protocol(sweep: dict, config: SweepConfig, name: str, ignore: tuple[str, ...] = ()) -> str | None:
+    """Why the sweep's points cannot stand in for this configuration's (measured under another protocol, apart from
+    the ``ignore``d settings), or None."""
+    theirs, ours = (
+        {k: v for k, v in shareable(c).items() if k not in ignore}
+        for c in (sweep["meta"].get("config", {}), config.as_json())
+    )
+    if sweep["points"] and theirs != ours:
+        return f"{name} was measured under another protocol; pass --sweep-file with this one's sweep"
+    return None
+
+
 def _shared_point(scenario: str, n: int, seed: int, config: SweepConfig, sweep: dict, name: str) -> dict | str:
     """The sweep's own measurement of a freeze depth it shares (head = A, block5 = B, stem = C), renamed; or why
     there is none yet (not measured yet, or measured under another protocol). ``sweep`` is its record."""
-    if sweep["points"] and shareable(sweep["meta"].get("config", {})) != shareable(config.as_json()):
-        return f"{name} was measured under another protocol; pass --sweep-file with this one's sweep"
+    other = _other_protocol(sweep, config, name)
+    if other:
+        return other
     for point in sweep["points"]:
         if point_key(point) == (SHARED_DEPTHS[scenario], n, seed):
             return {**point, "scenario": scenario, "from_sweep": name}
@@ -187,9 +200,9 @@ def _copy_shared(results: ResultsFile, key: tuple, config: SweepConfig, sweep: d
 def _borrowed_rates(scenario: str, n: int, seed: int, config: SweepConfig, sweep: dict, name: str) -> tuple | str:
     """The flip experiment's learning rates, from the sweep: its ``scenario`` at seed 0 (the rate chosen there) and
     its A at ``seed`` (the warm-up head's rate); or why not yet (not measured, or another protocol)."""
-    own = {k: v for k, v in shareable(config.as_json()).items() if k != "augment"}
-    if sweep["points"] and shareable(sweep["meta"].get("config", {})) != own:
-        return f"{name} was measured under another protocol; pass --sweep-file with this one's sweep"
+    other = _other_protocol(sweep, config, name, ignore=("augment",))
+    if other:
+        return other
     points = {point_key(p): p for p in sweep["points"]}
     first, warm = points.get((scenario, n, 0)), points.get(("A", n, seed))
     if not first or not warm:
