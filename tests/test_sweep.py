@@ -397,3 +397,146 @@ def test_the_numeric_path_section_measures_both_layouts_and_their_difference():
         assert row["ms_per_image_nchw"] > 0 and row["ms_per_image_channels_last"] > 0 and row["speedup"] > 0
     assert set(out["evaluate_ms_per_image"]) == {"nchw_256", "nchw_64", "channels_last_64"}
     assert 0 <= out["logits_max_abs_difference"] < 1e-3  # the same function, laid out differently
+
+
+def _tiny_conv_net(seed: int):
+    """build(lr) for a small net with BatchNorm and dropout (dropout draws from torch's global generator)."""
+
+    def build(lr: float):
+        torch.manual_seed(seed)
+        model = torch.nn.Sequential(
+            torch.nn.Conv2d(1, 4, 3, padding=1),
+            torch.nn.BatchNorm2d(4),
+            torch.nn.ReLU(),
+            torch.nn.AdaptiveAvgPool2d(2),
+            torch.nn.Flatten(),
+            torch.nn.Dropout(0.3),
+            torch.nn.Linear(16, 3),
+        )
+        return model, torch.optim.Adam(model.parameters(), lr=lr)
+
+    return build
+
+
+def _tiny_images() -> protocol.Data:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (96, 1, 8, 8), dtype=torch.uint8, generator=g)
+    y = torch.randint(0, 3, (96,), generator=g)
+
+    def batches(rows, shuffle=False):
+        return protocol.ArrayBatches(
+            x, y, rows, 16, shuffle=shuffle, seed=0, convert=lambda b: b.float() / 255, flip=shuffle
+        )
+
+    return protocol.Data(
+        batches(np.arange(64), True), batches(np.arange(64, 80)), batches(np.arange(80, 96)), batches(np.arange(64))
+    )
+
+
+@pytest.mark.parametrize("every_s", [0.0, 1e9])  # saved after every epoch, or only as each candidate's call ends
+def test_a_point_stopped_part_way_resumes_from_its_checkpoints_with_the_same_numbers(tmp_path, monkeypatch, every_s):
+    budget, real_fit = protocol.Budget(6, 2, probe_epochs=2), protocol.fit
+
+    def run(losses: dict, stop_after: int | None = None, folder=None):
+        """select_and_train, recording every epoch's training loss per (learning rate, epoch); stopped if asked."""
+
+        def fit(model, loader, optimizer, *args, **kwargs):
+            if stop_after is not None and len(losses) >= stop_after:
+                raise KeyboardInterrupt  # the machine is taken away mid-point
+            history = real_fit(model, loader, optimizer, *args, **kwargs)
+            losses[(optimizer.param_groups[0]["lr"], len(history.train_loss))] = history.train_loss[-1]
+            return history
+
+        monkeypatch.setattr(protocol, "fit", fit)
+        return protocol.select_and_train(
+            _tiny_conv_net(0),
+            (1e-3, 1e-2, 1e-1),
+            _tiny_images(),
+            budget,
+            recalibrate=True,
+            checkpoints=folder,
+            checkpoint_every_s=every_s,
+        )
+
+    whole_losses = {}
+    whole = run(whole_losses)
+    assert len(whole_losses) >= 8 and len(whole.lr_search) >= 3  # a search, then the winner's continuation
+    for stop_after in (1, 3, len(whole_losses) - 1):
+        folder, losses = tmp_path / f"every{every_s}_stop{stop_after}", {}
+        with pytest.raises(KeyboardInterrupt):
+            run(losses, stop_after, folder)
+        resumed = run(losses, None, folder)
+        # every epoch trained, before the stop or after it (again, if it was not saved), as in the run that never
+        # stopped: same shuffles, flips and dropout masks
+        assert losses == whole_losses, stop_after
+        assert (resumed.lr, resumed.lr_search, resumed.lr_grid) == (whole.lr, whole.lr_search, whole.lr_grid)
+        assert (resumed.test_acc, resumed.val_acc, resumed.best_epoch, resumed.epochs_run) == (
+            whole.test_acc,
+            whole.val_acc,
+            whole.best_epoch,
+            whole.epochs_run,
+        )
+        for (name, a), b in zip(whole.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
+            assert torch.equal(a, b), (stop_after, name)
+        if every_s == 0 or stop_after > budget.probe_epochs:  # something was saved before the stop
+            assert resumed.resumed_cpu_seconds > 0  # the stopped run's CPU time is counted, not lost
+
+
+@pytest.mark.slow  # a tiny sweep, trained for real, stopped mid-point and resumed
+def test_the_runner_resumes_a_stopped_point_from_its_checkpoints_and_then_removes_them(tmp_path, monkeypatch):
+    fashion, root = small_fashion(200, 20), tmp_path / "c"
+    tiny = replace(TINY, seeds=1, cheap_seeds=1, scenarios=("A", "B"))
+    whole = sweep.run_experiment(tiny, tmp_path / "whole.json", log=lambda _: None, fashion=fashion, root=root)
+    real_fit, calls = protocol.fit, []
+
+    def fit_then_stop(model, *args, **kwargs):
+        if isinstance(model, torch.nn.Sequential):  # B's stages (A and the warm-up train a Linear head)
+            if calls:
+                raise KeyboardInterrupt  # B's second epoch: the machine goes away
+            calls.append(model)
+        return real_fit(model, *args, **kwargs)
+
+    monkeypatch.setattr(protocol, "fit", fit_then_stop)
+    monkeypatch.setattr(sweep, "CHECKPOINT_EVERY_S", 0.0)  # save after every epoch (the real runs: every 2 minutes)
+    out = tmp_path / "stopped.json"
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run_experiment(tiny, out, log=lambda _: None, fashion=fashion, root=root)
+    [folder] = (root / "checkpoints").glob("scenarios-*-cpu/B_2_0")
+    assert list(folder.glob("lr_*.pt"))  # B's first epoch is on disk
+    monkeypatch.setattr(protocol, "fit", real_fit)
+    resumed = {
+        p["scenario"]: p
+        for p in sweep.run_experiment(tiny, out, log=lambda _: None, fashion=fashion, root=root)["points"]
+    }
+    expected = {p["scenario"]: p for p in whole["points"]}
+    assert resumed["B"]["test_acc"] == expected["B"]["test_acc"] and resumed["B"]["lr"] == expected["B"]["lr"]
+    assert resumed["B"]["resumed_cpu_seconds"] > 0 and expected["B"]["resumed_cpu_seconds"] == 0
+    assert not folder.exists()  # the point is in the results file: its checkpoints are gone
+
+
+def test_training_one_epoch_per_call_is_the_same_as_one_fit_call():
+    """select_and_train calls fit once per epoch (to save as it goes): the numbers of one multi-epoch call."""
+    data = _tiny_images()
+    result = protocol.select_and_train(_tiny_conv_net(1), (1e-2,), data, protocol.Budget(8, 2), recalibrate=True)
+    model, optimizer = _tiny_conv_net(1)(1e-2)
+    again = _tiny_images()  # the same shuffles and flips from the start
+    history = fit(
+        model,
+        again.train,
+        optimizer,
+        8,
+        "cpu",
+        frozen_bn_eval=True,
+        val_loader=again.val,
+        patience=2,
+        recalibrate_with=again.recalibrate,
+        restore_best=True,
+        progress=False,
+    )
+    assert (result.epochs_run, result.best_epoch, result.stopped_early) == (
+        len(history.val_acc),
+        history.best_epoch,
+        history.stopped_early,
+    )
+    for a, b in zip(result.model.state_dict().values(), model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)

@@ -30,6 +30,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -38,6 +39,7 @@ from torch import nn
 from ..backbones import freeze_all, replace_head, split_at, unfreeze_from
 from ..lr_search import MAX_EXTENSIONS, bracketed_search, chosen
 from ..training import EarlyStopping, History, evaluate, fit
+from .checkpoints import Checkpoints
 
 
 class ArrayBatches:
@@ -127,6 +129,7 @@ class RunResult:
     search_seconds: float
     trainable_params: int
     model: nn.Module
+    resumed_cpu_seconds: float = 0.0  # CPU time an earlier, stopped run spent on it (read back from checkpoints)
 
 
 def _adam(groups: list[dict]) -> torch.optim.Optimizer:
@@ -154,26 +157,42 @@ class _Candidate:
         """The run's early stopping: best accuracy, epoch and weights so far."""
         return self.history.early_stopping
 
-    def train(
-        self, epochs: int, data: Data, recalibrate: ArrayBatches | None, patience: int | None, device: torch.device
+    def train_to(
+        self,
+        epochs: int,
+        data: Data,
+        recalibrate: ArrayBatches | None,
+        patience: int | None,
+        device: torch.device,
+        checkpoints: Checkpoints | None = None,
     ) -> None:
-        """Up to ``epochs`` more epochs; stop after ``patience`` epochs without progress (over the whole run)."""
-        wall, cpu = time.perf_counter(), time.process_time()
-        fit(
-            self.model,
-            data.train,
-            self.optimizer,
-            epochs,
-            device,
-            frozen_bn_eval=True,
-            val_loader=data.val,
-            recalibrate_with=recalibrate,
-            patience=patience,
-            progress=False,
-            history=self.history,
-        )
-        self.wall += time.perf_counter() - wall
-        self.cpu += time.process_time() - cpu
+        """Train until the run has ``epochs`` epochs in all, or until ``patience`` epochs (counted over the whole run)
+        pass without progress; one epoch per ``fit`` call, each saved to ``checkpoints`` (if any) as it ends."""
+        trained = False
+        while len(self.history.val_acc) < epochs and not self.history.stopped_early:
+            if checkpoints:
+                checkpoints.resume_streams()
+            wall, cpu = time.perf_counter(), time.process_time()
+            fit(
+                self.model,
+                data.train,
+                self.optimizer,
+                1,
+                device,
+                frozen_bn_eval=True,
+                val_loader=data.val,
+                recalibrate_with=recalibrate,
+                patience=patience,
+                progress=False,
+                history=self.history,
+            )
+            self.wall += time.perf_counter() - wall
+            self.cpu += time.process_time() - cpu
+            trained = True
+            if checkpoints:
+                checkpoints.after_epoch(self)
+        if trained and checkpoints:
+            checkpoints.save(self)  # a candidate's file holds its latest state before any other moves on
 
 
 def select_and_train(
@@ -185,26 +204,35 @@ def select_and_train(
     fixed_lr: float | None = None,
     device: torch.device | str = "cpu",
     channels_last: bool = False,
+    checkpoints: Path | None = None,
+    checkpoint_every_s: float = 120.0,
 ) -> RunResult:
     """Train a model for each candidate learning rate (or only ``fixed_lr``), keep the best on validation, test it.
 
     ``build(lr)`` returns a fresh (model, optimizer). Without ``budget.probe_epochs`` every candidate trains to its
     early stop; with it, each candidate trains ``probe_epochs`` and only the best continues to its early stop.
     A winner at an edge of the grid adds the next rate beyond that edge (``lr_search.bracketed_search``).
+    ``checkpoints``: a folder where the candidates' training is saved as it goes (``checkpoints.Checkpoints``);
+    a run stopped part-way resumes from it, with the numbers of a run that never stopped.
     """
     device = torch.device(device)
     recal = data.recalibrate if recalibrate else None
     searching = fixed_lr is None and len(lrs) > 1
     probe = budget.probe_epochs if searching else None
     start = time.perf_counter()
+    saved = Checkpoints(checkpoints, data.train, checkpoint_every_s) if checkpoints is not None else None
 
     def run(lr: float) -> _Candidate:
+        if saved and not saved.has(lr):
+            saved.resume_streams()  # a new candidate: its build happens after the latest saved epoch
         model, optimizer = build(lr)
         model.to(device)
         if channels_last:
             model.to(memory_format=torch.channels_last)
         candidate = _Candidate(lr, model, optimizer, History())
-        candidate.train(probe or budget.max_epochs, data, recal, None if probe else budget.patience, device)
+        if saved:
+            saved.restore(candidate)
+        candidate.train_to(probe or budget.max_epochs, data, recal, None if probe else budget.patience, device, saved)
         return candidate
 
     def accuracy(candidate: _Candidate) -> float:
@@ -215,7 +243,7 @@ def select_and_train(
     best, candidates = runs[chosen(runs, accuracy)], list(runs.values())
     grid = sorted(runs)
     if probe:
-        best.train(budget.max_epochs - probe, data, recal, budget.patience, device)
+        best.train_to(budget.max_epochs, data, recal, budget.patience, device, saved)
     best.stopping.restore(best.model)
     _, test_acc = evaluate(best.model, data.test, device)
     for candidate in candidates:
@@ -233,9 +261,10 @@ def select_and_train(
         stopped_early=best.history.stopped_early,
         train_seconds=best.wall,
         train_cpu_seconds=best.cpu,
-        search_seconds=time.perf_counter() - start,
+        search_seconds=time.perf_counter() - start + (saved.resumed_wall if saved else 0.0),
         trainable_params=_trainable(best.model),
         model=best.model,
+        resumed_cpu_seconds=saved.resumed_cpu if saved else 0.0,
     )
 
 

@@ -155,6 +155,9 @@ course sweep --experiment large-data --profile quick                            
 course results                                                                    # rebuild this section from the files
 ```
 
+Stop it any time and run the same command again: finished points are in the file, and a point stopped part-way
+resumes from the checkpoints its training saved every two minutes (under `data/cache/experiments/checkpoints/`),
+with the numbers of a run that never stopped; the CPU time the stopped run spent is counted in the point.
 Run it in the background on one core (`--threads 1`, `OMP_NUM_THREADS=1`). On Linux, `nice` alone may not keep
 other work off it: the kernel shares the CPU between terminal sessions first (autogroups) and applies nice only
 within one, so a run beside a busy test session in another terminal got a third of a core until its session's

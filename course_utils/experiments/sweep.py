@@ -16,7 +16,10 @@ the test set touched once):
     flip           one extra C point at all data with horizontal-flip augmentation, the sweep's learning rate
 
 Resumable: every finished point is written to the results file at once (atomically, with a CSV beside it), and a
-point already there is skipped: stop the command any time and run it again. The configuration (numeric path
+point already there is skipped: stop the command any time and run it again. A point stopped part-way (C at 6,000
+per class takes longer than a working stretch) resumes from the checkpoints its training saved as it went, with the
+numbers of a run that never stopped (experiments/checkpoints.py); they are deleted once the point is in the file.
+The configuration (numeric path
 included) is stored in the file; resuming with a different one is refused (use another --out), so one file never
 mixes two protocols. ``--sizes`` only chooses which of the configuration's sizes run now.
 
@@ -31,6 +34,9 @@ Every point records the device it ran on (FP32; TF32 off on CUDA); one size of o
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -57,6 +63,8 @@ from .protocol import Data, finetune_builder, linear_builder, scratch_builder, s
 from .report import status_text
 from .results_file import ResultsConflict, ResultsFile
 
+CHECKPOINT_EVERY_S = 120.0  # a point's training is saved at most this often between epochs (and as each call ends)
+
 
 def _make_model(pretrained: bool):
     return lambda: load_backbone("mobilenet_v2", pretrained=pretrained, fetch=False)
@@ -73,11 +81,13 @@ def _train_contender(
     budget,
     fixed_lr: float | None,
     warm_lr: float | None,
+    checkpoints: Path | None = None,
 ):
-    """The protocol's run of one contender: (its RunResult, the seconds its warm-up head took)."""
+    """The protocol's run of one contender: (its RunResult, the seconds its warm-up head took). Its training (not
+    the warm-up head's, which takes seconds) is saved as it goes into ``checkpoints``, and resumed from there."""
     warm_seconds = 0.0
 
-    def train(build, grid: str, data: Data, recalibrate: bool, lr: float | None):
+    def train(build, grid: str, data: Data, recalibrate: bool, lr: float | None, saved: Path | None = checkpoints):
         return select_and_train(
             build,
             config.lr_grids[grid],
@@ -87,6 +97,8 @@ def _train_contender(
             fixed_lr=lr,
             device=inputs.device,
             channels_last=config.channels_last,
+            checkpoints=saved,
+            checkpoint_every_s=CHECKPOINT_EVERY_S,
         )
 
     if scenario == "raw":
@@ -101,7 +113,7 @@ def _train_contender(
     else:
         start = time.perf_counter()
         head_data = inputs.data("head", train_idx, val_idx, seed)
-        warm = train(linear_builder(1280, NUM_CLASSES, seed), "linear", head_data, False, warm_lr).model.cpu()
+        warm = train(linear_builder(1280, NUM_CLASSES, seed), "linear", head_data, False, warm_lr, None).model.cpu()
         warm_seconds = time.perf_counter() - start
         data = inputs.data(first_trainable, train_idx, val_idx, seed)
         build = finetune_builder(_make_model(True), first_trainable, warm, NUM_CLASSES, seed)
@@ -131,7 +143,17 @@ def run_point(
     cache_before = inputs.cache_seconds
 
     result, warm_seconds = _train_contender(
-        scenario, first_trainable, train_idx, val_idx, seed, config, inputs, budget, fixed_lr, warm_lr
+        scenario,
+        first_trainable,
+        train_idx,
+        val_idx,
+        seed,
+        config,
+        inputs,
+        budget,
+        fixed_lr,
+        warm_lr,
+        checkpoint_dir(config, inputs, scenario, n_per_class, seed),
     )
     return {
         "scenario": scenario,
@@ -159,7 +181,19 @@ def run_point(
         "trainable_params": result.trainable_params,
         "device": str(inputs.device),
         "torch_threads": torch.get_num_threads(),
+        "resumed_cpu_seconds": round(result.resumed_cpu_seconds, 1),  # spent by a stopped run, read back
     }
+
+
+def checkpoint_dir(config: SweepConfig, inputs: Inputs, scenario: str, n: int, seed: int) -> Path:
+    """Where one point's training is saved as it goes: under the experiment's cache, per configuration and device."""
+    fingerprint = hashlib.sha256(json.dumps(config.as_json(), sort_keys=True).encode()).hexdigest()[:12]
+    return (
+        inputs.root
+        / "checkpoints"
+        / f"{config.experiment}-{fingerprint}-{inputs.device.type}"
+        / f"{scenario}_{n}_{seed}"
+    )
 
 
 def _other_protocol(sweep: dict, config: SweepConfig, name: str, ignore: tuple[str, ...] = ()) -> str | None:
@@ -287,8 +321,10 @@ def run_experiment(
         if borrowing:
             point |= {"augment": config.augment, "lr_from": f"{sweep_file.name}: {scenario} seed 0"}
         point["point_seconds"] = round(time.perf_counter() - started, 1)
-        point["point_cpu_seconds"] = round(time.process_time() - started_cpu, 1)  # search, warm-up, caches included
+        spent = time.process_time() - started_cpu + point["resumed_cpu_seconds"]  # a stopped run's share included
+        point["point_cpu_seconds"] = round(spent, 1)  # search, warm-up, caches included
         results.add(point)
+        shutil.rmtree(checkpoint_dir(config, inputs, scenario, n, seed), ignore_errors=True)  # in the file now
         log(
             f"done {scenario:<9} n={n:<5} seed={seed} lr={point['lr']:g} val={point['val_acc']:.3f} "
             f"test={point['test_acc']:.3f} epochs={point['epochs_run']} ({point['point_seconds']:.0f} s)"
