@@ -31,8 +31,8 @@ class Checkpoints:
         self.folder, self.loader, self.every_s = Path(folder), loader, every_s
         self.folder.mkdir(parents=True, exist_ok=True)
         self.last_save = time.monotonic()
-        saved = [torch.load(p, weights_only=False) for p in sorted(self.folder.glob("lr_*.pt"))]
-        latest = max(saved, key=lambda s: s["step"]) if saved else None
+        self.saved = {p.name: torch.load(p, weights_only=False) for p in sorted(self.folder.glob("lr_*.pt"))}
+        latest = max(self.saved.values(), key=lambda s: s["step"]) if self.saved else None
         self.step = latest["step"] if latest else 0
         self.pending = latest["streams"] if latest else None  # restored once, before the first new event
         self.resumed_cpu = 0.0  # CPU seconds of the candidates read back (spent by earlier runs)
@@ -42,15 +42,14 @@ class Checkpoints:
         return self.folder / f"lr_{lr:g}.pt"
 
     def has(self, lr: float) -> bool:
-        """Whether a candidate with this learning rate was saved."""
-        return self._path(lr).exists()
+        """Whether an earlier run saved a candidate with this learning rate."""
+        return self._path(lr).name in self.saved
 
     def restore(self, candidate) -> bool:
-        """Load ``candidate``'s saved state (weights, optimizer, History, time spent) if it has one."""
-        path = self._path(candidate.lr)
-        if not path.exists():
+        """Load ``candidate``'s state as an earlier run saved it (weights, optimizer, History, time spent), if any."""
+        state = self.saved.pop(self._path(candidate.lr).name, None)  # read once, when the run started
+        if state is None:
             return False
-        state = torch.load(path, weights_only=False)
         candidate.model.load_state_dict(state["model"])
         candidate.optimizer.load_state_dict(state["optimizer"])
         candidate.history, candidate.wall, candidate.cpu = state["history"], state["wall"], state["cpu"]
