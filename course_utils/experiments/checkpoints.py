@@ -67,10 +67,11 @@ class Checkpoints:
             self.loader.flips.set_state(self.pending["flips"])
         self.pending = None
 
-    def after_epoch(self, candidate) -> None:
-        """One more epoch trained: save ``candidate`` if ``every_s`` seconds have passed since the last save."""
+    def after_epoch(self, candidate, last: bool) -> None:
+        """One more epoch trained: save ``candidate`` if it is the ``last`` of its training call, or if ``every_s``
+        seconds have passed since the last save."""
         self.step += 1  # counts every epoch, saved or not: the latest file is the one with the highest step
-        if time.monotonic() - self.last_save >= self.every_s:
+        if last or time.monotonic() - self.last_save >= self.every_s:
             self.save(candidate)
 
     def save(self, candidate) -> None:

@@ -168,7 +168,6 @@ class _Candidate:
     ) -> None:
         """Train until the run has ``epochs`` epochs in all, or until ``patience`` epochs (counted over the whole run)
         pass without progress; one epoch per ``fit`` call, each saved to ``checkpoints`` (if any) as it ends."""
-        trained = False
         while len(self.history.val_acc) < epochs and not self.history.stopped_early:
             if checkpoints:
                 checkpoints.resume_streams()
@@ -188,11 +187,8 @@ class _Candidate:
             )
             self.wall += time.perf_counter() - wall
             self.cpu += time.process_time() - cpu
-            trained = True
-            if checkpoints:
-                checkpoints.after_epoch(self)
-        if trained and checkpoints:
-            checkpoints.save(self)  # a candidate's file holds its latest state before any other moves on
+            if checkpoints:  # the call's last epoch is always saved: no other candidate moves on before it is
+                checkpoints.after_epoch(self, last=len(self.history.val_acc) >= epochs or self.history.stopped_early)
 
 
 def select_and_train(
