@@ -275,12 +275,23 @@ def seeds_for(config: dict, scenario: str, n_per_class: int) -> int:
     return int(config["seeds"]) if n_per_class <= int(config["seeds_up_to"]) else int(config.get("large_seeds", 1))
 
 
+RUNS_LAST = ("scratch",)  # the random start: the costliest point at a size, and no scenario choice rests on it
+
+
 def planned_points(config: dict) -> list[tuple[str, int, int]]:
-    """Every (contender, images per class, seed) a sweep configuration asks for, in the order it runs them."""
+    """Every (contender, images per class, seed) a sweep configuration asks for, in the order it runs them.
+
+    Size by size, seed by seed; the random start after every seed of the pretrained contenders, so that a run
+    stopped part-way through a size has measured the scenarios' comparison (A, B, C over seeds) first.
+    """
     plan = []
     for n in config["sizes"]:
-        for seed in range(max(seeds_for(config, s, n) for s in config["scenarios"])):
-            plan += [(s, int(n), seed) for s in config["scenarios"] if seed < seeds_for(config, s, n)]
+        for group in (
+            [s for s in config["scenarios"] if s not in RUNS_LAST],
+            [s for s in config["scenarios"] if s in RUNS_LAST],
+        ):
+            for seed in range(max((seeds_for(config, s, n) for s in group), default=0)):
+                plan += [(s, int(n), seed) for s in group if seed < seeds_for(config, s, n)]
     return plan
 
 

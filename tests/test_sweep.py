@@ -381,6 +381,20 @@ def test_config_has_the_large_data_end_and_a_fair_budget_for_everyone():
         sweep_config.config_for("nope", "full")
 
 
+def test_the_plan_measures_every_seed_of_the_scenarios_before_the_random_start_and_after_the_rates_it_reuses():
+    plan = measurements.planned_points(sweep_config.config_for("scenarios", "full").as_json())
+    assert len(plan) == len(set(plan))
+    at = {key: i for i, key in enumerate(plan)}
+    for scenario, n, seed in plan:
+        if seed:  # a later seed reuses seed 0's rate, and B and C start from A's head at the same seed
+            assert at[(scenario, n, 0)] < at[(scenario, n, seed)]
+        if scenario in ("B", "C"):
+            assert at[("A", n, seed)] < at[(scenario, n, seed)]
+        if scenario == "scratch":  # the costliest point, on which no scenario choice rests: after A, B, C there
+            assert max(at[key] for key in plan if key[1] == n and key[0] != "scratch") < at[(scenario, n, seed)]
+    assert [key[1] for key in plan] == sorted(key[1] for key in plan)  # size by size
+
+
 def test_a_non_sweep_file_is_refused_clearly(tmp_path):
     out = tmp_path / "sweep.json"
     out.write_text("{not json")
