@@ -517,6 +517,10 @@ def test_the_runner_resumes_a_stopped_point_from_its_checkpoints_and_then_remove
         sweep.run_experiment(tiny, out, log=lambda _: None, fashion=fashion, root=root)
     [folder] = (root / "checkpoints").glob("scenarios-*-cpu/B_2_0")
     assert list(folder.glob("lr_*.pt"))  # B's first epoch is on disk
+    stopped = json.loads(out.read_text())
+    [line] = sweep.part_trained(stopped, root)  # what `course sweep --status` adds: the point and what it holds
+    assert line.startswith("part-trained B n=2 seed=0 on cpu: learning rates ") and "(1 epoch)" in line
+    assert str(folder) in line and sweep.part_trained(whole, tmp_path / "elsewhere") == []
     monkeypatch.setattr(protocol, "fit", real_fit)
     resumed = {
         p["scenario"]: p
@@ -526,6 +530,7 @@ def test_the_runner_resumes_a_stopped_point_from_its_checkpoints_and_then_remove
     assert resumed["B"]["test_acc"] == expected["B"]["test_acc"] and resumed["B"]["lr"] == expected["B"]["lr"]
     assert resumed["B"]["resumed_cpu_seconds"] > 0 and expected["B"]["resumed_cpu_seconds"] == 0
     assert not folder.exists()  # the point is in the results file: its checkpoints are gone
+    assert sweep.part_trained(stopped, root) == []
 
 
 def test_training_one_epoch_per_call_is_the_same_as_one_fit_call():

@@ -149,7 +149,7 @@ def _how_it_runs(r: Results) -> str:
     sizes = ", ".join(str(n) for n in r.config["sizes"])
     return f"""```bash
 course sweep --experiment large-data --profile full --threads 1 --out-dir course_utils/experiments/results --note "..."
-course sweep --experiment large-data --profile full --status --out-dir course_utils/experiments/results  # how far, CPU time, estimate of the rest
+course sweep --experiment large-data --profile full --status --out-dir course_utils/experiments/results  # how far, CPU time, estimate, part-trained points
 course sweep --experiment similarity --profile full --threads 1 --out course_utils/experiments/results/similarity_full.json
 course sweep --experiment large-data --profile quick                              # a smoke run of the machinery
 course results                                                                    # rebuild this section from the files

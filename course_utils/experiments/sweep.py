@@ -185,15 +185,43 @@ def run_point(
     }
 
 
+def _checkpoints_of(config: dict, root: Path, device_type: str) -> Path:
+    """The folder of one configuration's checkpoints on one kind of device (a folder per point inside)."""
+    fingerprint = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+    return root / "checkpoints" / f"{config['experiment']}-{fingerprint}-{device_type}"
+
+
 def checkpoint_dir(config: SweepConfig, inputs: Inputs, scenario: str, n: int, seed: int) -> Path:
     """Where one point's training is saved as it goes: under the experiment's cache, per configuration and device."""
-    fingerprint = hashlib.sha256(json.dumps(config.as_json(), sort_keys=True).encode()).hexdigest()[:12]
-    return (
-        inputs.root
-        / "checkpoints"
-        / f"{config.experiment}-{fingerprint}-{inputs.device.type}"
-        / f"{scenario}_{n}_{seed}"
-    )
+    return _checkpoints_of(config.as_json(), inputs.root, inputs.device.type) / f"{scenario}_{n}_{seed}"
+
+
+def _epochs(k: int) -> str:
+    return f"{k} epoch{'s' * (k != 1)}"
+
+
+def part_trained(record: dict, root: Path) -> list[str]:
+    """One line per point of ``record``'s configuration that a stopped run left part-trained in ``root``'s
+    checkpoints (what it saved, when, and the CPU time in it): the next run resumes them."""
+    config, lines = record["meta"].get("config"), []
+    if not config:
+        return lines
+    pattern = _checkpoints_of(config, root, "*")  # on any device
+    for folder in sorted(pattern.parent.glob(pattern.name)):
+        for point in sorted(p for p in folder.iterdir() if p.is_dir()):
+            saved = [(f, torch.load(f, weights_only=False)) for f in sorted(point.glob("lr_*.pt"))]
+            if not saved:
+                continue
+            scenario, n, seed = point.name.rsplit("_", 2)
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(max(f.stat().st_mtime for f, _ in saved)))
+            rates = ", ".join(f"{f.stem[3:]} ({_epochs(len(s['history'].train_loss))})" for f, s in saved)
+            cpu = sum(s["cpu"] for _, s in saved) / 3600
+            device = folder.name.rsplit("-", 1)[1]
+            lines.append(
+                f"part-trained {scenario} n={n} seed={seed} on {device}: learning rates {rates}, {cpu:.1f} CPU-h "
+                f"saved (last {when}) in {point}; the same command resumes it"
+            )
+    return lines
 
 
 def _other_protocol(sweep: dict, config: SweepConfig, name: str, ignore: tuple[str, ...] = ()) -> str | None:
@@ -375,6 +403,8 @@ def print_status(experiment: str, out: Path) -> int:
         return 0
     print(f"{out}:")
     print(status_text(record, similarity=experiment == "similarity"))
+    for line in part_trained(record, cache_dir() / "experiments"):
+        print(line)
     return 0
 
 
