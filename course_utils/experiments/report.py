@@ -162,9 +162,7 @@ with the numbers of a run that never stopped; the CPU time the stopped run spent
 Run it in the background on one core (`--threads 1`, `OMP_NUM_THREADS=1`). On Linux, `nice` alone may not keep
 other work off it: the kernel shares the CPU between terminal sessions first (autogroups) and applies nice only
 within one, so a run beside a busy test session in another terminal got a third of a core until its session's
-weight was raised (as root: `echo -15 > /proc/$(pgrep -f "course sweep")/autogroup`). CPU time is not immune
-either: on this 2-core machine an epoch of C at 6,000 per class took about 14 CPU-minutes instead of 7 while a test
-run graded exercises on the other core (2026-12-07), so keep heavy work off the machine while it runs.
+weight was raised (as root: `echo -15 > /proc/$(pgrep -f "course sweep")/autogroup`).
 
 `large-data` runs the sweep and the freeze-depth experiment size by size (the sweep first at each size: the freeze
 depths head, block5 and stem *are* its A, B and C and are copied from its file, not trained again), then one extra
