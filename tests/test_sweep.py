@@ -395,6 +395,17 @@ def test_the_plan_measures_every_seed_of_the_scenarios_before_the_random_start_a
     assert [key[1] for key in plan] == sorted(key[1] for key in plan)  # size by size
 
 
+def test_status_reads_every_committed_results_file(capsys):
+    for experiment, path in (
+        ("large-data", measurements.COMMITTED_SWEEP),
+        ("similarity", measurements.COMMITTED_SIMILARITY),
+    ):
+        args = ["--experiment", experiment, "--profile", "full", "--status"]
+        out = ["--out-dir", str(path.parent)] if experiment == "large-data" else ["--out", str(path)]
+        assert sweep.main(args + out) == 0, experiment
+        assert "planned p" in capsys.readouterr().out  # "planned points finished", "planned probe results"
+
+
 def test_a_non_sweep_file_is_refused_clearly(tmp_path):
     out = tmp_path / "sweep.json"
     out.write_text("{not json")

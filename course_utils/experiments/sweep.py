@@ -202,9 +202,9 @@ def _epochs(k: int) -> str:
 
 def part_trained(record: dict, root: Path) -> list[str]:
     """One line per point of ``record``'s configuration that a stopped run left part-trained in ``root``'s
-    checkpoints (what it saved, when, and the CPU time in it): the next run resumes them."""
+    checkpoints (what it saved, when, and the CPU time in it): the next run resumes them. Similarity runs save none."""
     config, lines = record["meta"].get("config"), []
-    if not config:
+    if not config or "experiment" not in config:
         return lines
     pattern = _checkpoints_of(config, root, "*")  # on any device
     for folder in sorted(pattern.parent.glob(pattern.name)):
