@@ -24,6 +24,11 @@ from pathlib import Path
 import torch
 
 
+def read_saved(folder: Path) -> dict[Path, dict]:
+    """Every candidate saved in ``folder`` (one lr_<rate>.pt each), read back as ``Checkpoints.save`` wrote it."""
+    return {p: torch.load(p, weights_only=False) for p in sorted(Path(folder).glob("lr_*.pt"))}
+
+
 class Checkpoints:
     """The saved candidates of one point (``folder``), and the random streams of its training ``loader``."""
 
@@ -31,7 +36,7 @@ class Checkpoints:
         self.folder, self.loader, self.every_s = Path(folder), loader, every_s
         self.folder.mkdir(parents=True, exist_ok=True)
         self.last_save = time.monotonic()
-        self.saved = {p.name: torch.load(p, weights_only=False) for p in sorted(self.folder.glob("lr_*.pt"))}
+        self.saved = {p.name: state for p, state in read_saved(self.folder).items()}
         latest = max(self.saved.values(), key=lambda s: s["step"]) if self.saved else None
         self.step = latest["step"] if latest else 0
         self.pending = latest["streams"] if latest else None  # restored once, before the first new event

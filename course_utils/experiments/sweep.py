@@ -49,6 +49,7 @@ from ..measurements import FIRST_TRAINABLE, SHARED_DEPTHS, load_results, planned
 from ..paths import cache_dir
 from ..profiles import course_profile
 from ..tools.cli import as_typed, doc_parser
+from .checkpoints import read_saved
 from .config import (
     EXPERIMENTS,
     NUM_CLASSES,
@@ -209,13 +210,15 @@ def part_trained(record: dict, root: Path) -> list[str]:
     pattern = _checkpoints_of(config, root, "*")  # on any device
     for folder in sorted(pattern.parent.glob(pattern.name)):
         for point in sorted(p for p in folder.iterdir() if p.is_dir()):
-            saved = [(f, torch.load(f, weights_only=False)) for f in sorted(point.glob("lr_*.pt"))]
+            saved = read_saved(point)
             if not saved:
                 continue
             scenario, n, seed = point.name.rsplit("_", 2)
-            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(max(f.stat().st_mtime for f, _ in saved)))
-            rates = ", ".join(f"{f.stem[3:]} ({_epochs(len(s['history'].train_loss))})" for f, s in saved)
-            cpu = sum(s["cpu"] for _, s in saved) / 3600
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(max(f.stat().st_mtime for f in saved)))
+            rates = ", ".join(
+                f"{f.stem.removeprefix('lr_')} ({_epochs(len(s['history'].train_loss))})" for f, s in saved.items()
+            )
+            cpu = sum(s["cpu"] for s in saved.values()) / 3600
             device = folder.name.rsplit("-", 1)[1]
             lines.append(
                 f"part-trained {scenario} n={n} seed={seed} on {device}: learning rates {rates}, {cpu:.1f} CPU-h "
