@@ -113,7 +113,8 @@ class Comparison:
         head = f"{self.challenger} vs {self.baseline} at {self.n_per_class}/class: {d.mean:+.3f}"
         if d.seeds < 2:
             return f"{head} (1 seed: not decided)"
-        return f"{head} ± {d.se:.3f} over {d.seeds} matched seeds ({self.z:+.1f} SE): {self.verdict}"
+        spread = "the same lead on every seed" if d.se == 0 else f"{self.z:+.1f} SE"
+        return f"{head} ± {d.se:.3f} over {d.seeds} matched seeds ({spread}): {self.verdict}"
 
 
 def compare(

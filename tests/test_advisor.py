@@ -82,6 +82,9 @@ def test_one_verdict_paired_on_matched_seeds():
     assert tie.verdict == "tie"
     assert [measurements.decide(x, 0.01, 3) for x in (0.03, 0.01, -0.03)] == ["ahead", "tie", "behind"]
     assert measurements.decide(0.5, 0.01, 1) == "not decided"
+    # leads equal to the last digit (10,000 test images: steps of 0.0001) have no spread: said so, not "+inf SE"
+    same = measurements.compare(_paired({"A": [0.8674, 0.8692], "B": [0.9305, 0.9323]}), "B", "A", 10)
+    assert same.verdict == "ahead" and "(the same lead on every seed): ahead" in same.sentence(), same.sentence()
 
 
 def test_the_crossover_needs_decided_sizes_and_one_seed_neither_makes_nor_breaks_it():
