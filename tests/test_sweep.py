@@ -296,8 +296,10 @@ def test_the_freeze_depths_the_sweep_measured_are_taken_from_it_not_trained_agai
 def test_the_flip_point_reuses_the_sweeps_rates_and_waits_for_them(tmp_path):
     fashion, log = small_fashion(200, 20), []
     sweep_out, flip_out = tmp_path / "sweep.json", tmp_path / "flip.json"
-    tiny = replace(TINY, seeds=1, cheap_seeds=1, scenarios=("raw", "A", "C"))
-    flip = replace(tiny, experiment="flip", scenarios=("C",), augment="hflip")
+    # the sweep plans more sizes than the flip point's one (as in the full profiles): only that size's budget counts
+    budgets = {**TINY.budgets, 3: protocol.Budget(3, 1)}
+    tiny = replace(TINY, seeds=1, cheap_seeds=1, scenarios=("raw", "A", "C"), budgets=budgets)
+    flip = replace(tiny, experiment="flip", scenarios=("C",), augment="hflip", budgets=TINY.budgets)
     assert "augment" not in tiny.as_json() and flip.as_json()["augment"] == "hflip"  # older files stay resumable
     kwargs = {"log": log.append, "fashion": fashion, "root": tmp_path / "c"}
     assert sweep.run_experiment(flip, flip_out, sweep_file=sweep_out, **kwargs)["points"] == []

@@ -229,11 +229,14 @@ def part_trained(record: dict, root: Path) -> list[str]:
 
 def _other_protocol(sweep: dict, config: SweepConfig, name: str, ignore: tuple[str, ...] = ()) -> str | None:
     """Why the sweep's points cannot stand in for this configuration's (measured under another protocol, apart from
-    the ``ignore``d settings), or None."""
+    the ``ignore``d settings), or None. Only the budgets of this configuration's sizes count: the sweep's budgets at
+    sizes it alone plans decide none of the points taken from it."""
     theirs, ours = (
         {k: v for k, v in shareable(c).items() if k not in ignore}
         for c in (sweep["meta"].get("config", {}), config.as_json())
     )
+    if "budgets" in theirs and "budgets" in ours:
+        theirs["budgets"] = {n: b for n, b in theirs["budgets"].items() if n in ours["budgets"]}
     if sweep["points"] and theirs != ours:
         return f"{name} was measured under another protocol; pass --sweep-file with this one's sweep"
     return None
