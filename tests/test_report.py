@@ -77,7 +77,7 @@ def test_a_size_with_some_points_is_unfinished_until_every_planned_point_is_in(t
     assert whole.unfinished == [] and not measurements.missing_points(whole.depth)
     readme = report.render((ROOT / "README.md").read_text(encoding="utf-8"), whole)
     row = [line for line in readme.splitlines() if line.startswith("| B suits medium data")]
-    assert len(row) == 1 and row[0].endswith("| measured |"), row
+    assert len(row) == 1 and "partly measured" not in row[0] and "shown" in row[0].rsplit("|", 2)[1], row
     assert "**open**" not in readme and "size: measured;" in readme  # no open row for data size once all is in
     doc = report.render_experiments((ROOT / "docs" / "experiments.md").read_text(encoding="utf-8"), whole)
     assert "Not finished yet" not in doc and '**The large-data end** ("C suits large data")' in doc
@@ -90,3 +90,30 @@ def test_a_size_with_some_points_is_unfinished_until_every_planned_point_is_in(t
         (results / "sweep_full.json").write_text(json.dumps(sweep))
         row = [line for line in report.render(readme, report.Results(results)).splitlines() if "| C suits" in line]
         assert len(row) == 1 and said in row[0].rsplit("|", 2)[1], (lead, row)
+
+
+def _b_status(results: Path, sweep: dict) -> str:
+    (results / "sweep_full.json").write_text(json.dumps(sweep))
+    readme = report.render((ROOT / "README.md").read_text(encoding="utf-8"), report.Results(results))
+    [row] = [line for line in readme.splitlines() if line.startswith("| B suits medium data")]
+    return row.rsplit("|", 2)[1].strip()
+
+
+def test_b_suits_the_sizes_from_which_it_leads_a_and_c_does_not_lead_it(tmp_path):
+    results = tmp_path / "results"
+    shutil.copytree(measurements.RESULTS_DIR, results, ignore=shutil.ignore_patterns("*.csv"))
+    sweep = json.loads((results / "sweep_full.json").read_text())
+    assert _b_status(results, sweep) == (
+        "shown from 100 per class up: B ahead of A and C not ahead of B there "
+        "(at 10 per class B ties A; at 30 per class C is ahead of B)"
+    )
+    by = {(p["scenario"], int(p["n_per_class"]), p["seed"]): p for p in sweep["points"]}
+    for (scenario, n, seed), p in by.items():  # C made ahead of B at 1,000 per class: B suits only the largest size
+        if (scenario, n) == ("C", 1000):
+            p["test_acc"] = by[("B", n, seed)]["test_acc"] + 0.05 + 0.001 * seed
+    assert _b_status(results, sweep).startswith("shown from 6,000 per class up")
+    assert "at 1,000 per class C is ahead of B" in _b_status(results, sweep)
+    for (scenario, n, seed), p in by.items():  # B made behind A at the largest size: not shown at any size
+        if (scenario, n) == ("B", 6000):
+            p["test_acc"] = by[("A", n, seed)]["test_acc"] - 0.05 - 0.001 * seed
+    assert _b_status(results, sweep).startswith("**not shown**")
