@@ -130,11 +130,15 @@ def _large_data_status(r: Results, n: int) -> str:
     return f"**not shown** at {n:,} per class: {b_said} (C {a_said} A), at {cost:.1f}× B's CPU per run"
 
 
-def _suits_b(r: Results, n: int) -> bool:
-    """B is a recipe for size ``n``: ahead of A there, and C (training everything) is not ahead of it."""
+def _why_not_b(r: Results, n: int) -> str | None:
+    """Why B is not the recipe at size ``n`` (not ahead of A there, or C ahead of it); None where it is."""
     points = r.sweep["points"]
     vs_a, c_vs_b = m.compare(points, "B", "A", n), m.compare(points, "C", "B", n)
-    return bool(vs_a and c_vs_b) and vs_a.verdict == "ahead" and c_vs_b.verdict != "ahead"
+    if vs_a is None or c_vs_b is None:
+        return "not every contender is measured"
+    if vs_a.verdict != "ahead":
+        return {"tie": "B ties A", "behind": "B is behind A"}.get(vs_a.verdict, f"B vs A {vs_a.verdict}")
+    return "C is ahead of B" if c_vs_b.verdict == "ahead" else None
 
 
 def _fine_tune_status(r: Results) -> str:
@@ -142,24 +146,14 @@ def _fine_tune_status(r: Results) -> str:
     left = sorted(set(r.unfinished) | set(r.depth_unfinished))
     if left:
         return f"partly measured ({', '.join(f'{n:,}' for n in left)} per class still to run)"
-    sizes = list(r.sizes)
-    start = next((n for i, n in enumerate(sizes) if all(_suits_b(r, k) for k in sizes[i:])), None)
+    sizes, why = list(r.sizes), {n: _why_not_b(r, n) for n in r.sizes}
+    start = next((n for i, n in enumerate(sizes) if not any(why[k] for k in sizes[i:])), None)
     if start is None:
-        return "**not shown**: at the largest size B is behind A or C is ahead of B"
-    why = [f"at {n:,} per class {_why_not_b(r, n)}" for n in sizes if n < start]
-    said = f" ({'; '.join(why)})" if why else ""
-    return f"shown from {start:,} per class up: B ahead of A and C not ahead of B there{said}"
-
-
-def _why_not_b(r: Results, n: int) -> str:
-    """Why B is not the recipe at size ``n``: how it stands against A, or that C is ahead of it."""
-    points = r.sweep["points"]
-    vs_a, c_vs_b = m.compare(points, "B", "A", n), m.compare(points, "C", "B", n)
-    if vs_a is None or c_vs_b is None:
-        return "not every contender is measured"
-    if vs_a.verdict != "ahead":
-        return {"tie": "B ties A", "behind": "B is behind A"}.get(vs_a.verdict, f"B vs A {vs_a.verdict}")
-    return "C is ahead of B"
+        return f"**not shown**: at the largest size {why[sizes[-1]]}"
+    below = "; ".join(f"at {n:,} per class {why[n]}" for n in sizes if n < start and why[n])
+    return f"shown from {start:,} per class up: B ahead of A and C not ahead of B there" + (
+        f" ({below})" if below else ""
+    )
 
 
 def _c_vs_scratch(r: Results) -> str:
