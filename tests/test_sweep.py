@@ -534,6 +534,9 @@ def test_the_runner_resumes_a_stopped_point_from_its_checkpoints_and_then_remove
     [line] = sweep.part_trained(stopped, root)  # what `course sweep --status` adds: the point and what it holds
     assert line.startswith("part-trained B n=2 seed=0 on cpu: learning rates ") and "(1 epoch)" in line
     assert str(folder) in line and sweep.part_trained(whole, tmp_path / "elsewhere") == []
+    [(checkpoint, state)] = sweep.read_saved(folder).items()
+    assert state["cpu"] > 0  # the stopped run's CPU time is on disk (a tiny epoch: often under 0.05 s) ...
+    torch.save({**state, "cpu": 12.34}, checkpoint)  # ... made large enough to show in the file's 0.1 s
     monkeypatch.setattr(protocol, "fit", real_fit)
     resumed = {
         p["scenario"]: p
@@ -541,7 +544,8 @@ def test_the_runner_resumes_a_stopped_point_from_its_checkpoints_and_then_remove
     }
     expected = {p["scenario"]: p for p in whole["points"]}
     assert resumed["B"]["test_acc"] == expected["B"]["test_acc"] and resumed["B"]["lr"] == expected["B"]["lr"]
-    assert resumed["B"]["resumed_cpu_seconds"] > 0 and expected["B"]["resumed_cpu_seconds"] == 0
+    assert resumed["B"]["resumed_cpu_seconds"] == 12.3 and expected["B"]["resumed_cpu_seconds"] == 0  # counted
+    assert resumed["B"]["point_cpu_seconds"] >= 12.3  # in the point's CPU time too, not lost
     assert not folder.exists()  # the point is in the results file: its checkpoints are gone
     assert sweep.part_trained(stopped, root) == []
 
